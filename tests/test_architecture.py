@@ -1,0 +1,61 @@
+"""The data path runs one way: a stage never imports a later one, and workbench never
+imports scikit-learn (a test and benchmark reference only)."""
+
+import ast
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
+
+# Stage order; a module may import only its own stage and earlier ones.
+STAGES = [
+    ("workbench.gaussian", "workbench.params"),
+    ("workbench.data",),
+    ("workbench.fitters", "workbench.em", "workbench.bayes"),
+    ("workbench.evaluate",),
+    ("workbench.experiment",),
+    ("workbench.report",),
+    ("workbench.cli",),
+]
+
+
+def stage_of(module: str) -> int | None:
+    for index, prefixes in enumerate(STAGES):
+        if any(module == p or module.startswith(p + ".") for p in prefixes):
+            return index
+    return None
+
+
+def imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return names
+
+
+def test_no_stage_imports_a_later_stage():
+    bad = []
+    for path in PACKAGE.rglob("*.py"):
+        module = "workbench." + ".".join(path.relative_to(PACKAGE).with_suffix("").parts)
+        module = module.removesuffix(".__init__")
+        own = stage_of(module)
+        for name in imports(path):
+            other = stage_of(name)
+            if own is not None and other is not None and other > own:
+                bad.append(f"{module} imports {name}")
+    assert not bad, bad
+
+
+def test_em_and_bayes_do_not_import_each_other():
+    for path in (PACKAGE / "em").rglob("*.py"):
+        assert not any(n.startswith("workbench.bayes") for n in imports(path)), path
+    for path in (PACKAGE / "bayes").rglob("*.py"):
+        assert not any(n.startswith("workbench.em") for n in imports(path)), path
+
+
+def test_workbench_never_imports_sklearn():
+    for path in PACKAGE.rglob("*.py"):
+        assert not any(n.split(".")[0] == "sklearn" for n in imports(path)), path

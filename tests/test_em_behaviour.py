@@ -1,0 +1,285 @@
+"""EM behaviour: monotone log-likelihood, collapse handling, constraints, MAP-EM, restarts."""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workbench.em import EMFitter
+from workbench.em.fit import NUMPY_ENGINE, EMSettings, Engine, init_state, run_em, step
+from workbench.em.init import INIT_NAMES
+from workbench.em.steps import EStats, convert_covariances
+from workbench.params import MixtureParams
+
+COV_TYPES = ["full", "diag", "spherical", "tied"]
+RESTARTS_PER_EXAMPLE = 10
+
+
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    cov_type=st.sampled_from(COV_TYPES),
+    K=st.integers(1, 5),
+    d=st.integers(1, 4),
+    init=st.sampled_from(["random_params", "random_from_data", "kmeans++"]),
+)
+def test_loglik_never_decreases(seed, cov_type, K, d, init):
+    """100 examples x 10 restarts = 1,000 random fits: no decrease beyond round-off."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(20 * K, 60 * K))
+    means = rng.normal(scale=3.0, size=(K, d))
+    truth = MixtureParams(rng.dirichlet(np.ones(K) * 3), means, np.stack([np.eye(d)] * K))
+    X = truth.sample(n, rng)[0]
+    fitter = EMFitter(
+        covariance_type=cov_type,
+        init=init,
+        n_restarts=RESTARTS_PER_EXAMPLE,
+        max_iter=200,
+        engine="numpy",
+        reference=False,
+    )
+    result = fitter.fit_array(X, rng, n_components=K)
+    for trace in result.restarts.traces:
+        finite = trace[np.isfinite(trace)]
+        steps = np.diff(finite)
+        assert np.all(steps >= -1e-9 * np.abs(finite[1:])), steps.min()
+    assert result.diagnostics["n_loglik_decreases"] == 0
+
+
+def test_decrease_is_detected_and_reported():
+    """An engine that corrupts the log-likelihood makes it fall; the loop must say so."""
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 1))
+    calls = {"n": 0}
+
+    def bad_e_step(*args):
+        stats = NUMPY_ENGINE.e_step(*args)
+        calls["n"] += 1
+        return stats._replace(loglik=stats.loglik - 10.0 * (calls["n"] == 3))
+
+    engine = Engine(bad_e_step, NUMPY_ENGINE.centred_scatter)
+    cfg = EMSettings(covariance_type="full", max_iter=10, tol=0.0)
+    start = init_state(
+        np.array([[0.5, 0.5]]),
+        np.array([[[-1.0], [1.0]]]),
+        np.ones((1, 2, 1, 1)),
+        cfg,
+        X.var(axis=0),
+    )
+    run = run_em(X, start, cfg, engine)
+    assert run.n_decreases[0] == 1
+    assert 9.0 < run.max_decrease[0] <= 10.0  # 10 nats minus the step's true increase
+
+
+def collapse_data():
+    """100 points from N(0, 1) and a start with one component on the largest data point."""
+    X = np.random.default_rng(7).normal(size=(100, 1))
+    init = {
+        "weights": [0.9, 0.1],
+        "means": [[0.0], [float(X.max())]],
+        "covariances": [[[1.0]], [[1e-6]]],
+    }
+    return X, init
+
+
+def test_collapse_is_degenerate_without_floor():
+    X, init = collapse_data()
+    result = EMFitter(init=init, reg_covar=0.0).fit_array(
+        X, np.random.default_rng(0), n_components=2
+    )
+    assert result.status == "degenerate"
+    assert result.diagnostics["degenerate_component"] == 1
+    assert result.diagnostics["degenerate_kind"] == "covariance"
+    assert np.isfinite(result.loglik)
+    assert np.all(np.isfinite(result.params.covariances))
+
+
+def test_collapse_is_finite_with_floor_and_with_prior():
+    X, init = collapse_data()
+    rng = np.random.default_rng(0)
+    for fitter in (
+        EMFitter(init=init, reg_covar=1e-6),
+        EMFitter(init=init, reg_covar=0.0, prior="default"),
+    ):
+        result = fitter.fit_array(X, rng, n_components=2)
+        assert result.status in ("converged", "max_iter")
+        assert np.isfinite(result.loglik)
+        assert np.all(np.isfinite(result.params.covariances))
+        assert np.all(result.params.covariances > 0)
+
+
+def test_empty_component_is_a_weight_collapse():
+    X = np.random.default_rng(8).normal(size=(50, 1))
+    init = {"weights": [0.5, 0.5], "means": [[0.0], [1e6]], "covariances": [[[1.0]], [[1.0]]]}
+    result = EMFitter(init=init).fit_array(X, np.random.default_rng(0), n_components=2)
+    assert result.status == "degenerate"
+    assert result.diagnostics["degenerate_kind"] == "weight"
+    assert result.diagnostics["degenerate_component"] == 1
+
+
+def test_non_finite_data_is_refused_in_one_line():
+    X = np.random.default_rng(9).normal(size=(50, 2))
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="^data: 1 non-finite values"):
+        EMFitter(init="random_params").fit_array(X, np.random.default_rng(0), n_components=2)
+
+
+def test_nan_during_iteration_is_a_status_not_a_crash():
+    """A start whose density underflows everywhere gives NaN responsibilities: status, no raise."""
+    X = np.random.default_rng(9).normal(size=(50, 1))
+    init = {"weights": [0.5, 0.5], "means": [[1e200], [-1e200]], "covariances": [[[1.0]], [[1.0]]]}
+    result = EMFitter(init=init).fit_array(X, np.random.default_rng(0), n_components=2)
+    assert result.status == "degenerate"
+    assert result.diagnostics["degenerate_kind"] == "nan"
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_constraints_hold_exactly_in_every_iteration(cov_type):
+    rng = np.random.default_rng(10)
+    X = np.concatenate([rng.normal(-2, 1, size=(150, 2)), rng.normal(2, 0.5, size=(100, 2))])
+    fixed_w = np.array([0.7, 0.3])
+    fixed_cov = convert_covariances(np.stack([np.eye(2), 0.3 * np.eye(2)]), fixed_w, cov_type)
+    for fixed in (
+        {"fixed_weights": fixed_w},
+        {"fixed_covariances": fixed_cov},
+        {"fixed_means": np.array([[-1.0, -1.0], [1.0, 1.0]])},
+    ):
+        cfg = EMSettings(covariance_type=cov_type, **fixed)
+        full = np.stack([np.eye(2)] * 2)[None]
+        start = init_state(
+            np.array([[0.5, 0.5]]),
+            np.array([[[-0.5, 0.0], [0.5, 0.0]]]),
+            convert_covariances(full, np.array([[0.5, 0.5]]), cov_type),
+            cfg,
+            X.var(axis=0),
+        )
+        state = start
+        for _ in range(30):
+            state, info = step(X, state, cfg, X.var(axis=0))
+            for name, value in fixed.items():
+                current = getattr(state, name.removeprefix("fixed_"))[0]
+                np.testing.assert_array_equal(current, value)
+        assert np.all(np.isfinite(info.loglik))
+
+
+def test_truth_constraints_for_jin_setting():
+    """Jin et al. 2016: equal weights and identity covariances known, only the means move."""
+    rng = np.random.default_rng(11)
+    truth = MixtureParams(
+        np.full(3, 1 / 3), [[0.0, 0.0], [6.0, 0.0], [0.0, 6.0]], np.stack([np.eye(2)] * 3)
+    )
+    X = truth.sample(600, rng)[0]
+    fitter = EMFitter(
+        init="random_from_data", n_restarts=20, fixed_weights="truth", fixed_covariances="truth"
+    )
+    result = fitter.fit_array(X, rng, truth=truth)
+    np.testing.assert_array_equal(result.params.weights, truth.weights)
+    np.testing.assert_array_equal(result.params.covariances, truth.covariances)
+    assert result.diagnostics["reference_loglik"] >= result.loglik - 1e-6
+
+
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_map_em_reaches_a_maximum_of_the_posterior(cov_type):
+    """At a MAP-EM fixed point, small perturbations of the parameters lower the objective."""
+    rng = np.random.default_rng(12)
+    X = np.concatenate([rng.normal(-2, 1, size=(60, 2)), rng.normal(2, 0.7, size=(40, 2))])
+    fitter = EMFitter(
+        covariance_type=cov_type,
+        prior="default",
+        reg_covar=0.0,
+        tol=1e-14,
+        max_iter=5000,
+        init="kmeans++",
+    )
+    result = fitter.fit_array(X, rng, n_components=2)
+    assert result.status == "converged"
+    cfg = fitter.settings(X, 2, None)._replace(max_iter=0)
+
+    def objective(weights, means, covs):
+        state = init_state(weights[None], means[None], covs[None], cfg, X.var(axis=0))
+        return run_em(X, state, cfg).objective[0]
+
+    p = result.params
+    best = objective(p.weights, p.means, p.covariances)
+    assert best == pytest.approx(result.diagnostics["objective"], rel=1e-12)
+    for _ in range(20):
+        means = p.means + rng.normal(scale=1e-3, size=p.means.shape)
+        covs = p.covariances * np.exp(rng.normal(scale=1e-3, size=p.covariances.shape))
+        if cov_type in ("full", "tied"):
+            covs = (covs + np.swapaxes(covs, -1, -2)) / 2
+        assert objective(p.weights, means, covs) < best
+
+
+@pytest.mark.parametrize("init", INIT_NAMES)
+def test_every_init_gives_all_restarts(init):
+    rng = np.random.default_rng(13)
+    truth = MixtureParams([0.5, 0.5], [[-3.0], [3.0]], [[[1.0]], [[1.0]]])
+    X = truth.sample(300, rng)[0]
+    result = EMFitter(init=init, n_restarts=7).fit_array(X, rng, truth=truth)
+    assert len(result.restarts.loglik) == 7
+    assert set(result.restarts.status) <= {"converged", "max_iter", "degenerate"}
+    assert result.restarts.loglik[result.restarts.best] == result.loglik
+    assert result.loglik == pytest.approx(truth_optimum(X, truth), rel=1e-7)
+
+
+def truth_optimum(X, truth):
+    return (
+        EMFitter(init="truth", tol=1e-12).fit_array(X, np.random.default_rng(0), truth=truth).loglik
+    )
+
+
+def test_same_seed_same_numbers():
+    X = np.random.default_rng(14).normal(size=(200, 2))
+    fits = [
+        EMFitter(init="small_em", n_restarts=4).fit_array(
+            X, np.random.default_rng(5), n_components=3
+        )
+        for _ in range(2)
+    ]
+    np.testing.assert_array_equal(fits[0].restarts.loglik, fits[1].restarts.loglik)
+    np.testing.assert_array_equal(fits[0].params.means, fits[1].params.means)
+
+
+def test_stops_on_relative_change():
+    X = np.random.default_rng(15).normal(size=(300, 1))
+    result = EMFitter(init="random_params", tol=1e-6, max_iter=10000).fit_array(
+        X, np.random.default_rng(0), n_components=2
+    )
+    trace = result.trace
+    assert abs(trace[-1] - trace[-2]) < 1e-6 * abs(trace[-1])
+    assert np.all(np.abs(np.diff(trace[:-1])) >= 1e-6 * np.abs(trace[1:-1]))
+    assert len(trace) == result.n_iter + 1
+    assert result.loglik == trace[-1]
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("covariance_type", "banana"),
+        ("init", "nope"),
+        ("n_restarts", 0),
+        ("tol", -1.0),
+        ("reg_covar", -1e-6),
+        ("prior", "flat"),
+        ("engine", "gpu"),
+        ("fixed_weights", 3),
+    ],
+)
+def test_bad_settings_name_the_key(key, value):
+    with pytest.raises(ValueError, match=f"^{key}="):
+        EMFitter(**{key: value})
+
+
+def test_stats_record_shapes():
+    """The E-step's record has the documented shapes."""
+    rng = np.random.default_rng(16)
+    X = rng.normal(size=(40, 3))
+    from workbench.em.steps import e_step
+
+    stats = e_step(
+        X, np.log(np.full((2, 4), 0.25)), rng.normal(size=(2, 4, 3)), np.ones((2, 4, 3)), "diag"
+    )
+    assert isinstance(stats, EStats)
+    assert stats.resp.shape == (2, 40, 4) and stats.nk.shape == (2, 4)
+    assert stats.sum_x.shape == (2, 4, 3) and stats.loglik.shape == (2,)
+    np.testing.assert_allclose(stats.resp.sum(axis=2), 1.0)

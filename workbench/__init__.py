@@ -1,0 +1,3 @@
+"""EM vs Bayes mixture workbench."""
+
+__version__ = "0.1.0"

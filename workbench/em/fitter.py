@@ -1,0 +1,284 @@
+"""EMFitter: the EM side of the one fitter interface, ``fit(dataset, rng) -> FitResult``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from workbench.data.dataset import Dataset
+from workbench.em import engines
+from workbench.em.fit import EMRun, EMSettings, init_state, run_em
+from workbench.em.init import INIT_NAMES, INITS, small_em
+from workbench.em.steps import convert_covariances, default_prior
+from workbench.fitters import FitResult, RestartSummary
+from workbench.gaussian import COVARIANCE_TYPES
+from workbench.params import MixtureParams, as_data_matrix
+
+PRIOR_KEYS = ("shrinkage", "mean", "dof", "scale")
+
+
+@dataclass(frozen=True)
+class EMFitter:
+    """Maximum-likelihood (or MAP) EM for a Gaussian mixture, with R batched restarts.
+
+    n_components: K (default: the data set's ``n_components_to_fit``). init: a strategy name
+    (see :mod:`workbench.em.init`, plus ``truth``) or a dict of starting ``weights``, ``means``,
+    ``covariances`` (covariance-type shapes). fixed_weights / fixed_means / fixed_covariances:
+    values held fixed in every iteration, or ``"truth"`` for the generating values.
+    prior: None (maximum likelihood), ``"default"`` (Fraley & Raftery 2007 / mclust defaults), or
+    a dict overriding some of shrinkage, mean, dof, scale. reference: also run EM from the truth
+    (same settings) so that ``reference_loglik`` is the best known optimum.
+    engine: ``numpy`` (the reference step functions), ``numba`` (fused kernels) or ``auto``.
+    """
+
+    method: str = field(default="em", init=False)
+    n_components: int | None = None
+    covariance_type: str = "full"
+    init: str | dict = "kmeans++"
+    n_restarts: int = 1
+    tol: float = 1e-8
+    max_iter: int = 1000
+    reg_covar: float = 1e-6
+    prior: str | dict | None = None
+    fixed_weights: Any = None
+    fixed_means: Any = None
+    fixed_covariances: Any = None
+    reference: bool = True
+    engine: str = "auto"
+
+    def __post_init__(self) -> None:
+        _check(
+            self.n_components is None or _is_int(self.n_components, 1),
+            "n_components",
+            self.n_components,
+            "must be an integer >= 1",
+        )
+        _check(
+            self.covariance_type in COVARIANCE_TYPES,
+            "covariance_type",
+            self.covariance_type,
+            f"expected one of {', '.join(COVARIANCE_TYPES)}",
+        )
+        _check(
+            isinstance(self.init, dict) or self.init in INIT_NAMES,
+            "init",
+            self.init,
+            f"expected one of {', '.join(INIT_NAMES)} or a dict of parameters",
+        )
+        _check(
+            _is_int(self.n_restarts, 1), "n_restarts", self.n_restarts, "must be an integer >= 1"
+        )
+        _check(_is_int(self.max_iter, 0), "max_iter", self.max_iter, "must be an integer >= 0")
+        _check(_is_number(self.tol) and self.tol >= 0, "tol", self.tol, "must be >= 0")
+        _check(
+            _is_number(self.reg_covar) and self.reg_covar >= 0,
+            "reg_covar",
+            self.reg_covar,
+            "must be >= 0",
+        )
+        _check(
+            self.prior in (None, "default")
+            or (isinstance(self.prior, dict) and set(self.prior) <= set(PRIOR_KEYS)),
+            "prior",
+            self.prior,
+            f"expected none, 'default' or a dict with keys among {', '.join(PRIOR_KEYS)}",
+        )
+        _check(
+            self.engine in engines.ENGINE_NAMES,
+            "engine",
+            self.engine,
+            f"expected one of {', '.join(engines.ENGINE_NAMES)}",
+        )
+        for name in ("fixed_weights", "fixed_means", "fixed_covariances"):
+            value = getattr(self, name)
+            is_truth = isinstance(value, str) and value == "truth"
+            allowed = value is None or is_truth or isinstance(value, list | tuple | np.ndarray)
+            _check(allowed, name, value, "expected a list of values or 'truth'")
+
+    # ------------------------------------------------------------------------------------------
+    def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
+        """Fit ``dataset.X``; ``dataset.truth`` serves the ``truth`` init, the ``"truth"``
+        constraints and the reference optimum."""
+        return self.fit_array(
+            dataset.X,
+            rng,
+            truth=dataset.truth,
+            n_components=self.n_components or dataset.n_components_to_fit,
+        )
+
+    def fit_array(
+        self,
+        X,
+        rng: np.random.Generator,
+        truth: MixtureParams | None = None,
+        n_components: int | None = None,
+    ) -> FitResult:
+        """Fit an (n, d) or (n,) array. ``n_components`` defaults to the setting, then truth's K."""
+        X = as_data_matrix(X)
+        if not np.all(np.isfinite(X)):
+            bad = int(np.sum(~np.isfinite(X)))
+            raise ValueError(f"data: {bad} non-finite values (NaN or inf); EM needs finite data")
+        K = n_components or self.n_components or (truth.n_components if truth else None)
+        if K is None:
+            raise ValueError("n_components: required when there is no truth to take it from")
+        if K > X.shape[0]:
+            raise ValueError(f"n_components={K}: more components than data points ({X.shape[0]})")
+        settings = self.settings(X, K, truth)
+        engine = engines.get(self.engine)
+        weights, means, covs = self._starts(X, K, truth, settings, engine, rng)
+        start = init_state(weights, means, covs, settings, X.var(axis=0))
+        run = run_em(X, start, settings, engine)
+        reference = self._reference_loglik(X, K, truth, settings, engine)
+        return _fit_result(run, settings, X, reference)
+
+    def settings(self, X: np.ndarray, K: int, truth: MixtureParams | None) -> EMSettings:
+        """Resolve the fixed parameters and the prior for this data set."""
+        cov_type = self.covariance_type
+        fixed = {}
+        for name in ("weights", "means", "covariances"):
+            value = getattr(self, f"fixed_{name}")
+            if isinstance(value, str):  # "truth"
+                value = _truth_in_type(truth, K, cov_type, f"fixed_{name}")[name]
+            fixed[name] = _fixed_array(value, name, K, X.shape[1], cov_type)
+        prior = None
+        if self.prior is not None:
+            prior = default_prior(X, K, cov_type)
+            if isinstance(self.prior, dict):
+                prior = prior._replace(**{k: np.asarray(v, float) for k, v in self.prior.items()})
+        return EMSettings(
+            covariance_type=cov_type,
+            tol=self.tol,
+            max_iter=self.max_iter,
+            reg_covar=self.reg_covar,
+            prior=prior,
+            fixed_weights=fixed["weights"],
+            fixed_means=fixed["means"],
+            fixed_covariances=fixed["covariances"],
+        )
+
+    def _starts(self, X, K, truth, settings: EMSettings, engine, rng):
+        cov_type, R = self.covariance_type, self.n_restarts
+        if isinstance(self.init, dict):
+            given = _given_params(self.init, K, X.shape[1], cov_type)
+            return tuple(np.broadcast_to(a, (R, *a.shape)).copy() for a in given)
+        if self.init == "truth":
+            given = _truth_in_type(truth, K, cov_type, "init")
+            return tuple(
+                np.broadcast_to(given[k], (R, *given[k].shape)).copy()
+                for k in ("weights", "means", "covariances")
+            )
+        if self.init == "small_em":
+            weights, means, full = small_em(X, K, R, rng, settings, engine)
+        else:
+            weights, means, full = INITS[self.init](X, K, R, rng)
+        return weights, means, convert_covariances(full, weights, cov_type)
+
+    def _reference_loglik(self, X, K, truth, settings, engine) -> float:
+        if not self.reference or truth is None or truth.n_components != K:
+            return np.nan
+        if truth.n_features != X.shape[1]:
+            return np.nan
+        given = _truth_in_type(truth, K, self.covariance_type, "init")
+        start = init_state(
+            given["weights"][None],
+            given["means"][None],
+            given["covariances"][None],
+            settings,
+            X.var(axis=0),
+        )
+        return float(run_em(X, start, settings, engine).loglik[0])
+
+
+# ---------------------------------------------------------------------------------------------
+def _fit_result(run: EMRun, settings: EMSettings, X: np.ndarray, truth_loglik: float):
+    score = np.where(run.status == "degenerate", -np.inf, run.objective)
+    score = np.nan_to_num(score, nan=-np.inf)
+    if not np.isfinite(score).any():  # every restart degenerate: keep the best finite one
+        score = np.nan_to_num(run.objective, nan=-np.inf)
+    best = int(np.argmax(score))
+    s = run.state
+    params = MixtureParams(
+        s.weights[best], s.means[best], s.covariances[best], settings.covariance_type
+    )
+    loglik = float(run.loglik[best])
+    finite = run.loglik[np.isfinite(run.loglik) & (run.status != "degenerate")]
+    best_known = max([x for x in (truth_loglik, *finite) if np.isfinite(x)], default=np.nan)
+    n = X.shape[0]
+    diagnostics = {
+        "reference_loglik": best_known,
+        "truth_start_loglik": truth_loglik,
+        "objective": float(run.objective[best]),
+        "n_restarts": len(run.status),
+        "n_converged": int(np.sum(run.status == "converged")),
+        "n_degenerate": int(np.sum(run.status == "degenerate")),
+        "n_max_iter": int(np.sum(run.status == "max_iter")),
+        "degenerate_component": int(run.degenerate_component[best]),
+        "degenerate_kind": str(run.degenerate_kind[best]),
+        "n_loglik_decreases": int(run.n_decreases[best]),
+        "max_loglik_decrease": float(run.max_decrease[best]),
+        "bic": float(-2 * loglik + params.n_free_parameters() * np.log(n)),
+        "aic": float(-2 * loglik + 2 * params.n_free_parameters()),
+    }
+    summary = RestartSummary(
+        run.loglik.copy(), run.status.copy(), run.n_iter.copy(), best, traces=run.traces
+    )
+    return FitResult(
+        method="em",
+        status=str(run.status[best]),
+        params=params,
+        loglik=loglik,
+        n_iter=int(run.n_iter[best]),
+        wall_time=run.wall_time,
+        diagnostics=diagnostics,
+        trace=run.traces[best],
+        restarts=summary,
+    )
+
+
+def _truth_in_type(truth: MixtureParams | None, K: int, cov_type: str, key: str) -> dict:
+    if truth is None or truth.n_components != K:
+        raise ValueError(f"{key}='truth': the data set has no {K}-component truth")
+    full = truth.full_covariances()
+    return {
+        "weights": truth.weights.copy(),
+        "means": truth.means.copy(),
+        "covariances": convert_covariances(full, truth.weights, cov_type),
+    }
+
+
+def _covariance_shape(cov_type: str, K: int, d: int) -> tuple[int, ...]:
+    return {"full": (K, d, d), "diag": (K, d), "spherical": (K,), "tied": (d, d)}[cov_type]
+
+
+def _fixed_array(value, name: str, K: int, d: int, cov_type: str):
+    if value is None:
+        return None
+    shape = {"weights": (K,), "means": (K, d), "covariances": _covariance_shape(cov_type, K, d)}
+    array = np.asarray(value, dtype=float)
+    if array.size != int(np.prod(shape[name])):
+        raise ValueError(f"fixed_{name}={value!r}: expected shape {shape[name]}")
+    return array.reshape(shape[name])
+
+
+def _given_params(init: dict, K: int, d: int, cov_type: str):
+    missing = {"weights", "means", "covariances"} - set(init)
+    if missing:
+        raise ValueError(f"init: a dict of parameters needs {', '.join(sorted(missing))}")
+    return tuple(
+        _fixed_array(init[k], k, K, d, cov_type) for k in ("weights", "means", "covariances")
+    )
+
+
+def _is_int(value, minimum: int) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
+def _check(ok: bool, key: str, value, message: str) -> None:
+    if not ok:
+        raise ValueError(f"{key}={value!r}: {message}")

@@ -1,0 +1,129 @@
+"""Initialisation strategies, selectable by name. Each returns R starting points as
+(weights (R, K), means (R, K, d), full covariances (R, K, d, d)).
+
+- ``random_params``: the founding document's random start. Means uniform over the data's range
+  in each dimension, standard deviations uniform in [0.5, 1.5] x the data's standard deviation
+  (independent dimensions), weights from a flat Dirichlet.
+- ``random_from_data``: means at K distinct random data points, every covariance the data's
+  covariance, equal weights.
+- ``kmeans++``: scipy's k-means++ seeding; each point goes to its nearest seed and the Gaussian
+  parameters are the (hard) M-step of that partition.
+- ``kmeans``: the same partition after Lloyd's k-means (scipy ``kmeans2``, 30 iterations) from
+  k-means++ seeds.
+- ``small_em``: Biernacki, Celeux & Govaert (2003) with Rmixmod's defaults: 50 random_from_data
+  tries, each run for at most 5 EM iterations (stopping early at relative change 1e-3); the try
+  with the highest log-likelihood is the start.
+- ``truth`` and user-given parameters are handled by the fitter (no randomness).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+
+import numpy as np
+from scipy.cluster.vq import kmeans2
+
+from workbench.em.fit import EMSettings, init_state, run_em
+from workbench.em.steps import convert_covariances
+from workbench.gaussian import full_covariances
+
+Start = tuple[np.ndarray, np.ndarray, np.ndarray]
+
+SMALL_EM_TRIES = 50
+SMALL_EM_ITERATIONS = 5
+SMALL_EM_TOL = 1e-3
+KMEANS_ITERATIONS = 30
+
+
+def data_covariance(X: np.ndarray) -> np.ndarray:
+    """Covariance of the data (d, d), maximum-likelihood normalisation, centred."""
+    centred = X - X.mean(axis=0)
+    return centred.T @ centred / X.shape[0]
+
+
+def random_params(X, K, R, rng) -> Start:
+    low, high = X.min(axis=0), X.max(axis=0)
+    sd = X.std(axis=0)
+    d = X.shape[1]
+    means = rng.uniform(low, high, size=(R, K, d))
+    scales = sd * rng.uniform(0.5, 1.5, size=(R, K, d))
+    covs = scales[..., :, None] * np.eye(d) * scales[..., None, :]
+    weights = rng.dirichlet(np.ones(K), size=R)
+    return weights, means, covs
+
+
+def random_from_data(X, K, R, rng) -> Start:
+    n, d = X.shape
+    idx = np.stack([rng.choice(n, size=K, replace=False) for _ in range(R)])
+    means = X[idx]
+    covs = np.broadcast_to(data_covariance(X), (R, K, d, d)).copy()
+    weights = np.full((R, K), 1.0 / K)
+    return weights, means, covs
+
+
+def params_from_partition(X: np.ndarray, labels: np.ndarray, K: int) -> Start:
+    """Hard M-step: weights, means and covariances of a partition, as a batch of one.
+
+    A part with fewer than d + 1 points gets the data covariance (its own would be singular).
+    An empty part (possible only when data points repeat) sits at the data mean with weight 1/n.
+    """
+    n, d = X.shape
+    counts = np.bincount(labels, minlength=K).astype(float)
+    fallback = data_covariance(X)
+    means = np.empty((K, d))
+    covs = np.empty((K, d, d))
+    for k in range(K):
+        members = X[labels == k]
+        means[k] = members.mean(axis=0) if len(members) else X.mean(axis=0)
+        if len(members) > d:
+            centred = members - means[k]
+            covs[k] = centred.T @ centred / len(members)
+        else:
+            covs[k] = fallback
+    weights = np.maximum(counts, 1.0)
+    return (weights / weights.sum())[None], means[None], covs[None]
+
+
+def _kmeans_start(X, K, R, rng, iterations: int) -> Start:
+    starts = []
+    for _ in range(R):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # empty clusters keep their previous centre
+            _, labels = kmeans2(X, K, iter=iterations, minit="++", rng=rng)
+        starts.append(params_from_partition(X, labels, K))
+    return tuple(np.concatenate(parts) for parts in zip(*starts, strict=True))
+
+
+def kmeans_plusplus(X, K, R, rng) -> Start:
+    return _kmeans_start(X, K, R, rng, iterations=1)
+
+
+def kmeans(X, K, R, rng) -> Start:
+    return _kmeans_start(X, K, R, rng, iterations=KMEANS_ITERATIONS)
+
+
+def small_em(X, K, R, rng, settings: EMSettings | None = None, engine=None) -> Start:
+    """Best of SMALL_EM_TRIES short EM runs per restart (R * 50 short runs, batched)."""
+    settings = settings or EMSettings()
+    short = settings._replace(max_iter=SMALL_EM_ITERATIONS, tol=SMALL_EM_TOL)
+    weights, means, covs = random_from_data(X, K, R * SMALL_EM_TRIES, rng)
+    covs = convert_covariances(covs, weights, settings.covariance_type)
+    start = init_state(weights, means, covs, short, X.var(axis=0))
+    kwargs = {} if engine is None else {"engine": engine}
+    run = run_em(X, start, short, **kwargs)
+    score = np.where(run.status == "degenerate", -np.inf, run.objective)
+    score = np.nan_to_num(score, nan=-np.inf).reshape(R, SMALL_EM_TRIES)
+    best = np.arange(R) * SMALL_EM_TRIES + np.argmax(score, axis=1)
+    chosen = full_covariances(run.state.covariances[best], settings.covariance_type, K, X.shape[1])
+    return run.state.weights[best], run.state.means[best], chosen
+
+
+INITS: dict[str, Callable[..., Start]] = {
+    "random_params": random_params,
+    "random_from_data": random_from_data,
+    "kmeans++": kmeans_plusplus,
+    "kmeans": kmeans,
+    "small_em": small_em,
+}
+INIT_NAMES = (*INITS, "truth")

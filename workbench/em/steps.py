@@ -1,0 +1,228 @@
+"""EM for Gaussian mixtures as pure step functions: the reference implementation.
+
+Everything is batched over a leading restart axis R, so that many restarts on one data set run
+as arrays. Shapes: X (n, d); weights (R, K); means (R, K, d); covariances and precision Cholesky
+factors as in :mod:`workbench.gaussian` with a leading R; responsibilities (R, n, K).
+
+The E-step works in log space (logsumexp). The M-step is split into weighted sufficient
+statistics (counts ``nk`` and weighted sums), and scatter matrices computed from data centred at
+the new means, never as E[x^2] - mu^2. The fused kernels in :mod:`workbench.em.fast` compute the
+same two quantities and are held to these functions by tests.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy.special import logsumexp
+
+from workbench.gaussian import log_gaussian_prob
+
+
+class Prior(NamedTuple):
+    """Conjugate normal-inverse-Wishart prior of Fraley & Raftery (2007) for MAP-EM.
+
+    mean_{k} | S_k ~ N(mean, S_k / shrinkage); S_k ~ inverse-Wishart(dof, scale).
+    mean: (d,). scale: (d, d) for full/tied, (d,) for diag, () for spherical.
+    """
+
+    shrinkage: float
+    mean: np.ndarray
+    dof: float
+    scale: np.ndarray
+
+
+def default_prior(X: np.ndarray, n_components: int, covariance_type: str) -> Prior:
+    """mclust's ``priorControl()`` defaults: shrinkage 0.01, mean = data mean, dof = d + 2,
+    scale = var(data) / K^(2/d) (the covariance matrix for full/tied, its diagonal for diag, its
+    mean diagonal for spherical)."""
+    d = X.shape[1]
+    cov = np.atleast_2d(np.cov(X, rowvar=False))
+    scale = cov / n_components ** (2.0 / d)
+    if covariance_type == "diag":
+        scale = np.diag(scale).copy()
+    elif covariance_type == "spherical":
+        scale = np.asarray(np.trace(scale) / d)
+    return Prior(0.01, X.mean(axis=0), d + 2.0, scale)
+
+
+# ---------------------------------------------------------------------------------------------
+# E-step
+# ---------------------------------------------------------------------------------------------
+class EStats(NamedTuple):
+    """Output of the E-step: responsibilities, log-likelihood and weighted sums."""
+
+    resp: np.ndarray  # (R, n, K)
+    loglik: np.ndarray  # (R,) total log-likelihood of the parameters that were evaluated
+    nk: np.ndarray  # (R, K) sum_i r_ik
+    sum_x: np.ndarray  # (R, K, d) sum_i r_ik x_i
+
+
+def log_joint(X, log_weights, means, prec_chol, covariance_type) -> np.ndarray:
+    """log w_k + log N(x_i | mu_k, S_k), shape (R, n, K)."""
+    return log_gaussian_prob(X, means, prec_chol, covariance_type) + log_weights[:, None, :]
+
+
+def e_step(X, log_weights, means, prec_chol, covariance_type) -> EStats:
+    """Responsibilities r_ik = p(z_i = k | x_i) by Bayes' rule in log space, and their sums."""
+    joint = log_joint(X, log_weights, means, prec_chol, covariance_type)
+    log_norm = logsumexp(joint, axis=2, keepdims=True)  # (R, n, 1)
+    resp = np.exp(joint - log_norm)
+    nk = resp.sum(axis=1)
+    sum_x = np.swapaxes(resp, 1, 2) @ X
+    return EStats(resp, log_norm[..., 0].sum(axis=1), nk, sum_x)
+
+
+# ---------------------------------------------------------------------------------------------
+# M-step
+# ---------------------------------------------------------------------------------------------
+def estimate_weights(nk: np.ndarray) -> np.ndarray:
+    """Maximum-likelihood weights nk / n, (R, K)."""
+    return nk / nk.sum(axis=1, keepdims=True)
+
+
+def estimate_means(nk: np.ndarray, sum_x: np.ndarray, prior: Prior | None) -> np.ndarray:
+    """Weighted means sum_i r_ik x_i / n_k, or their posterior mode under the prior. (R, K, d)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if prior is None:
+            return sum_x / nk[..., None]
+        return (sum_x + prior.shrinkage * prior.mean) / (nk[..., None] + prior.shrinkage)
+
+
+def centred_scatter(X, resp, centres, covariance_type) -> np.ndarray:
+    """Weighted scatter about the given centres, sum_i r_ik (x_i - c_k)(x_i - c_k)^T.
+
+    Returns (R, K, d, d) for full and tied, (R, K, d) (the diagonal) for diag and spherical.
+    """
+    diff = X[None, None, :, :] - centres[:, :, None, :]  # (R, K, n, d)
+    weighted = np.swapaxes(resp, 1, 2)[..., None] * diff  # (R, K, n, d)
+    if covariance_type in ("full", "tied"):
+        return np.swapaxes(weighted, -1, -2) @ diff
+    return np.einsum("rknd,rknd->rkd", weighted, diff)
+
+
+def estimate_covariances(
+    scatter: np.ndarray,
+    nk: np.ndarray,
+    means: np.ndarray,
+    covariance_type: str,
+    reg_covar: float,
+    prior: Prior | None,
+) -> np.ndarray:
+    """Covariances from centred scatter (see :func:`centred_scatter`), with the variance floor
+    ``reg_covar`` (:func:`apply_variance_floor`). Without a prior, scatter_k / n_k (tied:
+    sum_k scatter_k / n; diag: its diagonal; spherical: the mean of the diagonal). With a prior,
+    the posterior mode of Fraley & Raftery (2007):
+    S_k = [scale + scatter_k + shrinkage (mu_k - m)(mu_k - m)^T] / (dof + n_k + d + 2) (full),
+    with the matching denominators (dof + n_k + 3) per variance (diag),
+    (dof + (n_k + 1) d + 2) (spherical) and (dof + n + K + d + 1) (tied).
+    """
+    d = means.shape[-1]
+    n_components = means.shape[-2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        if prior is not None:
+            dev = means - prior.mean  # (R, K, d)
+            if covariance_type in ("full", "tied"):
+                numer = scatter + prior.shrinkage * dev[..., :, None] * dev[..., None, :]
+            else:
+                numer = scatter + prior.shrinkage * dev**2
+        if covariance_type == "full":
+            if prior is None:
+                cov = scatter / nk[..., None, None]
+            else:
+                cov = (prior.scale + numer) / (prior.dof + nk + d + 2.0)[..., None, None]
+        elif covariance_type == "tied":
+            n = nk.sum(axis=-1)
+            if prior is None:
+                cov = scatter.sum(axis=-3) / n[..., None, None]
+            else:
+                denom = prior.dof + n + n_components + d + 1.0
+                cov = (prior.scale + numer.sum(axis=-3)) / denom[..., None, None]
+        elif covariance_type == "diag":
+            if prior is None:
+                cov = scatter / nk[..., None]
+            else:
+                cov = (prior.scale + numer) / (prior.dof + nk + 3.0)[..., None]
+        elif prior is None:  # spherical
+            cov = scatter.mean(axis=-1) / nk
+        else:
+            denom = prior.dof + (nk + 1.0) * d + 2.0
+            cov = (prior.scale + numer.sum(axis=-1)) / denom
+    return apply_variance_floor(cov, covariance_type, reg_covar)
+
+
+def apply_variance_floor(cov: np.ndarray, covariance_type: str, floor: float) -> np.ndarray:
+    """Raise every eigenvalue below ``floor`` to ``floor``.
+
+    This is the exact maximiser of the M-step objective over {S : S - floor I is positive
+    semi-definite} (Ingrassia 2004; Hathaway 1985's constraint for variances), so EM stays
+    monotone, and it changes nothing while every eigenvalue is above the floor. scikit-learn's
+    ``reg_covar`` instead adds the floor to every diagonal, which biases all covariances and can
+    make the log-likelihood fall by O(n reg^2 ||S^-1||^2).
+    """
+    if floor <= 0:
+        return cov
+    if covariance_type in ("diag", "spherical"):
+        return np.where(cov < floor, floor, cov)  # NaN stays NaN
+    eye = np.eye(cov.shape[-1])
+    try:
+        np.linalg.cholesky(cov - floor * eye)  # all eigenvalues above the floor: common case
+        return cov
+    except np.linalg.LinAlgError:
+        pass
+    out = cov.copy()
+    for idx in np.ndindex(cov.shape[:-2]):
+        matrix = cov[idx]
+        if not np.all(np.isfinite(matrix)):
+            continue
+        values, vectors = np.linalg.eigh(matrix)
+        if values[0] < floor:
+            out[idx] = (vectors * np.maximum(values, floor)) @ vectors.T
+    return out
+
+
+def log_prior_density(
+    means: np.ndarray,
+    covariances: np.ndarray,
+    prec_chol: np.ndarray,
+    covariance_type: str,
+    prior: Prior,
+) -> np.ndarray:
+    """Unnormalised log prior density of the parameters, (R,). MAP-EM increases
+    loglik + log prior at every step; constants are dropped."""
+    d = means.shape[-1]
+    dev = means - prior.mean  # (R, K, d)
+    if covariance_type == "full":
+        log_det_cov = -2.0 * np.sum(np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+        scale_p = np.swapaxes(prec_chol, -1, -2) @ prior.scale @ prec_chol  # P^T L P
+        quad = np.einsum("rkd,rkde->rke", dev, prec_chol)
+        terms = np.trace(scale_p, axis1=-2, axis2=-1) + prior.shrinkage * np.sum(quad**2, -1)
+        return np.sum(-0.5 * (prior.dof + d + 2.0) * log_det_cov - 0.5 * terms, axis=-1)
+    if covariance_type == "tied":
+        log_det_cov = -2.0 * np.sum(np.log(np.diagonal(prec_chol, axis1=-2, axis2=-1)), axis=-1)
+        scale_p = np.trace(np.swapaxes(prec_chol, -1, -2) @ prior.scale @ prec_chol, 0, -2, -1)
+        quad = np.sum((dev @ prec_chol) ** 2, axis=(-1, -2))
+        n_components = means.shape[-2]
+        power = prior.dof + d + 1.0 + n_components
+        return -0.5 * power * log_det_cov - 0.5 * (scale_p + prior.shrinkage * quad)
+    if covariance_type == "diag":
+        terms = (prior.scale + prior.shrinkage * dev**2) / covariances
+        return np.sum(-0.5 * (prior.dof + 3.0) * np.log(covariances) - 0.5 * terms, axis=(-1, -2))
+    terms = (prior.scale + prior.shrinkage * np.sum(dev**2, axis=-1)) / covariances
+    power = prior.dof + 2.0 + d
+    return np.sum(-0.5 * power * np.log(covariances) - 0.5 * terms, axis=-1)
+
+
+def convert_covariances(full: np.ndarray, weights: np.ndarray, covariance_type: str) -> np.ndarray:
+    """Project full covariances (..., K, d, d) onto another covariance type: the diagonal (diag),
+    its mean (spherical) or the weight-averaged matrix (tied)."""
+    if covariance_type == "full":
+        return full
+    diag = np.diagonal(full, axis1=-2, axis2=-1)
+    if covariance_type == "diag":
+        return diag.copy()
+    if covariance_type == "spherical":
+        return diag.mean(axis=-1)
+    total = np.sum(weights, axis=-1)[..., None, None]
+    return np.sum(weights[..., :, None, None] * full, axis=-3) / total

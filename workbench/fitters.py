@@ -1,0 +1,77 @@
+"""One fitter interface for EM and Bayes: ``fitter.fit(dataset, rng) -> FitResult``.
+
+The runner builds fitters by name with :func:`build_fitter` and never asks which method it holds.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple, Protocol
+
+import numpy as np
+
+from workbench.data.dataset import Dataset
+from workbench.params import MixtureParams
+
+
+class RestartSummary(NamedTuple):
+    """Every restart's outcome, in restart order. Arrays of shape (R,)."""
+
+    loglik: np.ndarray
+    status: np.ndarray  # str
+    n_iter: np.ndarray
+    best: int  # index of the restart returned as the fit
+    traces: list[np.ndarray] | None = None  # per restart: objective per iteration
+
+
+@dataclass(frozen=True, eq=False)
+class FitResult:
+    """What any fitter returns.
+
+    params: the fitted mixture (EM: the estimate; Bayes: posterior means after relabelling), or
+    None when nothing could be fitted. status: EM ``converged``/``max_iter``/``degenerate``;
+    Bayes ``ok``/``label_switching``/``multimodal``/``divergent``; ``error`` for either.
+    loglik: total log-likelihood of the data at ``params`` (nats). wall_time: seconds.
+    diagnostics: small dict of numbers (and short strings) specific to the method.
+    trace: EM objective per iteration, (n_iter + 1,), or None.
+    intervals: per parameter name ("weights", "means", "scales"), (lower, upper) arrays in the
+    same component order as ``params``, or None.
+    posterior: an ArviZ InferenceData for Bayes fits, else None.
+    """
+
+    method: str
+    status: str
+    params: MixtureParams | None
+    loglik: float
+    n_iter: int
+    wall_time: float
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    trace: np.ndarray | None = None
+    restarts: RestartSummary | None = None
+    intervals: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
+    posterior: Any = None
+
+
+class Fitter(Protocol):
+    """Anything with ``fit(dataset, rng) -> FitResult``."""
+
+    method: str
+
+    def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult: ...
+
+
+# method name -> "module:factory"; imported lazily so that EM users never import PyMC.
+FITTERS: dict[str, str] = {
+    "em": "workbench.em.fitter:EMFitter",
+    "bayes": "workbench.bayes.fitter:BayesFitter",
+}
+
+
+def build_fitter(method: str, settings: dict[str, Any] | None = None) -> Fitter:
+    """Construct the fitter registered under ``method`` with keyword ``settings``."""
+    if method not in FITTERS:
+        raise ValueError(f"method={method!r}: expected one of {', '.join(sorted(FITTERS))}")
+    module_name, factory_name = FITTERS[method].split(":")
+    factory = getattr(importlib.import_module(module_name), factory_name)
+    return factory(**(settings or {}))
