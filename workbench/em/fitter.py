@@ -11,12 +11,14 @@ from workbench.data.dataset import Dataset
 from workbench.em import engines
 from workbench.em.fit import EMRun, EMSettings, init_state, run_em
 from workbench.em.init import INIT_NAMES, INITS, small_em
+from workbench.em.squarem import run_squarem
 from workbench.em.steps import convert_covariances, default_prior
 from workbench.fitters import FitResult, RestartSummary
 from workbench.gaussian import COVARIANCE_TYPES
 from workbench.params import MixtureParams, as_data_matrix
 
 PRIOR_KEYS = ("shrinkage", "mean", "dof", "scale")
+ACCELERATIONS = {None: run_em, "squarem": run_squarem}
 
 
 @dataclass(frozen=True)
@@ -31,6 +33,8 @@ class EMFitter:
     a dict overriding some of shrinkage, mean, dof, scale. reference: also run EM from the truth
     (same settings) so that ``reference_loglik`` is the best known optimum.
     engine: ``numpy`` (the reference step functions), ``numba`` (fused kernels) or ``auto``.
+    acceleration: None (plain EM) or ``"squarem"`` (Varadhan & Roland 2008; restarts then run
+    one after another, and ``n_iter`` counts EM-map evaluations).
     """
 
     method: str = field(default="em", init=False)
@@ -47,6 +51,7 @@ class EMFitter:
     fixed_covariances: Any = None
     reference: bool = True
     engine: str = "auto"
+    acceleration: str | None = None
 
     def __post_init__(self) -> None:
         _check(
@@ -91,6 +96,12 @@ class EMFitter:
             self.engine,
             f"expected one of {', '.join(engines.ENGINE_NAMES)}",
         )
+        _check(
+            self.acceleration in ACCELERATIONS,
+            "acceleration",
+            self.acceleration,
+            "expected none or 'squarem'",
+        )
         for name in ("fixed_weights", "fixed_means", "fixed_covariances"):
             value = getattr(self, name)
             is_truth = isinstance(value, str) and value == "truth"
@@ -129,7 +140,7 @@ class EMFitter:
         engine = engines.get(self.engine)
         weights, means, covs = self._starts(X, K, truth, settings, engine, rng)
         start = init_state(weights, means, covs, settings, X.var(axis=0))
-        run = run_em(X, start, settings, engine)
+        run = ACCELERATIONS[self.acceleration](X, start, settings, engine)
         reference = self._reference_loglik(X, K, truth, settings, engine)
         return _fit_result(run, settings, X, reference)
 
@@ -188,7 +199,8 @@ class EMFitter:
             settings,
             X.var(axis=0),
         )
-        return float(run_em(X, start, settings, engine).loglik[0])
+        run = ACCELERATIONS[self.acceleration](X, start, settings, engine)
+        return float(run.loglik[0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,0 +1,79 @@
+"""Convergence-rate theory and SQUAREM, against published values and plain EM."""
+
+import numpy as np
+import pytest
+
+from workbench.em import EMFitter
+from workbench.em.fit import EMSettings, run_em
+from workbench.em.squarem import run_squarem
+from workbench.em.theory import dm_rate, measured_rate, population_rate, single_state
+from workbench.params import MixtureParams
+
+# Fraction of missing information for two unit Gaussians, weights 1/2, means +-delta/2
+# (reference.md, from Redner & Walker 1984 / Meng & Rubin 1991 style calculations).
+PUBLISHED = {
+    2: (0.995, 0.450),
+    3: (0.932, 0.444),
+    4: (0.725, 0.274),
+    6: (0.181, 0.037),
+    8: (0.013, 0.002),
+}
+
+
+def two_unit_gaussians(delta, n, seed):
+    truth = MixtureParams([0.5, 0.5], [[-delta / 2], [delta / 2]], [[[1.0]], [[1.0]]])
+    return truth, truth.sample(n, np.random.default_rng(seed))[0]
+
+
+@pytest.mark.parametrize("delta", sorted(PUBLISHED))
+def test_population_rate_matches_published_values(delta):
+    all_free, means_only = PUBLISHED[delta]
+    assert population_rate(delta) == pytest.approx(all_free, abs=6e-4)
+    assert population_rate(delta, free="means") == pytest.approx(means_only, abs=6e-4)
+
+
+@pytest.mark.parametrize("delta", [3, 4, 6])
+def test_measured_rate_matches_dm_matrix(delta):
+    """The observed step ratio of an EM run equals the computed spectral radius within 5%."""
+    truth, X = two_unit_gaussians(delta, 5000, seed=delta)
+    settings = EMSettings(covariance_type="full", tol=1e-14, max_iter=100000)
+    fit = EMFitter(init="truth", tol=1e-14, max_iter=100000).fit_array(X, None, truth=truth)
+    p = fit.params
+    computed = dm_rate(X, single_state(p.weights, p.means, p.covariances, settings, X), settings)
+    start = single_state(
+        [0.6, 0.4], [[-delta / 2 + 0.3], [delta / 2 + 0.2]], [[[1.3]], [[0.8]]], settings, X
+    )
+    measured = measured_rate(X, start, settings)
+    assert measured == pytest.approx(computed, rel=0.05)
+
+
+@pytest.mark.parametrize("delta", [3, 4])
+def test_sample_rate_approaches_population_rate(delta):
+    truth, X = two_unit_gaussians(delta, 40000, seed=10 + delta)
+    settings = EMSettings(covariance_type="full")
+    fit = EMFitter(init="truth", tol=1e-13, max_iter=100000).fit_array(X, None, truth=truth)
+    p = fit.params
+    rate = dm_rate(X, single_state(p.weights, p.means, p.covariances, settings, X), settings)
+    assert rate == pytest.approx(population_rate(delta), rel=0.03)
+
+
+def test_squarem_reaches_the_em_optimum_with_far_fewer_map_evaluations():
+    truth, X = two_unit_gaussians(2.0, 2000, seed=0)
+    settings = EMSettings(covariance_type="full", tol=1e-15, max_iter=200000)
+    start = single_state([0.6, 0.4], [[-1.5], [0.5]], [[[1.5]], [[0.7]]], settings, X)
+    plain, accelerated = run_em(X, start, settings), run_squarem(X, start, settings)
+    assert accelerated.status[0] == plain.status[0] == "converged"
+    assert accelerated.loglik[0] >= plain.loglik[0] - 1e-9 * abs(plain.loglik[0])
+    trace = accelerated.traces[0]
+    assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
+    assert plain.n_iter[0] >= 5 * accelerated.n_iter[0]
+
+
+def test_fitter_with_squarem_restarts():
+    truth, X = two_unit_gaussians(4.0, 500, seed=3)
+    fit = EMFitter(init="random_from_data", n_restarts=4, acceleration="squarem").fit_array(
+        X, np.random.default_rng(0), truth=truth
+    )
+    plain = EMFitter(init="truth", tol=1e-12).fit_array(X, None, truth=truth)
+    assert len(fit.restarts.loglik) == 4
+    assert fit.loglik == pytest.approx(plain.loglik, rel=1e-8)
