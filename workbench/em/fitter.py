@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -9,10 +10,11 @@ import numpy as np
 
 from workbench.data.dataset import Dataset
 from workbench.em import engines
-from workbench.em.fit import EMRun, EMSettings, init_state, run_em
+from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INIT_NAMES, INITS, small_em
 from workbench.em.squarem import run_squarem
 from workbench.em.steps import convert_covariances, default_prior
+from workbench.em.uncertainty import wald_intervals
 from workbench.fitters import FitResult, RestartSummary
 from workbench.gaussian import COVARIANCE_TYPES
 from workbench.params import MixtureParams, as_data_matrix
@@ -35,6 +37,8 @@ class EMFitter:
     engine: ``numpy`` (the reference step functions), ``numba`` (fused kernels) or ``auto``.
     acceleration: None (plain EM) or ``"squarem"`` (Varadhan & Roland 2008; restarts then run
     one after another, and ``n_iter`` counts EM-map evaluations).
+    interval_level: when given (e.g. 0.9), Wald intervals from the observed information for the
+    free weights, means and scales (:mod:`workbench.em.uncertainty`).
     """
 
     method: str = field(default="em", init=False)
@@ -52,6 +56,7 @@ class EMFitter:
     reference: bool = True
     engine: str = "auto"
     acceleration: str | None = None
+    interval_level: float | None = None
 
     def __post_init__(self) -> None:
         _check(
@@ -142,7 +147,13 @@ class EMFitter:
         start = init_state(weights, means, covs, settings, X.var(axis=0))
         run = ACCELERATIONS[self.acceleration](X, start, settings, engine)
         reference = self._reference_loglik(X, K, truth, settings, engine)
-        return _fit_result(run, settings, X, reference)
+        result = _fit_result(run, settings, X, reference)
+        if self.interval_level is not None and result.status != "degenerate":
+            best = result.restarts.best
+            state = EMState(*(a[best : best + 1] for a in run.state))
+            intervals = wald_intervals(X, state, settings, self.interval_level)
+            result = dataclasses.replace(result, intervals=intervals or None)
+        return result
 
     def settings(self, X: np.ndarray, K: int, truth: MixtureParams | None) -> EMSettings:
         """Resolve the fixed parameters and the prior for this data set."""
