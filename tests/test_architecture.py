@@ -13,7 +13,7 @@ STAGES = [
     ("workbench.fitters", "workbench.em", "workbench.bayes"),
     ("workbench.evaluate",),
     ("workbench.experiment",),
-    ("workbench.report",),
+    ("workbench.report", "workbench.walkthrough"),
     ("workbench.cli",),
 ]
 
@@ -59,3 +59,11 @@ def test_em_and_bayes_do_not_import_each_other():
 def test_workbench_never_imports_sklearn():
     for path in PACKAGE.rglob("*.py"):
         assert not any(n.split(".")[0] == "sklearn" for n in imports(path)), path
+
+
+def test_report_reads_the_store_only():
+    """The report never imports the fitters: it is built from the results store alone."""
+    forbidden = ("workbench.em", "workbench.bayes", "workbench.fitters")
+    for path in (PACKAGE / "report").rglob("*.py"):
+        names = imports(path)
+        assert not any(n == f or n.startswith(f + ".") for n in names for f in forbidden), path

@@ -96,3 +96,14 @@ def test_wald_intervals_cover_at_the_nominal_rate():
     mc_error = np.sqrt(0.9 * 0.1 / replicates)  # conservative: components are correlated
     for name in ("weights", "means", "scales"):
         assert np.mean(hits[f"{name}_coverage"]) == pytest.approx(0.9, abs=3 * mc_error)
+
+
+@pytest.mark.parametrize("delta", [2, 4])
+def test_rate_from_the_trace_matches_the_dm_matrix(delta):
+    """The fitter's rate diagnostics: measured from the log-likelihood trace vs computed."""
+    truth, X = two_unit_gaussians(delta, 3000, seed=20 + delta)
+    fit = EMFitter(
+        init="random_from_data", tol=1e-14, max_iter=100000, rate_diagnostics=True
+    ).fit_array(X, np.random.default_rng(0), truth=truth)
+    d = fit.diagnostics
+    assert d["rate_measured"] == pytest.approx(d["rate_theory"], rel=0.05)

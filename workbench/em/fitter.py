@@ -14,6 +14,7 @@ from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INIT_NAMES, INITS, small_em
 from workbench.em.squarem import run_squarem
 from workbench.em.steps import convert_covariances, default_prior
+from workbench.em.theory import dm_rate, trace_rate
 from workbench.em.uncertainty import wald_intervals
 from workbench.fitters import FitResult, RestartSummary
 from workbench.gaussian import COVARIANCE_TYPES
@@ -39,6 +40,8 @@ class EMFitter:
     one after another, and ``n_iter`` counts EM-map evaluations).
     interval_level: when given (e.g. 0.9), Wald intervals from the observed information for the
     free weights, means and scales (:mod:`workbench.em.uncertainty`).
+    rate_diagnostics: add ``rate_measured`` (from the trace) and ``rate_theory`` (spectral radius
+    of the EM map's Jacobian at the fit, :mod:`workbench.em.theory`) to the diagnostics.
     """
 
     method: str = field(default="em", init=False)
@@ -57,6 +60,7 @@ class EMFitter:
     engine: str = "auto"
     acceleration: str | None = None
     interval_level: float | None = None
+    rate_diagnostics: bool = False
 
     def __post_init__(self) -> None:
         _check(
@@ -148,11 +152,16 @@ class EMFitter:
         run = ACCELERATIONS[self.acceleration](X, start, settings, engine)
         reference = self._reference_loglik(X, K, truth, settings, engine)
         result = _fit_result(run, settings, X, reference)
+        best = result.restarts.best
+        state = EMState(*(a[best : best + 1] for a in run.state))
         if self.interval_level is not None and result.status != "degenerate":
-            best = result.restarts.best
-            state = EMState(*(a[best : best + 1] for a in run.state))
             intervals = wald_intervals(X, state, settings, self.interval_level)
             result = dataclasses.replace(result, intervals=intervals or None)
+        if self.rate_diagnostics:
+            rates = {"rate_measured": trace_rate(result.trace), "rate_theory": np.nan}
+            if result.status != "degenerate":
+                rates["rate_theory"] = dm_rate(X, state, settings)
+            result = dataclasses.replace(result, diagnostics={**result.diagnostics, **rates})
         return result
 
     def settings(self, X: np.ndarray, K: int, truth: MixtureParams | None) -> EMSettings:

@@ -125,3 +125,19 @@ def measured_rate(
     in_window = (sizes[:-1] <= window[0]) & (sizes[1:] >= window[1])
     ratios = sizes[1:][in_window] / sizes[:-1][in_window]
     return float(np.median(ratios)) if ratios.size else np.nan
+
+
+def trace_rate(trace: np.ndarray, window: tuple[float, float] = (1e-5, 1e-13)) -> float:
+    """Linear rate measured from a log-likelihood trace alone.
+
+    Near the optimum the gap L* - L_t shrinks by rate^2 per iteration (it is quadratic in the
+    parameter error), so rate = median sqrt(dL_{t+1} / dL_t) over the increments whose relative
+    size lies in ``window`` (past the start-up, before round-off). NaN when too few.
+    """
+    trace = np.asarray(trace, dtype=float)
+    increments = np.diff(trace)
+    relative = increments / np.abs(trace[1:])
+    ok = (relative[:-1] < window[0]) & (relative[1:] > window[1])
+    ok &= (increments[:-1] > 0) & (increments[1:] > 0)
+    ratios = np.sqrt(increments[1:][ok] / increments[:-1][ok])
+    return float(np.median(ratios)) if ratios.size else np.nan
