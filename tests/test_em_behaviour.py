@@ -283,3 +283,25 @@ def test_stats_record_shapes():
     assert stats.resp.shape == (2, 40, 4) and stats.nk.shape == (2, 4)
     assert stats.sum_x.shape == (2, 4, 3) and stats.loglik.shape == (2,)
     np.testing.assert_allclose(stats.resp.sum(axis=2), 1.0)
+
+
+@pytest.mark.parametrize("cov_type", ["full", "spherical"])
+def test_symmetric_means_hold_and_stay_monotone(cov_type):
+    """Dwivedi et al.'s over-specified model: mu_2 = -mu_1 exactly, log-likelihood monotone."""
+    X = np.random.default_rng(17).normal(size=(400, 2))
+    fitter = EMFitter(
+        n_components=2,
+        covariance_type=cov_type,
+        init="random_params",
+        n_restarts=5,
+        symmetric_means=True,
+        fixed_weights=[0.3, 0.7],
+        engine="numpy",
+        reference=False,
+    )
+    result = fitter.fit_array(X, np.random.default_rng(0))
+    np.testing.assert_array_equal(result.params.means[1], -result.params.means[0])
+    for trace in result.restarts.traces:
+        assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
+    with pytest.raises(ValueError, match="^symmetric_means=True"):
+        EMFitter(n_components=3, symmetric_means=True).fit_array(X, np.random.default_rng(0))

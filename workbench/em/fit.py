@@ -32,7 +32,7 @@ class EMSettings(NamedTuple):
     count n_k falls below this has collapsed in weight. collapse_tol: a variance below
     collapse_tol times the data variance (same dimension) is a collapsed covariance.
     decrease_tol: a decrease of L beyond decrease_tol * |L| is reported (EM never decreases L;
-    smaller changes are round-off).
+    smaller changes are round-off). symmetric_means: K = 2 with mu_2 = -mu_1.
     """
 
     covariance_type: str = "full"
@@ -46,6 +46,7 @@ class EMSettings(NamedTuple):
     min_count: float = 1e-3
     collapse_tol: float = 1e-10
     decrease_tol: float = 1e-9
+    symmetric_means: bool = False
 
 
 class EMState(NamedTuple):
@@ -172,6 +173,8 @@ def step(X, state: EMState, settings: EMSettings, data_variance, engine=NUMPY_EN
     means = steps.estimate_means(stats.nk, stats.sum_x, settings.prior)
     if settings.fixed_weights is not None:
         weights = state.weights
+    if settings.symmetric_means:
+        means = steps.estimate_symmetric_means(stats.nk, stats.sum_x, state.prec_chol, cov_type)
     if settings.fixed_means is not None:
         means = state.means
     means = np.where(weight_collapsed[..., None], state.means, means)  # keep arrays finite

@@ -42,6 +42,8 @@ class EMFitter:
     free weights, means and scales (:mod:`workbench.em.uncertainty`).
     rate_diagnostics: add ``rate_measured`` (from the trace) and ``rate_theory`` (spectral radius
     of the EM map's Jacobian at the fit, :mod:`workbench.em.theory`) to the diagnostics.
+    symmetric_means: K = 2 with mu_2 = -mu_1 (the over-specified model of Dwivedi et al. 2020;
+    starting means are symmetrised as (mu_1 - mu_2) / 2).
     """
 
     method: str = field(default="em", init=False)
@@ -61,6 +63,7 @@ class EMFitter:
     acceleration: str | None = None
     interval_level: float | None = None
     rate_diagnostics: bool = False
+    symmetric_means: bool = False
 
     def __post_init__(self) -> None:
         _check(
@@ -147,7 +150,12 @@ class EMFitter:
             raise ValueError(f"n_components={K}: more components than data points ({X.shape[0]})")
         settings = self.settings(X, K, truth)
         engine = engines.get(self.engine)
+        if self.symmetric_means and K != 2:
+            raise ValueError(f"symmetric_means=True: needs n_components=2, not {K}")
         weights, means, covs = self._starts(X, K, truth, settings, engine, rng)
+        if self.symmetric_means:
+            half = (means[:, 0] - means[:, 1]) / 2
+            means = np.stack([half, -half], axis=1)
         start = init_state(weights, means, covs, settings, X.var(axis=0))
         run = ACCELERATIONS[self.acceleration](X, start, settings, engine)
         reference = self._reference_loglik(X, K, truth, settings, engine)
@@ -187,6 +195,7 @@ class EMFitter:
             fixed_weights=fixed["weights"],
             fixed_means=fixed["means"],
             fixed_covariances=fixed["covariances"],
+            symmetric_means=self.symmetric_means,
         )
 
     def _starts(self, X, K, truth, settings: EMSettings, engine, rng):

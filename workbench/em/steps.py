@@ -226,3 +226,21 @@ def convert_covariances(full: np.ndarray, weights: np.ndarray, covariance_type: 
         return diag.mean(axis=-1)
     total = np.sum(weights, axis=-1)[..., None, None]
     return np.sum(weights[..., :, None, None] * full, axis=-3) / total
+
+
+def estimate_symmetric_means(nk, sum_x, prec_chol, covariance_type) -> np.ndarray:
+    """Means of a two-component mixture constrained to mu_2 = -mu_1 = -theta (Dwivedi et al.
+    2020's over-specified model), maximising the M-step objective given the current precisions:
+    (n_1 S_1^-1 + n_2 S_2^-1) theta = S_1^-1 s_1 - S_2^-1 s_2, s_k = sum_i r_ik x_i. (R, 2, d)."""
+    d = sum_x.shape[-1]
+    if covariance_type in ("full", "tied"):
+        chol = prec_chol if covariance_type == "full" else prec_chol[:, None]
+        prec = chol @ np.swapaxes(chol, -1, -2)
+        prec = np.broadcast_to(prec, (*nk.shape, d, d))
+    else:
+        diag = prec_chol**2 if covariance_type == "diag" else (prec_chol**2)[..., None] * np.ones(d)
+        prec = diag[..., :, None] * np.eye(d)
+    lhs = nk[:, 0, None, None] * prec[:, 0] + nk[:, 1, None, None] * prec[:, 1]
+    rhs = (prec[:, 0] @ sum_x[:, 0, :, None] - prec[:, 1] @ sum_x[:, 1, :, None])[..., 0]
+    theta = np.linalg.solve(lhs, rhs[..., None])[..., 0]
+    return np.stack([theta, -theta], axis=1)
