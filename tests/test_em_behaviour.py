@@ -305,3 +305,16 @@ def test_symmetric_means_hold_and_stay_monotone(cov_type):
         assert np.all(np.diff(trace) >= -1e-9 * np.abs(trace[1:]))
     with pytest.raises(ValueError, match="^symmetric_means=True"):
         EMFitter(n_components=3, symmetric_means=True).fit_array(X, np.random.default_rng(0))
+
+
+def test_select_k_by_bic_finds_the_true_k():
+    from workbench.data import generate
+
+    data = generate("gaussian_mixture", np.random.default_rng(18), n=1500, K=3, d=2, separation=4.0)
+    fit = EMFitter(select_k=[1, 2, 3, 4, 5], n_restarts=5, engine="numpy").fit(
+        data, np.random.default_rng(0)
+    )
+    assert fit.diagnostics["chosen_k"] == 3
+    assert fit.params.n_components == 3
+    bics = [fit.diagnostics[f"bic_k{k}"] for k in range(1, 6)]
+    assert fit.diagnostics["bic"] == min(bics)

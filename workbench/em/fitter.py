@@ -44,6 +44,8 @@ class EMFitter:
     of the EM map's Jacobian at the fit, :mod:`workbench.em.theory`) to the diagnostics.
     symmetric_means: K = 2 with mu_2 = -mu_1 (the over-specified model of Dwivedi et al. 2020;
     starting means are symmetrised as (mu_1 - mu_2) / 2).
+    select_k: fit every K in the list and return the fit with the lowest BIC
+    (-2 loglik + p log n); diagnostics gain ``chosen_k`` and ``bic_k<K>`` per K.
     """
 
     method: str = field(default="em", init=False)
@@ -64,6 +66,7 @@ class EMFitter:
     interval_level: float | None = None
     rate_diagnostics: bool = False
     symmetric_means: bool = False
+    select_k: list[int] | None = None
 
     def __post_init__(self) -> None:
         _check(
@@ -124,12 +127,27 @@ class EMFitter:
     def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
         """Fit ``dataset.X``; ``dataset.truth`` serves the ``truth`` init, the ``"truth"``
         constraints and the reference optimum."""
+        if self.select_k:
+            return self._select_k(dataset, rng)
         return self.fit_array(
             dataset.X,
             rng,
             truth=dataset.truth,
             n_components=self.n_components or dataset.n_components_to_fit,
         )
+
+    def _select_k(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
+        fits = {
+            k: dataclasses.replace(self, select_k=None, n_components=k).fit(dataset, rng)
+            for k in self.select_k
+        }
+        bics = {k: fit.diagnostics["bic"] for k, fit in fits.items()}
+        finite = {k: b for k, b in bics.items() if np.isfinite(b)}
+        chosen = min(finite, key=finite.get) if finite else self.select_k[0]
+        best = fits[chosen]
+        extra = {"chosen_k": chosen, **{f"bic_k{k}": b for k, b in bics.items()}}
+        wall = sum(fit.wall_time for fit in fits.values())
+        return dataclasses.replace(best, diagnostics={**best.diagnostics, **extra}, wall_time=wall)
 
     def fit_array(
         self,
