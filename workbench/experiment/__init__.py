@@ -1,0 +1,33 @@
+"""The experiment runner: config -> design -> run cells (serial, local processes, Dask) -> store.
+
+``workbench run CONFIG`` is the command-line face (:mod:`workbench.cli`); from Python::
+
+    from workbench.experiment import load_config, build_design, load_table
+    spec = load_config("experiments/quickstart.toml", ["data.n=500"])
+    cells = build_design(spec)                 # content-hashed cells and seeds
+    table = load_table("reports/quickstart")   # tidy: one row per fit
+"""
+
+from workbench.experiment.config import ConfigError, ExperimentSpec, load_config, parse_config
+from workbench.experiment.design import Cell, build_design
+from workbench.experiment.runner import CellOutcome, CellTask, run_cell
+from workbench.experiment.store import Store, StoreError
+from workbench.experiment.tables import export_table, load_table, summary_table, without_timings
+
+__all__ = [
+    "Cell",
+    "CellOutcome",
+    "CellTask",
+    "ConfigError",
+    "ExperimentSpec",
+    "Store",
+    "StoreError",
+    "build_design",
+    "export_table",
+    "load_config",
+    "load_table",
+    "parse_config",
+    "run_cell",
+    "summary_table",
+    "without_timings",
+]

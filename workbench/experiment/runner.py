@@ -1,0 +1,365 @@
+"""Running cells: one cell (generate, fit, evaluate) under a timeout enforced in the worker, and
+the loop that feeds an executor, stores each outcome and stops hopeless conditions.
+
+``run_cell`` never raises: an exception is status ``error``, an exceeded timeout ``timeout``;
+executors add ``crashed`` when a worker process dies, and the loop ``skipped`` for cells of a
+condition stopped after ``max_consecutive_errors`` consecutive failures.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import importlib
+import json
+import math
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+import traceback
+import warnings
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from workbench.experiment.design import DATA_STREAM, FIT_STREAM, Cell
+
+ERROR_STATUSES = ("error", "timeout", "crashed")
+SKIPPED = "skipped"
+FAILED_STATUSES = (*ERROR_STATUSES, SKIPPED)
+# Keys of evaluate_fit that are columns of the fits table already.
+FIT_COLUMNS = ("status", "loglik", "n_iter", "wall_time")
+_DATA_CACHE: OrderedDict[str, Any] = OrderedDict()  # per worker process: recent data sets
+_DATA_CACHE_SIZE = 4
+
+
+class CellTimeout(BaseException):
+    """Raised inside a cell when its time is up (a BaseException, so ``except Exception`` in
+    fitter code cannot swallow it)."""
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """Everything a worker needs to run one cell: plain, picklable values."""
+
+    cell_id: str
+    generator: str
+    data_settings: dict[str, Any]
+    data_entropy: tuple[int, ...]
+    method: str
+    factory: str  # "module:callable", so test-registered fitters work in any worker
+    fitter_settings: dict[str, Any]
+    fit_entropy: tuple[int, ...]
+    timeout: float | None = None
+    em_traces: str = "all"
+    posterior_draws: int = 500
+
+
+def make_task(cell: Cell, timeout: float | None, em_traces: str, posterior_draws: int) -> CellTask:
+    return CellTask(
+        cell_id=cell.cell_id,
+        generator=cell.data.generator,
+        data_settings=cell.data.settings,
+        data_entropy=cell.data_entropy,
+        method=cell.fitter.method,
+        factory=cell.fitter.factory,
+        fitter_settings=cell.fitter.settings,
+        fit_entropy=cell.fit_entropy,
+        timeout=timeout,
+        em_traces=em_traces,
+        posterior_draws=posterior_draws,
+    )
+
+
+@dataclass
+class CellOutcome:
+    """What one cell produced, ready for one store transaction. Times in seconds."""
+
+    cell_id: str
+    status: str
+    message: str = ""
+    traceback: str = ""
+    loglik: float = math.nan
+    n_iter: int | None = None
+    fit_time: float = math.nan  # the fitter's own wall time
+    data_time: float = math.nan
+    eval_time: float = math.nan
+    total_time: float = math.nan
+    params: str | None = None  # MixtureParams.to_dict() as JSON
+    metrics: dict[str, Any] = field(default_factory=dict)
+    diagnostics: dict[str, Any] = field(default_factory=dict)
+    restarts: list[dict[str, Any]] = field(default_factory=list)
+    traces: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (restart, objective)
+    intervals: list[tuple[str, int, int, float, float]] = field(default_factory=list)
+    posterior: bytes | None = None  # netCDF file contents
+    dataset: dict[str, Any] | None = None
+    warnings: list[str] = field(default_factory=list)
+    worker: str = ""
+    started_at: str = ""
+    finished_at: str = ""
+
+
+def now() -> str:
+    """UTC timestamp, ISO 8601."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds")
+
+
+def failure(cell_id: str, status: str, message: str) -> CellOutcome:
+    """An outcome recorded by the runner itself (crash, skip, killed)."""
+    stamp = now()
+    return CellOutcome(cell_id, status, message, started_at=stamp, finished_at=stamp)
+
+
+# ---- timeouts ------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def time_limit(seconds: float | None) -> Iterator[None]:
+    """Raise CellTimeout in this thread after ``seconds``.
+
+    In a process's main thread: SIGALRM via ``setitimer``. In other threads (Dask workers): an
+    asynchronous exception set from a timer thread. Both interrupt Python code between bytecodes,
+    i.e. inside the EM loop, not after it.
+    """
+    if not seconds:
+        yield
+        return
+    lock, state = threading.Lock(), {"active": True, "fired": False}
+    main = threading.current_thread() is threading.main_thread() and hasattr(signal, "setitimer")
+    if main:
+
+        def on_alarm(signum: int, frame: Any) -> None:
+            with lock:
+                if state["active"]:
+                    state["fired"] = True
+                    raise CellTimeout
+
+        previous = signal.signal(signal.SIGALRM, on_alarm)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+    else:
+        ident = ctypes.c_ulong(threading.get_ident())
+
+        def on_timer() -> None:
+            with lock:
+                if state["active"]:
+                    state["fired"] = True
+                    ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, ctypes.py_object(CellTimeout))
+
+        timer = threading.Timer(seconds, on_timer)
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        with lock:
+            state["active"] = False
+        if main:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+        else:
+            timer.cancel()
+            if state["fired"]:  # clear an exception not yet delivered
+                ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, None)
+
+
+# ---- one cell ------------------------------------------------------------------------------------
+def _dataset(task: CellTask) -> Any:
+    """The cell's data set; recent ones are reused (the same data serve every fitter)."""
+    from workbench.data.registry import generate
+
+    key = json.dumps([task.generator, task.data_settings, task.data_entropy], sort_keys=True)
+    if key in _DATA_CACHE:
+        _DATA_CACHE.move_to_end(key)
+        return _DATA_CACHE[key]
+    seq = np.random.SeedSequence(task.data_entropy, spawn_key=(DATA_STREAM,))
+    dataset = generate(task.generator, np.random.default_rng(seq), **task.data_settings)
+    _DATA_CACHE[key] = dataset
+    while len(_DATA_CACHE) > _DATA_CACHE_SIZE:
+        _DATA_CACHE.popitem(last=False)
+    return dataset
+
+
+def plain(value: Any) -> Any:
+    """A value SQLite can hold exactly: numbers, str, None (numpy scalars unwrapped)."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, default=lambda v: np.asarray(v).tolist())
+
+
+def _posterior_bytes(idata: Any, max_draws: int) -> bytes | None:
+    """posterior and sample_stats groups, thinned to <= max_draws per chain, as netCDF bytes."""
+    groups = [g for g in ("posterior", "sample_stats") if g in idata.groups()]
+    if not groups or max_draws <= 0:
+        return None
+    step = math.ceil(idata.posterior.sizes["draw"] / max_draws)
+    if step > 1:
+        idata = idata.isel(draw=slice(None, None, step))
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "posterior.nc"
+        idata.to_netcdf(str(path), groups=groups)
+        return path.read_bytes()
+
+
+def run_cell(task: CellTask) -> CellOutcome:
+    """Generate the data, fit, evaluate. Never raises; the timeout covers all three."""
+    out = CellOutcome(task.cell_id, "error", worker=f"{socket.gethostname()}:{os.getpid()}")
+    out.started_at = now()
+    start = time.perf_counter()
+    try:
+        # Imports (a fresh worker's first cell) are not the cell's time.
+        from workbench import fitters
+        from workbench.data import registry  # noqa: F401
+        from workbench.evaluate import evaluate_fit, restart_table
+
+        importlib.import_module(task.factory.partition(":")[0])
+        start = time.perf_counter()
+        with time_limit(task.timeout), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")
+            dataset = _dataset(task)
+            out.data_time = time.perf_counter() - start
+            out.dataset = {
+                "n": dataset.n,
+                "d": dataset.d,
+                "n_components_to_fit": dataset.n_components_to_fit,
+                "truth": json.dumps(dataset.truth.to_dict()),
+                "info": json.dumps(dataset.info, default=str),
+            }
+            fitters.FITTERS[task.method] = task.factory
+            fitter = fitters.build_fitter(task.method, task.fitter_settings)
+            seq = np.random.SeedSequence(task.fit_entropy, spawn_key=(FIT_STREAM,))
+            result = fitter.fit(dataset, np.random.default_rng(seq))
+            t_eval = time.perf_counter()
+            metrics = evaluate_fit(dataset, result)
+            out.restarts = [
+                {k: plain(v) for k, v in row.items()} for row in restart_table(result, dataset.n)
+            ]
+            out.eval_time = time.perf_counter() - t_eval
+            out.posterior = (
+                _posterior_bytes(result.posterior, task.posterior_draws)
+                if result.posterior is not None
+                else None
+            )
+        _record_result(out, task, result, metrics)
+        out.warnings = sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:10]
+    except CellTimeout:
+        out.status = "timeout"
+        out.message = f"exceeded the cell timeout of {task.timeout:g} s"
+    except Exception as err:  # noqa: BLE001 - a failing cell is data, not a crash
+        out.status = "error"
+        text = f"{type(err).__name__}: {err}".strip().splitlines()
+        out.message = (text[0] if text else type(err).__name__)[:500]
+        out.traceback = traceback.format_exc()[-4000:]
+    out.total_time = time.perf_counter() - start
+    out.finished_at = now()
+    return out
+
+
+def _record_result(out: CellOutcome, task: CellTask, result: Any, metrics: dict) -> None:
+    out.status = str(result.status)
+    out.loglik = float(result.loglik)
+    out.n_iter = None if result.n_iter is None else int(result.n_iter)
+    out.fit_time = float(result.wall_time)
+    out.params = None if result.params is None else json.dumps(result.params.to_dict())
+    out.metrics = {k: plain(v) for k, v in metrics.items() if k not in FIT_COLUMNS}
+    out.diagnostics = {k: plain(v) for k, v in (result.diagnostics or {}).items()}
+    restarts = result.restarts
+    if task.em_traces == "all" and restarts is not None and restarts.traces is not None:
+        out.traces = [(r, np.asarray(t, dtype=float)) for r, t in enumerate(restarts.traces)]
+    elif task.em_traces != "none" and result.trace is not None:
+        best = restarts.best if restarts is not None else 0
+        out.traces = [(int(best), np.asarray(result.trace, dtype=float))]
+    if restarts is not None:
+        for row in out.restarts:
+            row["best"] = int(row.get("restart") == restarts.best)
+    for name, (lower, upper) in (result.intervals or {}).items():
+        lo = np.asarray(lower, dtype=float).reshape(len(lower), -1)
+        hi = np.asarray(upper, dtype=float).reshape(len(upper), -1)
+        for (k, j), value in np.ndenumerate(lo):
+            out.intervals.append((name, int(k), int(j), float(value), float(hi[k, j])))
+
+
+# ---- the loop ------------------------------------------------------------------------------------
+class Executor(Protocol):
+    """Runs tasks somewhere; ``collect`` blocks until at least one in-flight task is done."""
+
+    slots: int
+
+    def submit(self, task: CellTask) -> None: ...
+
+    def collect(self) -> list[CellOutcome]: ...
+
+    def close(self) -> None: ...
+
+
+class Reporter(Protocol):
+    def start(self, total: int, done: int, failed: int) -> None: ...
+
+    def advance(self, cell: Cell, outcome: CellOutcome) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+def execute(
+    cells: list[Cell],
+    finished: set[str],
+    make: Callable[[Cell], CellTask],
+    executor: Executor,
+    write: Callable[[Cell, CellOutcome], None],
+    reporter: Reporter,
+    max_consecutive_errors: int,
+    failed_before: int = 0,
+) -> dict[str, int]:
+    """Run every cell not in ``finished``; ``write`` stores each outcome as it arrives.
+
+    A condition (data, fitter) whose last ``max_consecutive_errors`` outcomes were errors,
+    timeouts or crashes is stopped: its remaining cells are stored as ``skipped``.
+    Returns counts of outcomes by status for this call.
+    """
+    pending = deque(c for c in cells if c.cell_id not in finished)
+    reporter.start(len(cells), len(cells) - len(pending), failed_before)
+    streak: dict[tuple[str, str], int] = {}
+    stopped: dict[tuple[str, str], str] = {}
+    in_flight: dict[str, Cell] = {}
+    counts: dict[str, int] = {}
+
+    def record(cell: Cell, outcome: CellOutcome) -> None:
+        write(cell, outcome)
+        counts[outcome.status] = counts.get(outcome.status, 0) + 1
+        reporter.advance(cell, outcome)
+
+    while pending or in_flight:
+        while pending and len(in_flight) < executor.slots:
+            cell = pending.popleft()
+            if cell.condition in stopped:
+                record(cell, failure(cell.cell_id, SKIPPED, stopped[cell.condition]))
+                continue
+            executor.submit(make(cell))
+            in_flight[cell.cell_id] = cell
+        if not in_flight:
+            continue
+        for outcome in executor.collect():
+            cell = in_flight.pop(outcome.cell_id)
+            record(cell, outcome)
+            key = cell.condition
+            streak[key] = streak.get(key, 0) + 1 if outcome.status in ERROR_STATUSES else 0
+            if streak[key] >= max_consecutive_errors and key not in stopped:
+                stopped[key] = (
+                    f"not run: condition stopped after {streak[key]} consecutive failures "
+                    f"(last: {outcome.status}: {outcome.message})"
+                )[:500]
+                reporter.note(
+                    f"stopping condition {cell.fitter.label} on {cell.data.label}: "
+                    f"{streak[key]} consecutive failures, last {outcome.status}: {outcome.message}"
+                )
+    reporter.stop()
+    return counts

@@ -1,0 +1,369 @@
+"""Validation of a parsed config: types from the generators' and fitters' signatures, ranges,
+names, and a trial build of every data condition and fitter before anything runs."""
+
+from __future__ import annotations
+
+import collections.abc
+import importlib
+import inspect
+import json
+import math
+import types
+import typing
+from typing import Any, Literal, NoReturn, Union, get_args, get_origin
+
+import numpy as np
+
+from workbench.experiment.config import (
+    DEFAULT_MAX_CONSECUTIVE_ERRORS,
+    DEFAULT_POSTERIOR_DRAWS,
+    DEFAULT_TIMEOUT,
+    NAME_RE,
+    REPORT_SECTIONS,
+    SECTIONS,
+    ConfigError,
+    DataCondition,
+    ExperimentSpec,
+    FitterCondition,
+    _varying_label,
+    expand_grid,
+    show,
+)
+
+MISMATCH = object()
+_SEQUENCES = (list, tuple, collections.abc.Sequence)
+EM_TRACES = ("all", "best", "none")
+
+
+# section -> key -> (type, default (... = required), check, rule for the message)
+OPTIONS: dict[str, dict[str, tuple[Any, Any, Any, str]]] = {
+    "experiment": {
+        "name": (str, ..., NAME_RE.match, "a name of letters, digits, '_', '.' or '-'"),
+        "description": (str, "", None, ""),
+        "replicates": (int, ..., lambda v: v >= 1, "an integer >= 1"),
+        "seed": (int, ..., lambda v: 0 <= v < 2**63, "an integer >= 0"),
+        "timeout": (float, DEFAULT_TIMEOUT, lambda v: 0 < v < math.inf, "a number of seconds > 0"),
+        "max_consecutive_errors": (
+            int, DEFAULT_MAX_CONSECUTIVE_ERRORS, lambda v: v >= 1, "an integer >= 1"
+        ),
+    },
+    "report": {
+        "sections": (list[str], list(REPORT_SECTIONS[:2]), None, "a list of section names"),
+        "title": (str, "", None, ""),
+    },
+    "store": {
+        "em_traces": (str, "all", lambda v: v in EM_TRACES, f"one of {', '.join(EM_TRACES)}"),
+        "posterior_draws": (
+            int, DEFAULT_POSTERIOR_DRAWS, lambda v: v >= 0, "an integer >= 0 (draws per chain)"
+        ),
+    },
+}  # fmt: skip
+
+
+# ---- types ---------------------------------------------------------------------------------------
+def coerce(value: Any, ann: Any) -> Any:
+    """``value`` checked against annotation ``ann`` (ints widened to float where a float is
+    expected), or MISMATCH. Unknown or unresolved annotations accept anything."""
+    if ann is inspect.Parameter.empty or ann is Any or isinstance(ann, str):
+        return value
+    origin = get_origin(ann)
+    if origin in (Union, types.UnionType):
+        for arm in get_args(ann):
+            out = coerce(value, arm)
+            if out is not MISMATCH:
+                return out
+        return MISMATCH
+    if origin is Literal:
+        return (
+            value if any(value == a and type(value) is type(a) for a in get_args(ann)) else MISMATCH
+        )
+    if ann is type(None) or ann is None:
+        return None if value is None else MISMATCH
+    if ann is bool:
+        return value if isinstance(value, bool) else MISMATCH
+    if ann is int:
+        return value if isinstance(value, int) and not isinstance(value, bool) else MISMATCH
+    if ann is float:
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+        return float(value) if ok else MISMATCH
+    if ann is str:
+        return value if isinstance(value, str) else MISMATCH
+    if origin in _SEQUENCES or ann in (list, tuple) or ann is np.ndarray:
+        if not isinstance(value, list):
+            return MISMATCH
+        args = [a for a in get_args(ann) if a is not Ellipsis]
+        if origin is tuple and args and Ellipsis not in get_args(ann) and len(args) != len(value):
+            return MISMATCH
+        out = [coerce(v, args[min(i, len(args) - 1)] if args else Any) for i, v in enumerate(value)]
+        return MISMATCH if any(o is MISMATCH for o in out) else out
+    if origin is dict or ann is dict:
+        return value if isinstance(value, dict) else MISMATCH
+    return value  # a class TOML cannot produce: let the fitter or generator judge
+
+
+def is_list_valued(ann: Any) -> bool:
+    """True when a setting's own value may be a list (so a bare list is not a grid)."""
+    if isinstance(ann, str):
+        return any(s in ann for s in ("list", "tuple", "Sequence", "ndarray"))
+    origin = get_origin(ann)
+    if origin in (Union, types.UnionType):
+        return any(is_list_valued(a) for a in get_args(ann))
+    return origin in _SEQUENCES or ann in (list, tuple, np.ndarray)
+
+
+def describe(ann: Any) -> str:
+    """Annotation as short text: ``int``, ``str | list[float]``."""
+    if isinstance(ann, type) and get_origin(ann) is None:
+        return ann.__name__
+    return str(ann).replace("typing.", "").replace("NoneType", "none")
+
+
+def signature_hints(factory: Any) -> tuple[dict[str, Any], bool]:
+    """(keyword name -> annotation, accepts **kwargs) of a callable, string hints resolved."""
+    try:
+        sig = inspect.signature(factory, eval_str=True)
+    except Exception:  # noqa: BLE001 - unresolvable hints: use them unevaluated
+        sig = inspect.signature(factory)
+    hints, var_kw = {}, False
+    for name, p in sig.parameters.items():
+        if p.kind is p.VAR_KEYWORD:
+            var_kw = True
+        elif p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD) and name not in ("self", "rng"):
+            hints[name] = p.annotation
+    return hints, var_kw
+
+
+def load_factory(spec: str) -> Any:
+    """The callable named by ``"module:attribute"``."""
+    module, _, attr = spec.partition(":")
+    return getattr(importlib.import_module(module), attr)
+
+
+# ---- the validator -------------------------------------------------------------------------------
+class Validator:
+    """Checks one parsed config; every failure is a ConfigError naming file, key and value."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def fail(self, key: str, value: Any, why: str) -> NoReturn:
+        raise ConfigError(f"{self.path}: {key} = {show(value)}: {why}")
+
+    def missing(self, key: str, what: str) -> NoReturn:
+        raise ConfigError(f"{self.path}: {key}: missing ({what})")
+
+    def table(self, parent: dict, key: str, where: str, required: bool = False) -> dict:
+        value = parent.get(key)
+        if value is None:
+            if required:
+                self.missing(where, "a table")
+            return {}
+        if not isinstance(value, dict):
+            self.fail(where, value, "must be a table")
+        return value
+
+    def unknown(self, table: dict, known: typing.Iterable[str], where: str, what: str) -> None:
+        known = list(known)
+        for key, value in table.items():
+            if key not in known:
+                self.fail(
+                    f"{where}.{key}", value, f"unknown {what} (expected one of {', '.join(known)})"
+                )
+
+    def typed(
+        self,
+        table: dict,
+        key: str,
+        where: str,
+        ann: Any,
+        default: Any = ...,
+        check=None,
+        rule: str = "",
+    ) -> Any:
+        if key not in table:
+            if default is ...:
+                self.missing(f"{where}.{key}", rule or describe(ann))
+            return default
+        value = coerce(table[key], ann)
+        if value is MISMATCH or (check is not None and not check(value)):
+            self.fail(f"{where}.{key}", table[key], f"must be {rule or describe(ann)}")
+        return value
+
+    # ---- sections ------------------------------------------------------------------------------
+    def options(self, raw: dict, section: str, required: bool) -> dict[str, Any]:
+        """The plain options of one section, typed and checked (OPTIONS)."""
+        table = self.table(raw, section, section, required)
+        self.unknown(table, OPTIONS[section], section, "key")
+        return {k: self.typed(table, k, section, *rule) for k, rule in OPTIONS[section].items()}
+
+    def spec(self, raw: dict, text: str, overrides: tuple[str, ...]) -> ExperimentSpec:
+        for key, value in raw.items():
+            if key not in SECTIONS:
+                self.fail(key, value, f"unknown section (expected one of {', '.join(SECTIONS)})")
+        exp = self.options(raw, "experiment", required=True)
+        data = self.data(raw.get("data"))
+        fitters = self.fitters(self.table(raw, "fitters", "fitters", required=True), data)
+        report = self.options(raw, "report", required=False)
+        for s in report["sections"]:
+            if s not in REPORT_SECTIONS:
+                known = ", ".join(REPORT_SECTIONS)
+                self.fail("report.sections", s, f"unknown section (expected one of {known})")
+        store = self.options(raw, "store", required=False)
+        return ExperimentSpec(
+            **exp,
+            data=data,
+            fitters=fitters,
+            report_sections=tuple(report["sections"]),
+            em_traces=store["em_traces"],
+            posterior_draws=store["posterior_draws"],
+            path=self.path,
+            text=text,
+            overrides=tuple(overrides),
+            resolved=raw,
+        )
+
+    def data(self, raw: Any) -> tuple[DataCondition, ...]:
+        from workbench.data import registry
+
+        if raw is None:
+            self.missing("data", "a [data] table or [[data]] blocks")
+        blocks = raw if isinstance(raw, list) else [raw]
+        if not blocks or not all(isinstance(b, dict) for b in blocks):
+            self.fail("data", raw, "must be a table or an array of tables")
+        out: list[DataCondition] = []
+        for i, block in enumerate(blocks):
+            where = "data" if isinstance(raw, dict) else f"data[{i}]"
+            if "generator" not in block:
+                self.missing(f"{where}.generator", f"one of {', '.join(registry.GENERATORS)}")
+            gens = block["generator"]
+            gens = gens["grid"] if isinstance(gens, dict) and set(gens) == {"grid"} else gens
+            for gen in gens if isinstance(gens, list) else [gens]:
+                if not isinstance(gen, str) or gen not in registry.GENERATORS:
+                    self.fail(
+                        f"{where}.generator",
+                        gen,
+                        f"unknown generator (expected one of {', '.join(registry.GENERATORS)})",
+                    )
+                out += self.data_points(
+                    gen, {k: v for k, v in block.items() if k != "generator"}, where, registry
+                )
+        self.duplicates([c.identity() for c in out], [c.block for c in out], "data")
+        labels = _varying_label([c.identity() for c in out])
+        return tuple(
+            DataCondition(c.generator, c.settings, c.block, lab or c.generator)
+            for c, lab in zip(out, labels, strict=True)
+        )
+
+    def data_points(self, gen: str, block: dict, where: str, registry: Any) -> list[DataCondition]:
+        params = registry.generator_settings(gen)
+        hints = {k: p.annotation for k, p in params.items()}
+        self.unknown(
+            {k: v for k, v in block.items() if k != "zip"},
+            hints,
+            where,
+            f"setting for generator {gen!r}",
+        )
+        listy = {k: is_list_valued(a) for k, a in hints.items()}
+        out = []
+        for point in expand_grid(block, listy, self.fail, where):
+            for key, value in point.items():
+                point[key] = coerce(value, hints[key])
+                if point[key] is MISMATCH:
+                    self.fail(f"{where}.{key}", value, f"must be {describe(hints[key])}")
+            self.ranges(point, where)
+            try:
+                registry.generate(gen, np.random.default_rng(0), **point)
+            except (ValueError, TypeError) as err:
+                raise ConfigError(f"{self.path}: {where} (generator {gen!r}): {err}") from None
+            out.append(DataCondition(gen, point, where))
+        return out
+
+    def ranges(self, point: dict, where: str) -> None:
+        """The generic ranges that every generator shares, with their own messages."""
+
+        def integer(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        for key, low in (("n", 1), ("K", 1), ("d", 1)):
+            if key in point and not (integer(point[key]) and point[key] >= low):
+                self.fail(f"{where}.{key}", point[key], f"must be an integer >= {low}")
+        if (
+            "separation" in point
+            and isinstance(point["separation"], float)
+            and not point["separation"] >= 0
+        ):
+            self.fail(f"{where}.separation", point["separation"], "must be >= 0")
+        if "K" in point and "n" in point and point["K"] > point["n"]:
+            self.fail(f"{where}.K", point["K"], f"more components than points (n = {point['n']})")
+
+    def fitters(self, tables: dict, data: tuple[DataCondition, ...]) -> tuple[FitterCondition, ...]:
+        from workbench.fitters import FITTERS
+
+        out: list[FitterCondition] = []
+        for label, table in tables.items():
+            where = f"fitters.{label}"
+            if not NAME_RE.match(label):
+                self.fail(where, label, "fitter names use letters, digits, '_', '.' or '-'")
+            if not isinstance(table, dict):
+                self.fail(where, table, "must be a table with a method and its settings")
+            table = dict(table)
+            if not self.typed(table, "enabled", where, bool, True):
+                continue
+            table.pop("enabled", None)
+            method = self.typed(table, "method", where, str, rule=f"one of {', '.join(FITTERS)}")
+            if method not in FITTERS:
+                self.fail(
+                    f"{where}.method",
+                    method,
+                    f"unknown method (expected one of {', '.join(FITTERS)})",
+                )
+            settings = {k: v for k, v in table.items() if k != "method"}
+            spec = FITTERS[method]
+            try:
+                factory = load_factory(spec)
+            except (ImportError, AttributeError) as err:
+                raise ConfigError(
+                    f"{self.path}: {where}.method = {show(method)}: cannot load {spec}: {err}"
+                ) from None
+            hints, var_kw = signature_hints(factory)
+            if not var_kw:
+                self.unknown(
+                    {k: v for k, v in settings.items() if k != "zip"},
+                    hints,
+                    where,
+                    f"setting for method {method!r}",
+                )
+            listy = {k: is_list_valued(a) for k, a in hints.items()}
+            points = expand_grid(settings, listy, self.fail, where)
+            labels = _varying_label(points, label)
+            for point, plabel in zip(points, labels, strict=True):
+                for key, value in point.items():
+                    point[key] = coerce(value, hints.get(key, Any))
+                    if point[key] is MISMATCH:
+                        self.fail(f"{where}.{key}", value, f"must be {describe(hints[key])}")
+                k = point.get("n_components")
+                for cond in data:
+                    n = cond.settings.get("n")
+                    if isinstance(k, int) and isinstance(n, int) and k > n:
+                        self.fail(
+                            f"{where}.n_components",
+                            k,
+                            f"more components than points (data n = {n})",
+                        )
+                try:
+                    factory(**point)
+                except (ValueError, TypeError) as err:
+                    raise ConfigError(f"{self.path}: {where}: {err}") from None
+                out.append(FitterCondition(label, method, point, spec, plabel))
+        if not out:
+            self.missing("fitters", "at least one enabled [fitters.<name>] table")
+        self.duplicates([c.identity() for c in out], [f"fitters.{c.table}" for c in out], "fitters")
+        return tuple(out)
+
+    def duplicates(self, identities: list[dict], where: list[str], what: str) -> None:
+        seen: dict[str, str] = {}
+        for ident, w in zip(identities, where, strict=True):
+            key = json.dumps(ident, sort_keys=True)
+            if key in seen:
+                self.fail(w, ident, f"duplicates a condition already in {seen[key]}")
+            seen[key] = w
