@@ -206,6 +206,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     if not args.quiet:
         print_summary(directory)
+    if not args.no_report:
+        from workbench.report import build_report
+
+        print(f"report: {build_report([directory])}")
     return 0
 
 
@@ -298,8 +302,20 @@ def print_summary(directory: Path) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    Store.open(Path(args.dir)).close()
-    print_summary(Path(args.dir))
+    from workbench.report import build_report
+
+    dirs = [Path(d) for d in args.dirs]
+    for directory in dirs:
+        Store.open(directory).close()
+        print_summary(directory)
+    print(f"report: {build_report(dirs, Path(args.out) if args.out else None)}")
+    return 0
+
+
+def cmd_walkthrough(args: argparse.Namespace) -> int:
+    from workbench.walkthrough import run_walkthrough
+
+    print(f"walkthrough: {run_walkthrough(Path(args.out))}")
     return 0
 
 
@@ -338,6 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress output (for CI)")
     p.add_argument("--timeout", type=_positive(float), help="per-cell timeout in seconds")
     p.add_argument("--reports-dir", default="reports", help="where <name>/ goes (default: reports)")
+    p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("validate", help="check a config without running anything")
     p.add_argument("config")
@@ -346,13 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
     for name, func, text in (
         ("status", cmd_status, "counts of done, failed and pending cells"),
         ("export", cmd_export, "write results.csv (and .parquet) - one row per fit"),
-        ("report", cmd_report, "summary table per fitter x data condition"),
     ):
         p = sub.add_parser(name, help=text)
         p.add_argument("dir", help="an experiment's results directory, e.g. reports/quickstart")
         if name == "export":
             p.add_argument("--out", help="output directory (default: DIR)")
         p.set_defaults(func=func)
+    p = sub.add_parser("report", help="build the HTML report of one or more experiments")
+    p.add_argument("dirs", nargs="+", metavar="DIR", help="results directories (several overlay)")
+    p.add_argument("--out", help="the HTML file (default: DIR/report.html)")
+    p.set_defaults(func=cmd_report)
+    p = sub.add_parser("walkthrough", help="the founding document's EM story (HTML, PNG, GIF)")
+    p.add_argument("--out", default="reports/walkthrough", help="default: reports/walkthrough")
+    p.set_defaults(func=cmd_walkthrough)
     p = sub.add_parser("list", help="the shipped experiments")
     p.set_defaults(func=cmd_list)
     return parser

@@ -186,7 +186,7 @@ def test_bad_config_is_one_line_exit_2_and_writes_nothing(case, tmp_path, capsys
     sets = [a for o in overrides for a in ("--set", o)]
     for command in (
         ["validate", str(path)],
-        ["run", str(path), "--reports-dir", str(tmp_path / "r")],
+        ["run", str(path), "--no-report", "--reports-dir", str(tmp_path / "r")],
     ):
         code, out, err = run_cli(capsys, command + sets)
         assert code == 2, (name, out, err)

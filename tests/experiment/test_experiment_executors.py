@@ -23,7 +23,17 @@ EM_GRID = SMALL.replace(
 
 
 def run(capsys, path, reports, *extra):
-    code = main(["run", str(path), "--quiet", "--reports-dir", str(reports), *map(str, extra)])
+    code = main(
+        [
+            "run",
+            str(path),
+            "--quiet",
+            "--no-report",
+            "--reports-dir",
+            str(reports),
+            *map(str, extra),
+        ]
+    )
     captured = capsys.readouterr()
     assert code == 0, captured.err
     return load_table(reports / "small")
@@ -98,7 +108,9 @@ def test_errors_are_recorded_and_hopeless_conditions_stop(tmp_path, write_config
         + '\n[fitters.broken]\nmethod = "error"\nmessage = "no luck"\n'
     )
     path = write_config(text, "small")
-    code = main(["run", str(path), "--executor", "serial", "--reports-dir", str(tmp_path)])
+    code = main(
+        ["run", str(path), "--executor", "serial", "--no-report", "--reports-dir", str(tmp_path)]
+    )
     captured = capsys.readouterr()
     assert code == 0
     assert "stopping condition broken on gaussian_mixture: 2 consecutive failures" in captured.err

@@ -46,7 +46,7 @@ def test_quickstart_end_to_end(tmp_path):
     # paired: every fitter saw the same data sets
     assert table.groupby(["data", "replicate"])["fitter"].nunique().eq(3).all()
 
-    again = cli("run", str(QUICKSTART), "--quiet", cwd=tmp_path)
+    again = cli("run", str(QUICKSTART), "--quiet", "--no-report", cwd=tmp_path)
     assert again.returncode == 0 and "0 run now" in again.stdout
     status = cli("status", str(directory), cwd=tmp_path)
     assert "36 cells: 36 done, 0 failed, 0 pending" in status.stdout
@@ -56,7 +56,7 @@ def test_quickstart_end_to_end(tmp_path):
 
 
 def test_quickstart_em_only_and_list(tmp_path, capsys):
-    args = ["run", "quickstart", "--set", "fitters.bayes.enabled=false", "-j", "2"]
+    args = ["run", "quickstart", "--set", "fitters.bayes.enabled=false", "-j", "2", "--no-report"]
     assert main([*args, "--reports-dir", str(tmp_path), "--quiet"]) == 0
     table = load_table(tmp_path / "quickstart")
     assert len(table) == 24 and set(table["method"]) == {"em"}

@@ -42,7 +42,7 @@ def counts(directory, table):
 
 def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, write_config, fakes, capsys):
     path = write_config(CONFIG, "small")
-    command = [sys.executable, "-c", SCRIPT, "run", str(path), "-j", "2", "--quiet"]
+    command = [sys.executable, "-c", SCRIPT, "run", str(path), "-j", "2", "--quiet", "--no-report"]
     killed = tmp_path / "killed"
     proc = subprocess.Popen([*command, "--reports-dir", str(killed)], start_new_session=True)
     deadline = time.monotonic() + 120
@@ -58,7 +58,19 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, write_confi
     assert f"{TOTAL} done" in rerun.stdout
 
     assert (
-        main(["run", str(path), "-j", "2", "--quiet", "--reports-dir", str(tmp_path / "ref")]) == 0
+        main(
+            [
+                "run",
+                str(path),
+                "-j",
+                "2",
+                "--quiet",
+                "--no-report",
+                "--reports-dir",
+                str(tmp_path / "ref"),
+            ]
+        )
+        == 0
     )
     capsys.readouterr()
     resumed, reference = load_table(killed / "small"), load_table(tmp_path / "ref" / "small")

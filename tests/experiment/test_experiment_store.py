@@ -16,7 +16,7 @@ from workbench.experiment.store import STORE_FILE, load_table, without_timings
 
 
 def run(capsys, *args):
-    code = main(["run", *map(str, args), "--quiet"])
+    code = main(["run", *map(str, args), "--quiet", "--no-report"])
     err = capsys.readouterr().err
     return code, err
 

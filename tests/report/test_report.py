@@ -1,0 +1,213 @@
+"""The report: built from a small stored experiment, every figure written and referenced, generic
+over grid variables, overlays of several experiments, and the store as its only input."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from workbench.report import build_report
+from workbench.report.summary import (
+    ReportData,
+    condition_summary,
+    load_experiment,
+    paired,
+    pairs,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+# The generic report and figure code (a study's own section module may name its experiment).
+REPORT_CODE = [
+    ROOT / "workbench" / "report" / name
+    for name in ("__init__.py", "figures.py", "bayes_figures.py", "html.py", "summary.py")
+]
+
+EM_FIGURES = {"failure_rate", "recovery", "convergence", "coverage"}
+BAYES_FIGURES = {
+    "bayes_trace_ok",
+    "bayes_rank_ok",
+    "bayes_trace_worst",
+    "bayes_rank_worst",
+    "bayes_posterior_truth",
+    "bayes_forest",
+    "bayes_pair_chains",
+}
+
+
+def figures_of(page: Path) -> dict[str, Path]:
+    return {p.name: p for p in (page.parent / "figures").iterdir()}
+
+
+def check_page(page: Path) -> str:
+    """Every figure file is non-empty, embedded and linked; every reference resolves."""
+    text = page.read_text()
+    files = figures_of(page)
+    assert files, "no figures written"
+    stems = {Path(n).stem for n in files}
+    for stem in stems:
+        png, pdf = files.get(f"{stem}.png"), files.get(f"{stem}.pdf")
+        assert png is not None and pdf is not None, stem
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000, stem
+        assert pdf.read_bytes()[:5] == b"%PDF-" and pdf.stat().st_size > 1000, stem
+        assert f'data-figure="{stem}.png"' in text, f"{stem} not in the page"
+        assert f'href="figures/{stem}.pdf"' in text and f'href="figures/{stem}.png"' in text
+    referenced = set(re.findall(r'data-figure="([^"]+)"', text))
+    assert referenced == {f"{s}.png" for s in stems}
+    assert text.count("data:image/png;base64,") == len(stems)
+    assert "could not be built" not in text
+    return text
+
+
+def test_report_of_an_em_and_bayes_experiment(separation_report):
+    page = separation_report
+    assert page.name == "report.html" and page.parent.name == "tiny_separation"
+    text = check_page(page)
+    stems = {Path(n).stem for n in figures_of(page)}
+    for kind in EM_FIGURES:
+        assert f"{kind}_separation" in stems
+    assert {"recovery_paired", "em_traces", "fitted_densities"} <= stems
+    assert BAYES_FIGURES <= stems
+    for heading in (
+        "Config and provenance",
+        "Summary",
+        "Failure rates",
+        "Parameter recovery",
+        "EM log-likelihood traces",
+        "Iterations and wall time",
+        "Interval coverage",
+        "Fitted densities",
+        "Bayesian cells",
+        "Failures and errors",
+        "What we found",
+    ):
+        assert f">{heading}</h2>" in text, heading
+    assert "[fitters.bayes]" in text  # the config text
+    assert "numpy" in text and "platform" in text.lower()  # versions and platform
+    assert "± MC se" in text
+
+
+def test_report_follows_the_grid_and_the_config_sections(stored, tmp_path):
+    """Another experiment, gridded over n instead of separation, 2-D: figures follow its grid
+    variable and the page holds only the sections its config lists."""
+    page = build_report([stored["tiny_sizes"]], tmp_path / "sizes" / "report.html")
+    text = check_page(page)
+    stems = {Path(n).stem for n in figures_of(page)}
+    assert {"failure_rate_n", "convergence_n", "em_traces", "fitted_densities"} <= stems
+    assert not any("separation" in s for s in stems)
+    assert not any(s.startswith("bayes") or s.startswith("coverage") for s in stems)
+    assert ">Bayesian cells</h2>" not in text and ">Interval coverage</h2>" not in text
+
+
+def test_overlaid_experiments(stored):
+    dirs = [stored["tiny_sizes"], stored["tiny_sizes_again"]]
+    page = build_report(dirs)
+    assert page == dirs[0].parent / "tiny_sizes_vs_tiny_sizes_again" / "report.html"
+    text = check_page(page)
+    stems = {Path(n).stem for n in figures_of(page)}
+    assert {"failure_rate_n", "convergence_n", "em_traces", "fitted_densities"} <= stems
+    assert "<h3>tiny_sizes</h3>" in text and "<h3>tiny_sizes_again</h3>" in text
+    data = ReportData([load_experiment(d) for d in dirs])
+    series = set(data.table["series"])  # the legend labels carry the experiment
+    assert {"tiny_sizes: em(init=kmeans++)", "tiny_sizes_again: em"} <= series
+    assert ">tiny_sizes_again</td>" in text  # the summary tables name the experiment
+    # The failures table lists every errored fit with its message.
+    failures = text[text.index('id="failures"') : text.index('id="findings"')]
+    assert failures.count("singular matrix in the test fitter") == 4
+    assert "4 fit(s) ended in an error" in failures
+
+
+def test_an_experiment_of_errors_only_still_gets_its_report(stored):
+    page = build_report([stored["tiny_broken"]])
+    text = page.read_text()
+    assert "could not be built" not in text
+    assert "2 fit(s) ended in an error" in text
+    assert text.count("singular matrix in the test fitter") == 2
+    assert ">Summary</h2>" in text and ">What we found</h2>" in text
+
+
+def test_a_config_can_ask_for_the_walkthrough_section(stored, tmp_path, monkeypatch):
+    import workbench.walkthrough
+    from workbench.report import summary
+
+    monkeypatch.setattr(
+        workbench.walkthrough, "walkthrough_fragment", lambda out: "<p>EM story</p>"
+    )
+    monkeypatch.setattr(summary, "_sections", lambda runs: ("summary", "walkthrough"))
+    page = build_report([stored["tiny_sizes"]], tmp_path / "r" / "report.html")
+    text = page.read_text()
+    assert ">The founding walkthrough</h2><p>EM story</p>" in text
+    assert ">Summary</h2>" in text and ">Failure rates</h2>" not in text
+
+
+def test_no_figure_code_names_an_experiment():
+    names = {
+        "quickstart",
+        "tiny_separation",
+        "tiny_sizes",
+        "local_optima",
+        "slow_convergence",
+        "misspecification",
+        "em_vs_bayes",
+        "scaling",
+    }
+    names |= {p.stem for p in (ROOT / "experiments").glob("*.toml")}
+    for path in REPORT_CODE:
+        source = path.read_text()
+        for name in names:
+            assert name not in source, f"{path.name} names experiment {name!r}"
+
+
+def test_summaries_come_from_replicate_rows_with_mc_errors(stored):
+    data = ReportData([load_experiment(stored["tiny_sizes"])])
+    table = data.table
+    summary = condition_summary(table)
+    for _, row in summary.iterrows():
+        rows = table[(table["fitter"] == row["fitter"]) & (table["data"] == row["data"])]
+        flags = rows["failed"].astype(float).to_numpy()
+        p = flags.mean()
+        assert row["failure rate"] == pytest.approx(p)
+        assert row["failure rate se"] == pytest.approx(np.sqrt(p * (1 - p) / len(flags)))
+        rmse = rows["overall_rmse"].to_numpy(dtype=float)
+        got = row[["overall RMSE", "overall RMSE se"]].to_numpy(dtype=float)
+        np.testing.assert_allclose(got, [rmse.mean(), rmse.std(ddof=1) / np.sqrt(len(rmse))])
+
+
+def test_pairs_are_on_the_same_data_sets(stored):
+    data = ReportData([load_experiment(stored["tiny_separation"])])
+    comparisons = pairs(data.table)
+    assert ("em(init=random_params)", "bayes") in comparisons
+    rows = paired(data.table, "em(init=random_params)", "bayes", "overall_rmse")
+    assert len(rows) == 6  # 2 data conditions x 3 replicates, one data set each
+    assert not rows.duplicated(["data_id", "replicate"]).any()
+    assert isinstance(rows, pd.DataFrame) and np.isfinite(rows["difference"]).all()
+
+
+def test_regenerated_data_match_the_stored_truth(stored):
+    exp = load_experiment(stored["tiny_sizes"])
+    for row in exp.table.head(4).itertuples():
+        dataset = exp.dataset(row.cell_id)
+        truth = exp.truth(row.data_id, row.replicate)
+        np.testing.assert_array_equal(dataset.truth.means, truth.means)
+        np.testing.assert_array_equal(dataset.truth.covariances, truth.covariances)
+        stored_n = exp.datasets.set_index(["data_id", "replicate"]).loc[
+            (row.data_id, row.replicate), "n"
+        ]
+        assert dataset.n == stored_n
+
+
+def test_the_report_loads_no_fitter(stored, tmp_path):
+    """Built in a fresh process, the report never imports EM, Bayes or the fitter modules."""
+    code = (
+        "import sys\nfrom pathlib import Path\nfrom workbench.report import build_report\n"
+        f"build_report([Path({str(stored['tiny_sizes'])!r})], Path({str(tmp_path)!r}) / 'r.html')\n"
+        "bad = [m for m in sys.modules if m.startswith(('workbench.em', 'workbench.bayes'))]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=300)
+    assert (tmp_path / "r.html").is_file()

@@ -1,0 +1,297 @@
+"""The report of one experiment, or several overlaid, built from the results store alone.
+
+``build_report([dir])`` writes ``<dir>/report.html`` (one self-contained page, images embedded)
+and ``<dir>/figures/*.png`` and ``*.pdf``. Sections come from a registry keyed by the names a
+config lists under ``[report] sections``; a study adds its own with::
+
+    @register_section("my_study", "My study")
+    def my_study(ctx: ReportContext, section: Section) -> None:
+        section.figures(my_figures(ctx.data, ctx.figures_dir))
+        section.text(...)
+
+Figures are generic over the grid variables of the stored table; nothing here knows an
+experiment by name.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from workbench.experiment.runner import FAILED_STATUSES
+from workbench.report import bayes_figures as bayes_fig
+from workbench.report import figures as fig
+from workbench.report.html import Section, esc, provenance_section, render_page, with_se
+from workbench.report.summary import (
+    ReportData,
+    completed,
+    condition_summary,
+    coverage_columns,
+    failures_table,
+    load_experiment,
+    mean_se,
+    nominal_level,
+    numbers,
+    paired,
+    pairs,
+    rate_se,
+    status_counts,
+)
+
+__all__ = ["ReportContext", "SECTIONS", "Section", "build_report", "register_section"]
+
+
+@dataclass
+class ReportContext:
+    """What a section builder gets: the data and where to save figures."""
+
+    data: ReportData
+    figures_dir: Path
+
+
+Builder = Callable[[ReportContext, Section], None]
+SECTIONS: dict[str, tuple[str, Builder]] = {}
+
+
+def register_section(key: str, title: str) -> Callable[[Builder], Builder]:
+    """Register ``builder(ctx, section)`` as report section ``key`` (a config section name)."""
+
+    def wrap(builder: Builder) -> Builder:
+        SECTIONS[key] = (title, builder)
+        return builder
+
+    return wrap
+
+
+def _figure_section(key: str, title: str, intro: str, empty: str) -> None:
+    def builder(ctx: ReportContext, section: Section) -> None:
+        section.text(intro)
+        drawn = fig.FIGURES[key](ctx.data, ctx.figures_dir)
+        section.figures(drawn)
+        if not drawn:
+            section.note(empty)
+
+    register_section(key, title)(builder)
+
+
+_figure_section(
+    "failure_rates",
+    "Failure rates",
+    "How often EM returns a local optimum, by grid variable and fitter.",
+    "No fit has a failure flag (no reference optimum was computed).",
+)
+_figure_section(
+    "traces",
+    "EM log-likelihood traces",
+    "Per-iteration log-likelihood of every EM restart, by outcome.",
+    "No EM traces are stored for this experiment.",
+)
+_figure_section(
+    "convergence",
+    "Iterations and wall time",
+    "Cost of a fit against the grid: EM iterations and wall time.",
+    "No iteration counts or times are stored.",
+)
+_figure_section(
+    "coverage",
+    "Interval coverage",
+    "Whether intervals cover the truth as often as their nominal level promises.",
+    "No fit stored intervals (set interval_level for EM; Bayes gives credible intervals).",
+)
+_figure_section(
+    "densities",
+    "Fitted densities",
+    "What successes and failures look like on their data.",
+    "No finished fit with parameters to draw.",
+)
+
+
+@register_section("summary", "Summary")
+def _summary(ctx: ReportContext, section: Section) -> None:
+    table = ctx.data.table
+    section.text(
+        "Per fitter and data condition, from the per-replicate rows: mean (or rate) ± its "
+        "Monte Carlo standard error (binomial for rates, sd/sqrt(m) for means)."
+    )
+    drop = ["experiment"] if len(ctx.data.experiments) == 1 else []
+    summary = condition_summary(table)
+    section.table(with_se(summary.drop(columns=drop, errors="ignore")), "condition summary", True)
+    section.table(status_counts(table).drop(columns=drop, errors="ignore"), "fits by status")
+
+
+@register_section("recovery", "Parameter recovery")
+def _recovery(ctx: ReportContext, section: Section) -> None:
+    section.text(
+        "Error of the matched fitted parameters against the truth, and paired "
+        "comparisons of fitters on the very same data sets."
+    )
+    section.figures(fig.recovery_figures(ctx.data, ctx.figures_dir))
+    rows = []
+    for a, b in pairs(ctx.data.table):
+        diffs = paired(ctx.data.table, a, b, "overall_rmse")
+        mean, se, m = mean_se(diffs["difference"].to_numpy())
+        if m:
+            rows.append(
+                {
+                    "first": a,
+                    "second": b,
+                    "data sets": m,
+                    "mean difference (second - first)": mean,
+                    "mean difference se": se,
+                }
+            )
+    if rows:
+        section.table(with_se(pd.DataFrame(rows)), "paired overall RMSE differences")
+
+
+@register_section("bayes", "Bayesian cells")
+def _bayes(ctx: ReportContext, section: Section) -> None:
+    drawn = bayes_fig.bayes_figures(ctx.data, ctx.figures_dir)
+    if not drawn:
+        section.note("No Bayesian cell with a stored posterior in this experiment.")
+        return
+    section.text(
+        "Sampler health and posterior shape of the Bayesian fits (ArviZ), from the "
+        "stored posterior draws."
+    )
+    table = bayes_fig.diagnostics_table(ctx.data)
+    if len(ctx.data.experiments) == 1:
+        table = table.drop(columns=["experiment"], errors="ignore")
+    section.table(table, "Bayesian diagnostics (mean ± MC se)", scroll=True)
+    section.figures(drawn)
+
+
+@register_section("failures", "Failures and errors")
+def _failures(ctx: ReportContext, section: Section) -> None:
+    rows, total = failures_table(ctx.data.table)
+    errors = int(ctx.data.table["status"].isin(FAILED_STATUSES).sum())
+    section.text(
+        f"{errors} fit(s) ended in an error, timeout, crash or skip; {total - errors} returned a "
+        "local optimum or a status other than converged / ok."
+        + (f" The first {len(rows)} of {total} are listed." if total > len(rows) else "")
+    )
+    if total:
+        section.table(rows, "failures and errors", scroll=True)
+
+
+@register_section("findings", "What we found")
+def _findings(ctx: ReportContext, section: Section) -> None:
+    for sentence in findings(ctx.data):
+        section.text(sentence, "finding")
+
+
+def findings(data: ReportData) -> list[str]:
+    """Sentences generated from the numbers: errors, failure rates, paired recovery, coverage."""
+    table, out = data.table, []
+    ok = completed(table)
+    out.append(f"{len(table)} fits stored, {len(table) - len(ok)} with an error, timeout or skip.")
+    flags = numbers(ok, "failed")
+    with_flags = ok[flags.notna()]
+    if not with_flags.empty:
+        rates = []
+        for (series, cond), group in with_flags.groupby(["series", "data"], sort=False):
+            p, se, m = rate_se(pd.to_numeric(group["failed"]).to_numpy())
+            rates.append((p, se, m, series, cond))
+        hi, lo = max(rates), min(rates)
+        out.append(
+            f"Highest failure rate: {hi[0]:.3g} ± {hi[1]:.2g} ({hi[3]} on {hi[4]}, "
+            f"{hi[2]} fits); lowest: {lo[0]:.3g} ± {lo[1]:.2g} ({lo[3]} on {lo[4]})."
+        )
+    for a, b in pairs(table):
+        mean, se, m = mean_se(paired(table, a, b, "overall_rmse")["difference"].to_numpy())
+        if not m:
+            continue
+        if np.isfinite(se) and abs(mean) > 2 * se:
+            better = b if mean < 0 else a
+            verdict = f"{better} recovered the truth better"
+        else:
+            verdict = "no difference beyond twice its Monte Carlo error"
+        out.append(
+            f"{b} vs {a} on the same {m} data sets: mean overall-RMSE difference "
+            f"{mean:.3g} ± {se:.2g}: {verdict}."
+        )
+    for series, group in ok[ok["method"] != "em"].groupby("series", sort=False):
+        counts = ", ".join(f"{v} {k}" for k, v in group["status"].value_counts().items())
+        out.append(f"{series}: {len(group)} fits, status {counts}.")
+    columns = coverage_columns(ok)
+    if columns:
+        level = nominal_level(ok)
+        for series, group in ok.groupby("series", sort=False):
+            values = group[columns].mean(axis=1)
+            mean, se, m = mean_se(values.to_numpy())
+            if m:
+                nominal = float(level[group.index].iloc[0])
+                out.append(
+                    f"{series}: intervals covered the truth {mean:.3g} ± {se:.2g} of the "
+                    f"time against a nominal {nominal:g} ({m} fits)."
+                )
+    return out
+
+
+@register_section("walkthrough", "The founding walkthrough")
+def _walkthrough(ctx: ReportContext, section: Section) -> None:
+    # A demonstration of EM's own steps, not a result of the store: loaded only when asked for.
+    story = importlib.import_module("workbench.walkthrough")
+    section.parts.append(story.walkthrough_fragment(ctx.figures_dir.parent / "walkthrough"))
+
+
+DEFAULT_SECTIONS = (
+    "summary",
+    "failure_rates",
+    "recovery",
+    "traces",
+    "convergence",
+    "coverage",
+    "densities",
+    "bayes",
+    "failures",
+    "findings",
+)
+
+
+def _sections(data: ReportData) -> list[str]:
+    """The union, in order, of the experiments' ``[report] sections`` (default: every generic
+    section)."""
+    names: list[str] = []
+    for exp in data.experiments:
+        names += [s for s in (exp.sections or DEFAULT_SECTIONS) if s not in names]
+    return names
+
+
+def build_report(dirs: list[Path], out: Path | None = None) -> Path:
+    """Build the HTML report of the experiments in ``dirs`` (several are overlaid) and return
+    its path: ``out``, or ``<dir>/report.html`` (``<parent>/<a>_vs_<b>/report.html`` for
+    several). Figures go to ``figures/`` beside it as PNG and PDF."""
+    data = ReportData([load_experiment(d) for d in dirs])
+    if out is None:
+        first = Path(dirs[0])
+        out = (first if len(dirs) == 1 else first.parent / data.name) / "report.html"
+    out = Path(out)
+    figures_dir = out.parent / "figures"
+    figures_dir.mkdir(parents=True, exist_ok=True)
+    for stale in [*figures_dir.glob("*.png"), *figures_dir.glob("*.pdf")]:
+        stale.unlink()
+    ctx = ReportContext(data, figures_dir)
+    sections = [provenance_section(data)]
+    for key in _sections(data):
+        title, builder = SECTIONS.get(key, (key.replace("_", " ").capitalize(), None))
+        section = Section(key, title)
+        if builder is None:
+            section.note(f"No report builder is registered for section {key!r}.")
+        else:
+            try:
+                builder(ctx, section)
+            except Exception as err:  # noqa: BLE001 - one broken section must not lose the rest
+                print(f"warning: report section {key!r} failed: {err}", file=sys.stderr)
+                section.note(f"This section could not be built: {type(err).__name__}: {err}")
+                section.parts.append(f"<pre>{esc(traceback.format_exc()[-2000:])}</pre>")
+        sections.append(section)
+    out.write_text(render_page(data, sections, out), encoding="utf-8")
+    return out

@@ -1,0 +1,306 @@
+"""ArviZ figures of the Bayesian cells, from the posterior netCDF files of the store.
+
+Posterior variables are the model's (``w`` weights, ``mu`` means, ``sigma`` scales, ...). When
+the posterior group carries ``loc`` and ``scale`` attributes (JSON lists, the standardisation
+``z = (x - loc) / scale``) truths are mapped into those units; otherwise the draws are taken to
+be in data units. Components are matched to the truth through the stored fitted parameters
+(posterior means) with the Hungarian algorithm.
+"""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+from matplotlib import MatplotlibDeprecationWarning
+
+from workbench.evaluate import matched_truth_index
+from workbench.params import MixtureParams
+from workbench.report.figures import Figure, save
+from workbench.report.summary import Experiment, ReportData, completed
+
+PROBLEM_STATUSES = ("multimodal", "label_switching", "divergent")
+PREFERRED_VARS = ("w", "mu", "sigma")
+MAX_FOREST = 8
+
+
+def bayes_cells(data: ReportData) -> list[tuple[Experiment, pd.Series]]:
+    """(experiment, row) of every finished cell with a stored posterior, in design order."""
+    out = []
+    for exp in data.experiments:
+        rows = completed(exp.table)
+        for _, row in rows[rows["posterior_path"].notna()].iterrows():
+            if exp.posterior_file(row["cell_id"]) is not None:
+                out.append((exp, row))
+    return out
+
+
+def load_posterior(exp: Experiment, cell_id: str) -> az.InferenceData:
+    """The cell's stored InferenceData (posterior and sample_stats), loaded into memory."""
+    idata = az.from_netcdf(str(exp.posterior_file(cell_id)))
+    for group in idata.groups():
+        idata[group].load()
+    return idata
+
+
+def plot_vars(idata: az.InferenceData) -> list[str]:
+    """The component parameters to plot: w, mu, sigma when present, else every variable."""
+    names = list(idata.posterior.data_vars)
+    chosen = [v for v in PREFERRED_VARS if v in names]
+    return chosen or names[:4]
+
+
+def _units(idata: az.InferenceData, d: int) -> tuple[np.ndarray, np.ndarray]:
+    attrs = idata.posterior.attrs
+    try:
+        loc = np.asarray(
+            json.loads(attrs["loc"]) if isinstance(attrs["loc"], str) else attrs["loc"], dtype=float
+        ).reshape(-1)
+        scale = np.asarray(
+            json.loads(attrs["scale"]) if isinstance(attrs["scale"], str) else attrs["scale"],
+            dtype=float,
+        ).reshape(-1)
+        return np.broadcast_to(loc, (d,)), np.broadcast_to(scale, (d,))
+    except (KeyError, ValueError, TypeError):
+        return np.zeros(d), np.ones(d)
+
+
+def reference_values(
+    idata: az.InferenceData, truth: MixtureParams, fitted: MixtureParams | None
+) -> dict[str, list[dict[str, Any]]]:
+    """ArviZ ``ref_val`` entries: the true w, mu and sigma of the component each posterior
+    component is matched to, in the posterior's units."""
+    K = truth.n_components
+    order = {k: k for k in range(K)}
+    if fitted is not None:
+        fit_idx, true_idx = matched_truth_index(fitted, truth)
+        order = {int(f): int(t) for f, t in zip(fit_idx, true_idx, strict=True)}
+    loc, scale = _units(idata, truth.n_features)
+    values = {
+        "w": truth.weights[:, None],
+        "mu": (truth.means - loc) / scale,
+        "sigma": truth.scales() / scale,
+    }
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, true in values.items():
+        if name not in idata.posterior:
+            continue
+        dims = [d for d in idata.posterior[name].dims if d not in ("chain", "draw")]
+        if not dims or len(dims) > 2:
+            continue
+        entries = []
+        for index in np.ndindex(*idata.posterior[name].shape[2:]):
+            k, j = index[0], (index[1] if len(index) > 1 else 0)
+            if k in order and order[k] < true.shape[0] and j < true.shape[1]:
+                coords = {
+                    dim: idata.posterior[dim].values[i] for dim, i in zip(dims, index, strict=False)
+                }
+                entries.append({**coords, "ref_val": float(true[order[k], j])})
+        if entries:
+            out[name] = entries
+    return out
+
+
+def _examples(cells: list[tuple[Experiment, pd.Series]]) -> dict[str, tuple]:
+    """An ``ok`` example and the ``worst``: a multimodal or label-switching fit, else the
+    other cell with the highest R-hat (the chains least in agreement)."""
+    ok = next((c for c in cells if c[1]["status"] == "ok"), cells[0])
+    worst = next((c for c in cells if c[1]["status"] in PROBLEM_STATUSES[:2]), None)
+    others = [c for c in cells if c[1]["cell_id"] != ok[1]["cell_id"]] or cells
+    if worst is None:
+        scored = []
+        for exp, row in others[:30]:
+            idata = load_posterior(exp, row["cell_id"])
+            rhat = az.rhat(idata, var_names=plot_vars(idata))
+            value = max(float(np.nanmax(v.values)) for v in rhat.data_vars.values())
+            scored.append((value, len(scored), (exp, row)))
+        worst = max(scored)[2]
+    return {"ok": ok, "worst": worst}
+
+
+def _label(exp: Experiment, row: pd.Series, several: bool) -> str:
+    head = f"{exp.name}: " if several else ""
+    return f"{head}{row['fitter']} | {row['data']} | rep {row['replicate']} | {row['status']}"
+
+
+def _grid_size(idata: az.InferenceData, names: list[str]) -> tuple[float, float]:
+    """A figure size for one panel per scalar parameter, three panels a row."""
+    count = sum(int(np.prod(idata.posterior[v].shape[2:])) for v in names)
+    return 12.0, 2.6 * max(1, -(-count // 3))
+
+
+def bayes_figures(data: ReportData, out: Path) -> list[Figure]:
+    """Trace, rank, posterior-vs-truth, forest and chain-coloured pair plots."""
+    with warnings.catch_warnings():  # ArviZ 0.23 uses API matplotlib 3.11 deprecates
+        warnings.simplefilter("ignore", MatplotlibDeprecationWarning)
+        return _bayes_figures(data, out)
+
+
+def _bayes_figures(data: ReportData, out: Path) -> list[Figure]:
+    cells = bayes_cells(data)
+    if not cells:
+        return []
+    several = len(data.experiments) > 1
+    examples = _examples(cells)
+    figures = []
+    seen: set[str] = set()
+    titles = {"ok": "an ok fit", "worst": "the chains least in agreement"}
+    for kind, (exp, row) in examples.items():
+        if row["cell_id"] in seen:
+            continue
+        seen.add(row["cell_id"])
+        idata = load_posterior(exp, row["cell_id"])
+        names = plot_vars(idata)
+        label = _label(exp, row, several)
+        axes = az.plot_trace(idata, var_names=names, compact=True, legend=True)
+        fig = np.atleast_2d(axes)[0, 0].figure
+        caption = (
+            f"ArviZ trace plot of {label}: per-chain marginal densities (left) and draws "
+            "(right). Chains that settle on different values mean different modes."
+        )
+        figures.append(
+            save(fig, out, f"bayes_trace_{kind}", f"Trace plot ({titles[kind]})", caption)
+        )
+        axes = az.plot_rank(idata, var_names=names, figsize=_grid_size(idata, names))
+        fig = np.atleast_1d(axes).ravel()[0].figure
+        caption = (
+            f"ArviZ rank plot of {label}: ranks of each chain's draws among all chains; "
+            "near-uniform histograms mean the chains sample the same distribution."
+        )
+        figures.append(save(fig, out, f"bayes_rank_{kind}", f"Rank plot ({titles[kind]})", caption))
+    figures.append(_posterior_vs_truth(*examples["ok"], several, out))
+    forest = _forest(cells, several, out)
+    if forest is not None:
+        figures.append(forest)
+    figures.append(_pair_by_chain(*examples["worst"], several, out))
+    return figures
+
+
+def _posterior_vs_truth(exp: Experiment, row: pd.Series, several: bool, out: Path) -> Figure:
+    idata = load_posterior(exp, row["cell_id"])
+    truth = exp.truth(row["data_id"], int(row["replicate"]))
+    names = plot_vars(idata)
+    ref = reference_values(idata, truth, exp.params(row["cell_id"])) if truth else None
+    size = _grid_size(idata, names)
+    axes = az.plot_posterior(
+        idata, var_names=names, ref_val=ref or None, hdi_prob=0.9, figsize=size
+    )
+    fig = np.atleast_1d(axes).ravel()[0].figure
+    caption = (
+        f"Posterior marginals of {_label(exp, row, several)} with the true value as the "
+        "reference line (orange; the percentages give the posterior mass below and above it) "
+        "and the 90% highest-density interval."
+    )
+    return save(fig, out, "bayes_posterior_truth", "Posterior against truth", caption)
+
+
+def _forest(cells: list, several: bool, out: Path) -> Figure | None:
+    chosen, shapes, labels = [], None, []
+    for exp, row in cells:
+        idata = load_posterior(exp, row["cell_id"])
+        names = plot_vars(idata)
+        shape = {v: idata.posterior[v].shape[2:] for v in names}
+        if shapes is None:
+            shapes = shape
+        if shape != shapes:
+            continue
+        chosen.append(idata)
+        head = f"{exp.name}: " if several else ""
+        labels.append(f"{head}{row['fitter']} | {row['data']} | rep {row['replicate']}")
+        if len(chosen) == MAX_FOREST:
+            break
+    if not chosen or shapes is None:
+        return None
+    axes = az.plot_forest(
+        chosen,
+        model_names=labels,
+        var_names=list(shapes),
+        combined=True,
+        hdi_prob=0.9,
+        figsize=(9, 1.2 + 0.35 * len(chosen) * sum(int(np.prod(s)) for s in shapes.values())),
+    )
+    fig = np.atleast_1d(axes).ravel()[0].figure
+    caption = (
+        f"Posterior 90% HDIs (lines) and medians (points) across {len(chosen)} Bayesian cells "
+        "(chains combined), one colour per cell: how the posterior moves across the grid."
+    )
+    return save(fig, out, "bayes_forest", "Forest plot across cells", caption)
+
+
+def _pair_coords(idata: az.InferenceData) -> tuple[list[str], dict[str, list[int]], int]:
+    """Variables and coordinates of the pair plot: the means of up to three components (and
+    their scales when K = 2), first coordinate only. Returns (var_names, coords, scalars)."""
+    post = idata.posterior
+    names = [v for v in ("mu", "sigma") if v in post] or list(post.data_vars)[:2]
+    first = [d for d in post[names[0]].dims if d not in ("chain", "draw")]
+    K = post.sizes[first[0]] if first else 1
+    names = names[:1] if K >= 3 or len(names) == 1 else names[:2]
+    coords: dict[str, list[int]] = {}
+    for name in names:
+        dims = [d for d in post[name].dims if d not in ("chain", "draw")]
+        for i, dim in enumerate(dims):
+            coords[dim] = list(range(min(3, post.sizes[dim]))) if i == 0 else [0]
+    count = sum(int(np.prod([len(coords[d]) for d in post[v].dims if d in coords])) for v in names)
+    return names, coords, count
+
+
+def _pair_by_chain(exp: Experiment, row: pd.Series, several: bool, out: Path) -> Figure:
+    idata = load_posterior(exp, row["cell_id"])
+    var_names, coords, count = _pair_coords(idata)
+    size = max(count - 1, 1)
+    fig, axes = plt.subplots(size, size, figsize=(3.2 * size + 1, 3.2 * size), squeeze=False)
+    chains = idata.posterior["chain"].values
+    for i, chain in enumerate(chains):
+        az.plot_pair(
+            idata.sel(chain=[chain]),
+            var_names=var_names,
+            coords=coords,
+            kind="scatter",
+            ax=axes if count > 2 else axes[0, 0],
+            marginals=False,
+            scatter_kwargs={"color": f"C{i}", "alpha": 0.4, "label": f"chain {chain}"},
+        )
+    for r in range(size):
+        for c in range(r + 1, size):
+            axes[r, c].set_visible(False)
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper right", fontsize=9, markerscale=2)
+    caption = (
+        f"Posterior draws of {_label(exp, row, several)}, one colour per chain. Chains in "
+        "separate clouds are stuck in different modes (multimodality or label switching), "
+        "which EM would report as one optimum without warning."
+    )
+    return save(fig, out, "bayes_pair_chains", "Pair plot coloured by chain", caption)
+
+
+def diagnostics_table(data: ReportData) -> pd.DataFrame:
+    """Per Bayesian (experiment, fitter, data): counts by status and the mean of each numeric
+    diagnostic with its MC standard error, as "mean ± se" text."""
+    from workbench.report.summary import mean_se
+
+    table = completed(data.table)
+    table = table[table["posterior_path"].notna() | (table["method"] == "bayes")]
+    if table.empty:
+        return pd.DataFrame()
+    diag = [
+        c
+        for c in table.columns
+        if c.startswith("diag.") and pd.to_numeric(table[c], errors="coerce").notna().any()
+    ][:10]
+    rows = []
+    for (exp, fitter, cond), group in table.groupby(["experiment", "fitter", "data"], sort=False):
+        row: dict[str, Any] = {"experiment": exp, "fitter": fitter, "data": cond}
+        row["statuses"] = ", ".join(f"{k} {v}" for k, v in group["status"].value_counts().items())
+        for column in diag:
+            mean, se, _ = mean_se(group[column].to_numpy())
+            row[column.removeprefix("diag.")] = (
+                f"{mean:.3g} ± {se:.2g}" if se == se else (f"{mean:.3g}")
+            )
+        rows.append(row)
+    return pd.DataFrame(rows)
