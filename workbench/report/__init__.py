@@ -295,3 +295,12 @@ def build_report(dirs: list[Path], out: Path | None = None) -> Path:
         sections.append(section)
     out.write_text(render_page(data, sections, out), encoding="utf-8")
     return out
+
+
+def _load_studies() -> None:
+    from workbench.report.studies import load_study_sections
+
+    load_study_sections()
+
+
+_load_studies()
