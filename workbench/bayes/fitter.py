@@ -1,0 +1,385 @@
+"""BayesFitter: the Bayesian side of the one fitter interface, ``fit(dataset, rng) -> FitResult``.
+
+Each fit reuses the compiled model of its structure (``workbench.bayes.sampling``), so a runner
+can call ``build_fitter("bayes", settings).fit(dataset, rng)`` on a whole grid of data sets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+from typing import Any
+
+import arviz as az
+import numpy as np
+
+from workbench.bayes import diagnostics as dg
+from workbench.bayes.models import IDENTIFIABILITY, Draws, ModelSpec, posterior_draws
+from workbench.bayes.sampling import SAMPLERS, get_compiled, sample
+from workbench.data.dataset import Dataset
+from workbench.fitters import FitResult
+from workbench.params import MixtureParams, as_data_matrix
+
+
+def _fail(key: str, value: Any, why: str) -> None:
+    raise ValueError(f"{key}={value!r}: {why}")
+
+
+def _is_int(value: Any, low: int) -> bool:
+    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= low
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+
+
+class BayesFitter:
+    """PyMC Gaussian mixture sampled with NUTS (nutpie or PyMC).
+
+    n_components: K (default: the data set's ``n_components_to_fit``). identifiability:
+    ``ordered`` (1-D: ordered means; d > 1: relabelling to a pivot) or ``none`` (exchangeable;
+    draws are still relabelled for the summaries, and the fit is never ``ok``).
+    sampler, chains, draws, tune, target_accept, max_treedepth, cores: NUTS settings (cores
+    default min(chains, CPUs)). interval_level: equal-tailed credible intervals.
+    standardize: priors in units of the data's mean and standard deviation (default) or raw
+    units. prior_*: see :mod:`workbench.bayes.models`. fixed_weights / fixed_covariances: known
+    values ((K,) weights; (K,) variances, (K, d) diagonal or (K, d, d) covariances) or
+    ``"truth"``. mode_tolerance: posterior sds by which chain means must differ to disagree.
+    divergence_tolerance: fraction of divergent draws above which the fit is ``divergent``.
+    keep_posterior: keep the InferenceData in the result.
+    """
+
+    method = "bayes"
+
+    def __init__(
+        self,
+        *,
+        n_components: int | None = None,
+        identifiability: str = "ordered",
+        sampler: str = "nutpie",
+        chains: int = 4,
+        draws: int = 1000,
+        tune: int = 1000,
+        target_accept: float = 0.9,
+        max_treedepth: int = 10,
+        cores: int | None = None,
+        interval_level: float = 0.9,
+        standardize: bool = True,
+        prior_weights_alpha: float = 1.0,
+        prior_mean_loc: float = 0.0,
+        prior_mean_scale: float = 2.0,
+        prior_scale_scale: float = 1.0,
+        prior_lkj_eta: float = 2.0,
+        fixed_weights: str | list | None = None,
+        fixed_covariances: str | list | None = None,
+        mode_tolerance: float = 1.0,
+        divergence_tolerance: float = 0.0,
+        keep_posterior: bool = True,
+        **unknown: Any,
+    ) -> None:
+        settings = {k: v for k, v in locals().items() if k not in ("self", "unknown")}
+        for key, value in unknown.items():
+            _fail(key, value, "unknown setting of the bayes fitter")
+        if n_components is not None and not _is_int(n_components, 1):
+            _fail("n_components", n_components, "must be an integer >= 1")
+        if identifiability not in IDENTIFIABILITY:
+            _fail("identifiability", identifiability, f"expected one of {IDENTIFIABILITY}")
+        if sampler not in SAMPLERS:
+            _fail("sampler", sampler, f"expected one of {SAMPLERS}")
+        for key, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
+            if not _is_int(value, low):
+                _fail(key, value, f"must be an integer >= {low}")
+        if not _is_int(max_treedepth, 1):
+            _fail("max_treedepth", max_treedepth, "must be an integer >= 1")
+        if cores is not None and not _is_int(cores, 1):
+            _fail("cores", cores, "must be an integer >= 1")
+        for key, value in (("target_accept", target_accept), ("interval_level", interval_level)):
+            if not (_is_number(value) and 0 < value < 1):
+                _fail(key, value, "must be a number strictly between 0 and 1")
+        positive = {
+            "prior_weights_alpha": prior_weights_alpha,
+            "prior_mean_scale": prior_mean_scale,
+            "prior_scale_scale": prior_scale_scale,
+            "prior_lkj_eta": prior_lkj_eta,
+            "mode_tolerance": mode_tolerance,
+        }
+        for key, value in positive.items():
+            if not (_is_number(value) and np.isfinite(value) and value > 0):
+                _fail(key, value, "must be a positive number")
+        if not (_is_number(prior_mean_loc) and np.isfinite(prior_mean_loc)):
+            _fail("prior_mean_loc", prior_mean_loc, "must be a finite number")
+        if not (_is_number(divergence_tolerance) and 0 <= divergence_tolerance < 1):
+            _fail("divergence_tolerance", divergence_tolerance, "must be in [0, 1)")
+        for key, value in (("standardize", standardize), ("keep_posterior", keep_posterior)):
+            if not isinstance(value, bool):
+                _fail(key, value, "must be true or false")
+        _check_fixed("fixed_weights", fixed_weights)
+        _check_fixed("fixed_covariances", fixed_covariances)
+        if isinstance(fixed_weights, list | tuple | np.ndarray):
+            w = np.asarray(fixed_weights, dtype=float)
+            if w.ndim != 1 or np.any(w <= 0) or abs(w.sum() - 1) > 1e-6:
+                _fail("fixed_weights", fixed_weights, "must be positive and sum to 1")
+        self.settings: dict[str, Any] = settings
+        for key, value in settings.items():
+            setattr(self, key, value)
+
+    def __repr__(self) -> str:
+        return f"BayesFitter({', '.join(f'{k}={v!r}' for k, v in self.settings.items())})"
+
+    # ------------------------------------------------------------------------------------------
+    def spec(self, K: int, d: int) -> ModelSpec:
+        """The model structure (compile-cache key, with the sampler) for K components in d-D."""
+        return ModelSpec(
+            n_components=K,
+            n_features=d,
+            identifiability=self.identifiability,
+            fixed_weights=self.fixed_weights is not None,
+            fixed_covariances=self.fixed_covariances is not None,
+            prior_weights_alpha=float(self.prior_weights_alpha),
+            prior_mean_loc=float(self.prior_mean_loc),
+            prior_mean_scale=float(self.prior_mean_scale),
+            prior_scale_scale=float(self.prior_scale_scale),
+            prior_lkj_eta=float(self.prior_lkj_eta),
+        )
+
+    def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
+        """Sample the posterior for ``dataset.X``; seeds come from ``rng`` (same rng, same draws).
+
+        ``dataset.truth`` serves the ``"truth"`` constraints and the ``truth_*`` diagnostics.
+        """
+        start = time.perf_counter()
+        X = as_data_matrix(dataset.X)
+        if not np.all(np.isfinite(X)):
+            _fail("data", f"{int(np.sum(~np.isfinite(X)))} non-finite values", "need finite data")
+        K = int(self.n_components or dataset.n_components_to_fit)
+        n, d = X.shape
+        spec = self.spec(K, d)
+        loc, scale = np.zeros(d), np.ones(d)
+        if self.standardize:
+            loc, scale = X.mean(axis=0), X.std(axis=0)
+            scale = np.where(scale > 0, scale, 1.0)
+        data = self._model_data(X, spec, dataset.truth, loc, scale)
+        if _labels_known(data):  # known values differ between components: no ordering needed
+            spec = dataclasses.replace(spec, identifiability="none")
+        seed = int(rng.integers(2**31))
+        entry, cached = get_compiled(spec, self.sampler)
+        compile_seconds = 0.0 if cached else entry.compile_seconds
+        try:
+            idata, sample_seconds = sample(
+                entry,
+                data,
+                chains=self.chains,
+                draws=self.draws,
+                tune=self.tune,
+                target_accept=self.target_accept,
+                max_treedepth=self.max_treedepth,
+                seed=seed,
+                cores=self.cores,
+            )
+        except Exception as exc:  # numerical trouble is a status, not a crash
+            return FitResult(
+                method=self.method,
+                status="error",
+                params=None,
+                loglik=float("nan"),
+                n_iter=0,
+                wall_time=time.perf_counter() - start,
+                diagnostics={"error": f"{type(exc).__name__}: {exc}"[:300], "seed": seed},
+            )
+        draws = posterior_draws(idata.posterior, spec, data, loc, scale)
+        params, intervals, diag, posterior = self._summarise(
+            X, spec, draws, idata.sample_stats, data, loc, scale, dataset.truth
+        )
+        diag.update(
+            compile_seconds=compile_seconds,
+            sample_seconds=sample_seconds,
+            compile_cached=int(cached),
+            ess_bulk_per_second=diag["ess_bulk_min"] / sample_seconds,
+            seed=seed,
+            n=n,
+        )
+        return FitResult(
+            method=self.method,
+            status=diag.pop("status"),
+            params=params,
+            loglik=params.log_likelihood(X),
+            n_iter=self.draws,
+            wall_time=time.perf_counter() - start,
+            diagnostics=diag,
+            intervals=intervals,
+            posterior=posterior if self.keep_posterior else None,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    def _model_data(
+        self,
+        X: np.ndarray,
+        spec: ModelSpec,
+        truth: MixtureParams | None,
+        loc: np.ndarray,
+        scale: np.ndarray,
+    ) -> dict[str, np.ndarray]:
+        """Standardised ``pm.Data`` arrays (see ``models.build_model``)."""
+        K, d = spec.n_components, spec.n_features
+        z = (X - loc) / scale
+        data: dict[str, np.ndarray] = {"x": z[:, 0] if d == 1 else z}
+        if spec.weights_are_data:
+            w = np.ones(1) if self.fixed_weights is None else self.fixed_weights
+            if isinstance(w, str):
+                w = _from_truth(truth, K, d, "fixed_weights").weights
+            w = np.asarray(w, dtype=float)
+            if w.shape != (K,):
+                _fail("fixed_weights", self.fixed_weights, f"expected {K} weights")
+            data["w_fixed"] = w
+        if spec.fixed_covariances:
+            cov = self.fixed_covariances
+            if isinstance(cov, str):
+                cov = _from_truth(truth, K, d, "fixed_covariances").full_covariances()
+            cov = _full_covariances(np.asarray(cov, dtype=float), K, d, self.fixed_covariances)
+            cov_z = cov / (scale[:, None] * scale[None, :])
+            if d == 1:
+                data["sigma_fixed"] = np.sqrt(cov_z[:, 0, 0])
+            else:
+                data["chol_fixed"] = np.linalg.cholesky(cov_z)
+        return data
+
+    def _summarise(
+        self,
+        X: np.ndarray,
+        spec: ModelSpec,
+        draws: Draws,
+        sample_stats: Any,
+        data: dict[str, np.ndarray],
+        loc: np.ndarray,
+        scale: np.ndarray,
+        truth: MixtureParams | None,
+    ) -> tuple[MixtureParams, dict, dict[str, Any], az.InferenceData]:
+        """Relabel, summarise, classify. Returns (params, intervals, diagnostics, posterior)."""
+        C, S, K = draws.weights.shape
+        lp = dg.log_density(sample_stats)
+        features = dg.component_features(draws, loc, scale)
+        labels_known = _labels_known(data)
+        if spec.ordered or labels_known or K == 1:
+            perms = dg.identity_perms(C, S, K)
+        else:
+            perms, _ = dg.relabel(features, lp)
+        rel = draws.permuted(perms)
+        rel_features = np.take_along_axis(features, perms[..., None], axis=2)
+        params = dg.posterior_means(rel)
+        intervals = dg.credible_intervals(rel, self.interval_level)
+        diag: dict[str, Any] = {}
+        diag.update(dg.convergence(_tracked(rel, spec)))
+        diag["rhat_max_raw"] = dg.convergence(_tracked(draws, spec))["rhat_max"]
+        diag.update(dg.sampler_stats(sample_stats))
+        groups, distance = dg.chain_groups(rel_features, lp, self.mode_tolerance)
+        switched = dg.switched_fraction(perms)
+        diag["status"] = dg.classify(
+            n_divergences=diag["n_divergences"],
+            n_draws_total=C * S,
+            groups=groups,
+            switched=switched,
+            exchangeable=self.identifiability == "none" and not labels_known,
+            n_components=K,
+            divergence_tolerance=self.divergence_tolerance,
+        )
+        diag["disagreeing_chains"] = ",".join(str(c) for g in groups[1:] for c in g)
+        diag["n_chain_groups"] = len(groups)
+        diag["chain_distance_max"] = distance
+        diag["switched_fraction"] = switched
+        if truth is not None and truth.n_components == K and truth.n_features == X.shape[1]:
+            comparison = dg.truth_comparison(params, intervals, truth)
+            diag.update(dg.truth_summary(comparison))
+        return params, intervals, diag, _inference_data(rel, perms, sample_stats, X)
+
+
+def _labels_known(data: dict[str, np.ndarray]) -> bool:
+    """Whether known weights or covariances differ between components (they name the labels)."""
+    known = [data[k] for k in ("w_fixed", "sigma_fixed", "chol_fixed") if k in data]
+    return any(len(v) > 1 and not np.allclose(v, v[:1]) for v in known)
+
+
+def _check_fixed(key: str, value: Any) -> None:
+    if value is None or (isinstance(value, str) and value == "truth"):
+        return
+    if not isinstance(value, list | tuple | np.ndarray):
+        _fail(key, value, "expected a list of values or 'truth'")
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError):
+        _fail(key, value, "must be numbers")
+    if arr.size == 0 or not np.all(np.isfinite(arr)):
+        _fail(key, value, "must be finite numbers")
+
+
+def _from_truth(truth: MixtureParams | None, K: int, d: int, key: str) -> MixtureParams:
+    if truth is None or truth.n_components != K or truth.n_features != d:
+        _fail(key, "truth", f"the data set's truth does not have {K} components in {d}-D")
+    return truth
+
+
+def _full_covariances(cov: np.ndarray, K: int, d: int, value: Any) -> np.ndarray:
+    """(K,) variances, (K, d) diagonals or (K, d, d) matrices -> (K, d, d), checked."""
+    if cov.shape == (K,):
+        cov = cov[:, None, None] * np.eye(d)
+    elif cov.shape == (K, d):
+        cov = cov[:, :, None] * np.eye(d)
+    if cov.shape != (K, d, d):
+        _fail("fixed_covariances", value, f"expected shape ({K},), ({K}, {d}) or ({K}, {d}, {d})")
+    try:
+        np.linalg.cholesky(cov)
+    except np.linalg.LinAlgError:
+        _fail("fixed_covariances", value, "not positive definite")
+    return cov
+
+
+def _tracked(draws: Draws, spec: ModelSpec) -> dict[str, np.ndarray]:
+    """Free scalars for R-hat / ESS: weights, means, scales, correlations, (C, S, ...)."""
+    out = {"mu": draws.means}
+    if not spec.weights_are_data:
+        out["w"] = draws.weights
+    if not spec.fixed_covariances:
+        out["sigma"] = draws.scales()
+        d = spec.n_features
+        if d > 1:
+            sd = draws.scales()
+            corr = draws.covariances / (sd[..., :, None] * sd[..., None, :])
+            rows, cols = np.triu_indices(d, k=1)
+            out["corr"] = corr[..., rows, cols]
+    return out
+
+
+def _inference_data(rel: Draws, perms: np.ndarray, sample_stats: Any, X: np.ndarray):
+    """InferenceData of the relabelled draws in data units, sample stats and the data."""
+    K, d = rel.means.shape[2:]
+    stats = {k: np.asarray(v) for k, v in sample_stats.data_vars.items()}
+    stats["relabel_permutation"] = perms
+    return az.from_dict(
+        posterior={
+            "w": rel.weights,
+            "mu": rel.means,
+            "sigma": rel.scales(),
+            "cov": rel.covariances,
+        },
+        sample_stats=stats,
+        observed_data={"x": X},
+        coords={"component": np.arange(K), "dim": np.arange(d), "dim_b": np.arange(d)},
+        dims={
+            "w": ["component"],
+            "mu": ["component", "dim"],
+            "sigma": ["component", "dim"],
+            "cov": ["component", "dim", "dim_b"],
+            "relabel_permutation": ["component"],
+            "x": ["obs", "dim"],
+        },
+    )
+
+
+def save_netcdf(result: FitResult, path: str | Path) -> Path:
+    """Write a Bayes fit's InferenceData to netCDF; returns the path."""
+    if result.posterior is None:
+        raise ValueError(f"{path}: the fit has no posterior to save (keep_posterior=False?)")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.posterior.to_netcdf(str(path))
+    return path
