@@ -2,7 +2,7 @@
 failure classification, clustering agreement, interval coverage and Monte Carlo errors.
 
 A fitted mixture's component labels are arbitrary, so every comparison first matches fitted to
-true components with the Hungarian algorithm (scipy's ``linear_sum_assignment``).
+true components (:mod:`workbench.matching`).
 """
 
 from __future__ import annotations
@@ -10,42 +10,24 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from scipy.optimize import linear_sum_assignment
 from scipy.special import comb
 
 from workbench.data.dataset import Dataset
 from workbench.fitters import FitResult
+from workbench.matching import match_components, matched_truth_index, matching_cost
 from workbench.params import MixtureParams
 
 # A fit "fails" when its log-likelihood is more than this many nats per data point below the
 # best known optimum. Why 1e-3: a converged EM run at tol=1e-8 sits within ~1e-8 |L| / (1 - rate)
 # of its optimum (<< 1e-3 n even at rate 0.999), while a genuine local optimum that merges or
 # splits a true cluster loses O(n / K) nats, i.e. O(0.1) per point or more.
+__all__ = [
+    "match_components",
+    "matched_truth_index",
+    "matching_cost",
+]
+
 FAILURE_GAP_PER_POINT = 1e-3
-
-
-def matching_cost(fitted: MixtureParams, truth: MixtureParams) -> np.ndarray:
-    """(K_fit, K_true) cost: squared distance between means in units of the true pooled
-    standard deviation per dimension, plus the squared difference of log scales."""
-    true_var = np.diagonal(truth.full_covariances(), axis1=1, axis2=2)
-    pooled_sd = np.sqrt(np.mean(true_var, axis=0))
-    mean_cost = (((fitted.means[:, None, :] - truth.means[None, :, :]) / pooled_sd) ** 2).sum(-1)
-    log_scale = np.log(fitted.scales())[:, None, :] - np.log(truth.scales())[None, :, :]
-    return mean_cost + (log_scale**2).sum(-1)
-
-
-def matched_truth_index(fitted: MixtureParams, truth: MixtureParams) -> tuple[np.ndarray, ...]:
-    """(fitted_index, true_index) of the optimal matching, sorted by true index. With different
-    K on the two sides, min(K_fit, K_true) pairs are matched and the rest left out."""
-    rows, cols = linear_sum_assignment(matching_cost(fitted, truth))
-    by_truth = np.argsort(cols)
-    return rows[by_truth], cols[by_truth]
-
-
-def match_components(fitted: MixtureParams, truth: MixtureParams) -> np.ndarray:
-    """Order of fitted components matched to the true ones: fitted ``order[j]`` is true ``j``
-    (for K_fit >= K_true; see :func:`matched_truth_index` otherwise)."""
-    return matched_truth_index(fitted, truth)[0]
 
 
 def recovery_errors(fitted: MixtureParams, truth: MixtureParams) -> dict[str, Any]:

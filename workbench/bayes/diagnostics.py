@@ -13,6 +13,7 @@ import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from workbench.bayes.models import Draws
+from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams
 
 STATUSES = ("ok", "label_switching", "multimodal", "divergent")
@@ -242,12 +243,6 @@ def credible_intervals(
     return out
 
 
-def match_to_truth(fitted: MixtureParams, truth: MixtureParams) -> np.ndarray:
-    """Hungarian order on squared mean distance: fitted component order[j] is true component j."""
-    cost = np.sum((truth.means[:, None, :] - fitted.means[None, :, :]) ** 2, axis=-1)
-    return linear_sum_assignment(cost)[1]
-
-
 def truth_comparison(
     params: MixtureParams,
     intervals: dict[str, tuple[np.ndarray, np.ndarray]],
@@ -257,10 +252,11 @@ def truth_comparison(
     interval covers the truth, and the interval width. {group: {"error"|"covered"|"width": arr}}
     with arrays shaped like the truth's weights (K,), means (K, d), scales (K, d).
     """
-    order = match_to_truth(params, truth)
+    order, true_order = matched_truth_index(params, truth)
     fitted = params.permuted(order)
     values = {"weights": fitted.weights, "means": fitted.means, "scales": fitted.scales()}
     true = {"weights": truth.weights, "means": truth.means, "scales": truth.scales()}
+    true = {name: value[true_order] for name, value in true.items()}
     out = {}
     for name, (lo, hi) in intervals.items():
         lo, hi = lo[order], hi[order]

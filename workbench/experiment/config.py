@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-REPORT_SECTIONS = (
+GENERIC_SECTIONS = (
     "summary",
     "failure_rates",
     "recovery",
@@ -53,7 +53,9 @@ REPORT_SECTIONS = (
     "bayes",
     "failures",
     "findings",
-    # the studies' own sections (issue 6)
+)
+# the studies' own sections (issue 6) and the founding walkthrough
+STUDY_SECTIONS = (
     "local_optima",
     "slow_convergence",
     "misspecification",
@@ -61,6 +63,7 @@ REPORT_SECTIONS = (
     "scaling",
     "walkthrough",
 )
+REPORT_SECTIONS = GENERIC_SECTIONS + STUDY_SECTIONS
 SECTIONS = ("experiment", "data", "fitters", "report", "store")
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 DEFAULT_TIMEOUT = 600.0

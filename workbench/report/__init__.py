@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from workbench.experiment.config import GENERIC_SECTIONS
 from workbench.experiment.runner import FAILED_STATUSES
 from workbench.report import bayes_figures as bayes_fig
 from workbench.report import figures as fig
@@ -242,18 +243,7 @@ def _walkthrough(ctx: ReportContext, section: Section) -> None:
     section.parts.append(story.walkthrough_fragment(ctx.figures_dir.parent / "walkthrough"))
 
 
-DEFAULT_SECTIONS = (
-    "summary",
-    "failure_rates",
-    "recovery",
-    "traces",
-    "convergence",
-    "coverage",
-    "densities",
-    "bayes",
-    "failures",
-    "findings",
-)
+DEFAULT_SECTIONS = GENERIC_SECTIONS
 
 
 def _sections(data: ReportData) -> list[str]:
