@@ -1,0 +1,76 @@
+"""The local-optima study at CI scale, end to end through the CLI: the report section with its
+figures and generated findings, and the study's robust claims on the stored results."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from workbench.cli import main
+from workbench.report.studies.local_optima import rates, reference_curve, restart_outcomes
+from workbench.report.summary import load_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ROOT / "experiments" / "local_optima_quick.toml"
+FIGURES = ("local_optima_vs_k", "local_optima_vs_separation", "local_optima_vs_d",
+           "local_optima_arms")  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    reports = tmp_path_factory.mktemp("reports")
+    assert main(["run", str(QUICK), "--quiet", "--reports-dir", str(reports)]) == 0
+    return reports / "local_optima_quick"
+
+
+def section_html(directory: Path, key: str) -> str:
+    page = (directory / "report.html").read_text(encoding="utf-8")
+    found = re.search(rf'<section id="{key}">(.*?)</section>', page, re.S)
+    assert found, f"no {key} section in the report"
+    return found.group(1)
+
+
+def test_report_section_has_figures_table_and_findings(study):
+    html = section_html(study, "local_optima")
+    for key in FIGURES:
+        assert f'id="fig-{key}"' in html, key
+        assert (study / "figures" / f"{key}.png").is_file()
+        assert (study / "figures" / f"{key}.pdf").is_file()
+    assert "failure rates by arm, init and K" in html
+    findings = re.findall(r'<p class="finding">(.*?)</p>', html, re.S)
+    assert len(findings) >= 4
+    assert findings[0].startswith(f"{3 * 9 * 8 * 5} EM fits (restarts)")
+
+
+def test_every_restart_is_judged_against_one_best_known_optimum(study):
+    outcomes = restart_outcomes(load_experiment(study))
+    assert len(outcomes) == 3 * 9 * 8 * 5  # replicates x data x fitter conditions x restarts
+    assert outcomes["failed"].notna().all()
+    assert (outcomes["gap"] >= -1e-6 * outcomes["n"]).all()  # nothing beats the best known
+    # the best known optimum is shared by all inits of a fitter table on one data set
+    best = (outcomes["loglik"] + outcomes["gap"]).groupby(
+        [outcomes[k] for k in ("data_id", "replicate", "fitter_name")]
+    )
+    assert ((best.max() - best.min()) <= 1e-9 * best.max().abs()).all()
+
+
+def test_failures_are_rare_at_k2_and_rise_with_k(study):
+    """Jin et al.'s arm on equal weights: about zero failures at K = 2, more at K = 5."""
+    outcomes = restart_outcomes(load_experiment(study))
+    jin = outcomes[outcomes["equal_weights"] & (outcomes["fitter_name"] == "means_only")]
+    by_k = rates(jin, ["data.K"]).set_index("data.K")
+    assert by_k.loc[2, "value"] <= 0.02
+    assert by_k.loc[5, "value"] > by_k.loc[2, "value"] + 2 * by_k.loc[5, "se"]
+    assert (by_k["value"] < reference_curve(by_k.index.to_numpy())).all()
+
+
+def test_fixed_unequal_weights_fail_where_free_weights_do_not(study):
+    """Xu, Hsu & Maleki: K = 2 with weights 0.3 / 0.7 held fixed has spurious optima; letting
+    the weights be free removes them (random starts)."""
+    outcomes = restart_outcomes(load_experiment(study))
+    xhm = outcomes[~outcomes["equal_weights"] & (outcomes["fit.init"] != "small_em")]
+    by_arm = rates(xhm, ["fitter_name"]).set_index("fitter_name")["value"]
+    assert by_arm["means_weights"] <= 0.05
+    assert by_arm["means_only"] >= 0.2

@@ -1,0 +1,92 @@
+"""The slow-convergence study at CI scale, end to end through the CLI: the report section with
+its figures and generated findings, and the study's robust claims on the stored results."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.cli import main
+from workbench.report.studies.slow_convergence import (
+    overspecified_fits,
+    rate_fits,
+    slope_table,
+    squarem_pairs,
+)
+from workbench.report.summary import ReportData, load_experiment, numbers
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ROOT / "experiments" / "slow_convergence_quick.toml"
+FIGURES = (
+    "slow_convergence_vs_separation",
+    "slow_convergence_vs_n",
+    "slow_convergence_squarem",
+    "slow_convergence_overspecified",
+)
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    reports = tmp_path_factory.mktemp("reports")
+    assert main(["run", str(QUICK), "--quiet", "--reports-dir", str(reports)]) == 0
+    return reports / "slow_convergence_quick"
+
+
+@pytest.fixture(scope="module")
+def data(study) -> ReportData:
+    return ReportData([load_experiment(study)])
+
+
+def test_report_section_has_figures_tables_and_findings(study):
+    page = (study / "report.html").read_text(encoding="utf-8")
+    found = re.search(r'<section id="slow_convergence">(.*?)</section>', page, re.S)
+    assert found, "no slow_convergence section in the report"
+    html = found.group(1)
+    for key in FIGURES:
+        assert f'id="fig-{key}"' in html, key
+        assert (study / "figures" / f"{key}.png").is_file()
+    assert "linear rate of plain EM by Delta and n" in html
+    assert "over-specified fits: log-log slopes over n" in html
+    findings = re.findall(r'<p class="finding">(.*?)</p>', html, re.S)
+    assert any(f.startswith("Measured rate within 5%") for f in findings)
+    assert any("ratio plain EM / SQUAREM" in f for f in findings)
+    assert sum(f.startswith("Over-specified") for f in findings) == 2
+
+
+@pytest.mark.parametrize("delta", [3.0, 4.0, 6.0])
+def test_measured_rate_matches_the_dm_matrix_within_5_percent(data, delta):
+    """The rate measured from each stored trace against the stored spectral radius of the EM
+    map's Jacobian at the fit, for every plain-EM fit at this separation."""
+    fits = rate_fits(data)
+    fits = fits[fits["data.n"] == 1000]  # the Delta axis
+    plain = fits[(fits["scheme"] == "plain EM") & (fits["data.separation"] == delta)]
+    measured = numbers(plain, "diag.rate_measured").to_numpy()
+    theory = numbers(plain, "diag.rate_theory").to_numpy()
+    assert len(plain) >= 4 and np.isfinite(measured).all() and np.isfinite(theory).all()
+    np.testing.assert_allclose(measured, theory, rtol=0.05)
+
+
+def test_squarem_needs_far_fewer_map_evaluations_at_delta_2(study, data):
+    pairs = squarem_pairs(load_experiment(study), rate_fits(data))
+    close = pairs[(pairs["data.separation"] == 2.0) & (pairs["data.n"] == 1000)]
+    assert len(close) == 4
+    assert (close["squarem_final_gap"] <= 1e-6).all()  # equal accuracy: both within 1e-6 nats
+    assert close["em_reached"].all()
+    assert (close["squarem_low"] <= close["squarem_evaluations"]).all()
+    assert close["ratio"].mean() >= 4
+
+
+def test_equal_weights_converge_sublinearly_when_over_specified(data):
+    """Dwivedi et al.: equal-weight EM at the singular point needs many more iterations than
+    unequal-weight EM, more so as n grows."""
+    over = overspecified_fits(data)
+    assert over["error"].notna().all() and (over["status"] == "converged").all()
+    largest = over[over["data.n"] == over["data.n"].max()]
+    iterations = largest.groupby("weights")["n_iter"].mean()
+    assert iterations["weights [0.5, 0.5]"] > 3 * iterations["weights [0.3, 0.7]"]
+    slopes = slope_table(over).set_index("arm")
+    assert np.isfinite(slopes["error slope"]).all()
+    assert slopes.loc["weights [0.5, 0.5]", "iterations slope"] > 0.2
