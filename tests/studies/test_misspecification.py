@@ -1,0 +1,125 @@
+"""The misspecification study at CI scale, end to end through the CLI: the report section with
+its figures, tables and generated findings, and the study's robust claims on the stored data.
+
+The run uses the serial executor, so its Bayes cells reuse the model (K = 2 in 1-D, ordered
+means) that other tests of this session compiled."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from workbench.cli import main
+from workbench.report.studies.misspecification import (
+    CONTROL,
+    bic_table,
+    findings,
+    paired_table,
+    recovery_table,
+    study_table,
+)
+from workbench.report.summary import ReportData, load_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICK = ROOT / "experiments" / "misspecification_quick.toml"
+FIGURES = ("misspec_recovery", "misspec_paired", "misspec_bic_k")
+FAMILIES = {
+    CONTROL,
+    "Student-t df=3",
+    "Student-t df=10",
+    "skew-normal alpha=5",
+    "uniform",
+    "wrong K (3 true, 2 fit)",
+}
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory) -> Path:
+    reports = tmp_path_factory.mktemp("reports")
+    start = time.monotonic()
+    args = ["run", str(QUICK), "--quiet", "--executor", "serial", "--reports-dir", str(reports)]
+    assert main(args) == 0
+    print(f"misspecification_quick: {time.monotonic() - start:.1f} s")
+    return reports / "misspecification_quick"
+
+
+@pytest.fixture(scope="module")
+def table(study):
+    return study_table(ReportData([load_experiment(study)]))
+
+
+def section_html(directory: Path, key: str) -> str:
+    page = (directory / "report.html").read_text(encoding="utf-8")
+    found = re.search(rf'<section id="{key}">(.*?)</section>', page, re.S)
+    assert found, f"no {key} section in the report"
+    return found.group(1)
+
+
+def test_report_section_has_figures_tables_and_findings(study):
+    html = section_html(study, "misspecification")
+    for key in FIGURES:
+        assert f'id="fig-{key}"' in html, key
+        assert (study / "figures" / f"{key}.png").is_file()
+        assert (study / "figures" / f"{key}.pdf").is_file()
+    for caption in (
+        "recovery and fit by family and fitter",
+        "paired differences, Bayes minus EM",
+        "K chosen by BIC against the true K",
+    ):
+        assert caption in html
+    assert "What we found" in html
+    sentences = re.findall(r'<p class="finding">(.*?)</p>', html, re.S)
+    assert len(sentences) >= 5
+    assert any(s.startswith("BIC (em_bic), best to worst") for s in sentences)
+
+
+def test_every_fitter_saw_the_same_data_sets(table):
+    assert len(table) == 6 * 3 * 3  # families x fitters x replicates, none failed
+    assert set(table["family"]) == FAMILIES
+    assert table.groupby(["data_id", "replicate"])["fitter"].nunique().eq(3).all()
+    assert set(table.loc[table["role"] == "bic", "fitter"]) == {"em_bic"}
+
+
+def test_em_likelihood_is_at_least_the_posterior_means(table):
+    """EM maximises the likelihood: the Bayesian posterior mean never scores higher."""
+    pairs = paired_table(table)
+    assert set(pairs["family"]) == FAMILIES
+    assert (pairs["data sets"] == 3).all()
+    assert (pairs["EM loglik >= Bayes"] == 1.0).all()
+    assert (pairs["loglik/pt: Bayes - EM"] <= 0).all()
+
+
+def test_bic_finds_gaussian_k_and_overfits_non_gaussian_components(table):
+    bic = bic_table(table).set_index("family")
+    assert bic.loc[CONTROL, "true K"] == 2 and bic.loc[CONTROL, "chose true K"] == 1.0
+    wrong = bic.loc["wrong K (3 true, 2 fit)"]
+    assert wrong["true K"] == 3 and wrong["chose true K"] == 1.0
+    # heavy tails and flat tops are mimicked with extra Gaussian components
+    for family in ("Student-t df=3", "uniform"):
+        assert bic.loc[family, "mean chosen K"] > bic.loc[CONTROL, "mean chosen K"]
+    counts = bic[[c for c in bic.columns if c.startswith("K=")]].sum(axis=1)
+    assert (counts == bic["data sets"]).all()
+
+
+def test_a_missing_component_costs_far_more_than_the_wrong_shape(table):
+    recovery = recovery_table(table).set_index(["family", "series"])
+    for series in ("em", "bayes"):
+        control = recovery.loc[(CONTROL, series), "overall RMSE"]
+        assert recovery.loc[("wrong K (3 true, 2 fit)", series), "overall RMSE"] > 5 * control
+        assert recovery.loc[(CONTROL, series), "fits"] == 3
+
+
+def test_findings_quote_the_tables(table):
+    sentences = findings(table, paired_table(table), bic_table(table))
+    bic = bic_table(table).set_index("family")
+    row = bic.loc["uniform"]
+    quoted = f"uniform: true K 2 chosen in {row['chose true K']:.3g}"
+    assert any(quoted in s for s in sentences), sentences
+    mean = f"mean chosen K {row['mean chosen K']:.3g} ± {row['mean chosen K se']:.2g}"
+    assert any(mean in s for s in sentences)
+    assert any(s.startswith("em: overall RMSE") and "wrong K" in s for s in sentences)
+    assert np.isfinite(recovery_table(table)["loglik per point"]).all()

@@ -1,0 +1,402 @@
+"""Report section of the EM-vs-Bayes study (issue 6, item 4).
+
+Recovery bias and RMSE of EM and of the Bayesian posterior mean, interval coverage of EM's Wald
+intervals (observed information) against Bayesian credible intervals across n and separation,
+and a paired cross-tab: on the data sets where EM returned a local optimum (``failed``), how
+often did the NUTS chains flag multimodality (status ``multimodal`` or ``label_switching``)?
+
+Signed errors come from the stored fitted parameters and truths, after Hungarian matching:
+``weights``: the weight of the true component with the lowest (first-coordinate) mean;
+``means``: the error of each mean along the direction from the mixture centre to the true mean,
+averaged over components (> 0: components pushed apart, < 0: pulled together); ``scales``: the
+error of every standard deviation, averaged. RMSE = sqrt(mean over data sets of the per-fit mean
+squared error), its Monte Carlo error by the delta method. Everything is summarised per
+replicate first; the "what we found" paragraph is generated from the numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from workbench.matching import matched_truth_index
+from workbench.params import MixtureParams
+from workbench.report import ReportContext, register_section
+from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save
+from workbench.report.html import Section, with_se
+from workbench.report.summary import (
+    ReportData,
+    completed,
+    grid_variables,
+    mean_se,
+    nominal_level,
+    numbers,
+    paired,
+    rate_se,
+    short_name,
+    summarise,
+)
+
+PARAMETERS = ("weights", "means", "scales")
+FLAGS = ("multimodal", "label_switching")
+CROSS_KEYS = ("EM fitter", "Bayes fitter", "EM returned", "data sets")
+KINDS = {  # figure title and caption per kind
+    "bias": ("Bias (mean signed error)", "Mean signed error over data sets: weight of the lowest "
+             "component, means along the outward direction (< 0: pulled together), standard "
+             "deviations."),
+    "rmse": ("RMSE", "Root mean squared error over data sets (matched components), Monte Carlo "
+             "error by the delta method."),
+    "coverage": ("Interval coverage", "Share of true parameters inside their intervals (EM: "
+                 "Wald intervals from the observed information; Bayes: equal-tailed credible "
+                 "intervals); nominal dashed."),
+}  # fmt: skip
+
+
+# ---- per-fit signed errors -----------------------------------------------------------------------
+def signed_errors(fitted: MixtureParams, truth: MixtureParams) -> dict[str, float]:
+    """``bias_weights``, ``bias_means`` (outward) and ``bias_scales`` of one fit (see module)."""
+    fit_idx, true_idx = matched_truth_index(fitted, truth)
+    out = {f"bias_{p}": math.nan for p in PARAMETERS}
+    if len(true_idx) == 0:
+        return out
+    lowest = int(np.argmin(truth.means[true_idx, 0]))
+    out["bias_weights"] = float(fitted.weights[fit_idx[lowest]] - truth.weights[true_idx[lowest]])
+    centre = truth.weights @ truth.means
+    outward = truth.means[true_idx] - centre
+    norm = np.linalg.norm(outward, axis=1, keepdims=True)
+    if np.all(norm > 0):
+        error = fitted.means[fit_idx] - truth.means[true_idx]
+        out["bias_means"] = float(np.mean(np.sum(error * outward / norm, axis=1)))
+    out["bias_scales"] = float(np.mean(fitted.scales()[fit_idx] - truth.scales()[true_idx]))
+    return out
+
+
+def study_table(data: ReportData) -> pd.DataFrame:
+    """Completed fits with ``bias_*`` columns and per-fit squared errors ``mse_*``."""
+    frames = []
+    for exp in data.experiments:
+        rows = completed(exp.table)
+        stored = exp.query("SELECT cell_id, params FROM fits WHERE params IS NOT NULL")
+        params = dict(zip(stored["cell_id"], stored["params"], strict=True))
+        truths: dict[tuple[str, int], MixtureParams | None] = {}
+        errors = []
+        for cell_id, data_id, rep in zip(
+            rows["cell_id"], rows["data_id"], rows["replicate"], strict=True
+        ):
+            key = (data_id, int(rep))
+            if key not in truths:
+                truths[key] = exp.truth(data_id, int(rep))
+            truth, text = truths[key], params.get(cell_id)
+            if truth is None or text is None:
+                errors.append({})
+                continue
+            errors.append(signed_errors(MixtureParams.from_dict(json.loads(text)), truth))
+        bias = pd.DataFrame(errors, index=rows.index, columns=[f"bias_{p}" for p in PARAMETERS])
+        frames.append(pd.concat([rows, bias], axis=1))
+    table = pd.concat(frames) if frames else pd.DataFrame()
+    table = table.merge(data.table[["cell_id", "experiment", "series"]], how="left")
+    for p in PARAMETERS:
+        table[f"mse_{p}"] = numbers(table, f"{p}_rmse") ** 2
+    return table
+
+
+def rmse_stats(frame: pd.DataFrame, by: list[str], parameter: str) -> pd.DataFrame:
+    """Per group: RMSE = sqrt(mean per-fit MSE), se by the delta method, m."""
+    stats = summarise(frame, by, f"mse_{parameter}")
+    value = np.sqrt(stats["value"].to_numpy(dtype=float))
+    stats["se"] = stats["se"].to_numpy(dtype=float) / np.where(value > 0, 2 * value, np.nan)
+    stats["value"] = value
+    return stats
+
+
+# ---- layout of the grid --------------------------------------------------------------------------
+def layout(table: pd.DataFrame) -> tuple[str | None, str | None, list[str]]:
+    """(x axis, panel-column variable, remaining variables): ``data.n`` on x when it varies,
+    ``data.separation`` across panels, anything else splits figures."""
+    variables = grid_variables(table)
+    x = "data.n" if "data.n" in variables else (variables[0] if variables else None)
+    rest = [v for v in variables if v != x]
+    col = "data.separation" if "data.separation" in rest else (rest[0] if rest else None)
+    return x, col, [v for v in rest if v != col]
+
+
+def _label(variable: str, value: object) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{short_name(variable)}={text}"
+
+
+def facets(table: pd.DataFrame, x: str | None, others: list[str]) -> list[tuple[str, pd.DataFrame]]:
+    """(title, rows) for each combination of the remaining variables with >= 2 values of x."""
+    if x is None:
+        return [("", table)]
+    if not others:
+        return [("", table)] if table[x].nunique() > 1 else []
+    out = []
+    for key, rows in table.groupby(others, sort=False, dropna=False):
+        key = key if isinstance(key, tuple) else (key,)
+        if rows[x].nunique() > 1:
+            out.append((", ".join(_label(v, k) for v, k in zip(others, key, strict=True)), rows))
+    return out
+
+
+def _line(ax: plt.Axes, stats: pd.DataFrame, x: str, colour, label: str, shift: float) -> None:
+    stats = stats.sort_values(x)
+    xs = stats[x].to_numpy(dtype=float) * math.exp(shift)
+    se = np.nan_to_num(stats["se"].to_numpy(dtype=float))
+    ax.errorbar(xs, stats["value"], yerr=se, marker="o", capsize=3, color=colour, label=label)
+
+
+def grid_figure(data: ReportData, table: pd.DataFrame, out: Path, kind: str) -> list[Figure]:
+    """One figure per facet: rows = parameters, columns = separation, x = n, one line per
+    series. ``kind``: ``bias``, ``rmse`` or ``coverage``."""
+    x, col, others = layout(table)
+    if x is None or not pd.api.types.is_numeric_dtype(numbers(table, x)):
+        return []
+    palette, figures = colours(data), []
+    for number, (title, rows) in enumerate(facets(table, x, others)):
+        cols = list(dict.fromkeys(rows[col])) if col else [None]
+        fig, axes = plt.subplots(3, len(cols), figsize=(4.6 * len(cols), 9.5), squeeze=False)
+        for i, p in enumerate(PARAMETERS):
+            for j, c in enumerate(cols):
+                ax, sub = axes[i, j], rows if c is None else rows[rows[col] == c]
+                series = list(dict.fromkeys(sub["series"]))
+                for s, name in enumerate(series):
+                    mine = sub[sub["series"] == name]
+                    if kind == "rmse":
+                        stats = rmse_stats(mine, [x], p)
+                    else:
+                        column = f"bias_{p}" if kind == "bias" else f"{p}_coverage"
+                        stats = summarise(mine, [x], column)
+                    if not stats.empty:
+                        shift = 0.03 * (s - (len(series) - 1) / 2)
+                        _line(ax, stats, x, palette.get(name), name, shift)
+                if kind == "coverage":
+                    for level in sorted(set(nominal_level(sub))):
+                        ax.axhline(level, color="k", ls="--", lw=1, label=f"nominal {level:g}")
+                    ax.set_ylim(-0.05, 1.05)
+                elif kind == "bias":
+                    ax.axhline(0.0, color="k", lw=1)
+                ax.set_xscale("log")
+                ax.grid(alpha=0.3)
+                ax.set_xlabel(short_name(x))
+                ax.set_ylabel(f"{p}: {kind}")
+                ax.set_title(_label(col, c) if c is not None else "", fontsize=9)
+        axes[0, 0].legend(fontsize=8)
+        what, caption = KINDS[kind]
+        key = f"evb_{kind}" + (f"_{number}" if number else "")
+        name = f"{what} against {short_name(x)}" + (f" ({title})" if title else "")
+        figures.append(save(fig, out, key, name, f"{caption} {ERRORBAR_NOTE}"))
+    return figures
+
+
+# ---- tables --------------------------------------------------------------------------------------
+def _keys(table: pd.DataFrame) -> list[str]:
+    return ["series", *grid_variables(table)]
+
+
+def _merged(parts: list[tuple[str, pd.DataFrame]]) -> pd.DataFrame:
+    """Join (label, summarise-style stats) on their keys as ``label`` / ``label se`` columns."""
+    out = None
+    for label, stats in parts:
+        if stats.empty:
+            continue
+        stats = stats.rename(columns={"value": label, "se": f"{label} se", "m": "fits"})
+        out = stats if out is None else out.merge(stats.drop(columns="fits"), how="outer")
+    if out is None:
+        return pd.DataFrame()
+    return out.rename(columns={c: short_name(c) for c in out.columns if "." in c})
+
+
+def recovery_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per series and grid point: bias and RMSE of each parameter (value and se columns)."""
+    keys = _keys(table)
+    return _merged([part for p in PARAMETERS for part in (
+        (f"{p} bias", summarise(table, keys, f"bias_{p}")),
+        (f"{p} RMSE", rmse_stats(table, keys, p)),
+    )])  # fmt: skip
+
+
+def coverage_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per series and grid point: coverage (± se) and mean width of each parameter."""
+    keys = _keys(table)
+    return _merged([(f"{p} {what}", summarise(table, keys, f"{p}_{what}"))
+                    for p in PARAMETERS for what in ("coverage", "width")])  # fmt: skip
+
+
+def crosstab(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (EM fitter, Bayes fitter, EM outcome): data sets by Bayes status, flagged (status
+    multimodal or label_switching) and chains split into several groups."""
+    ems = list(dict.fromkeys(table.loc[table["method"] == "em", "series"]))
+    others = list(dict.fromkeys(table.loc[table["method"] != "em", "series"]))
+    statuses = sorted(set(table.loc[table["method"] != "em", "status"]))
+    keys = ["experiment", "data_id", "replicate"]
+    rows = []
+    for a in ems:
+        em = table[(table["series"] == a) & numbers(table, "failed").notna()]
+        for b in others:
+            bayes = table[table["series"] == b]
+            both = em[[*keys, "failed"]].merge(
+                bayes[[*keys, "status"]].assign(groups=numbers(bayes, "diag.n_chain_groups")),
+                on=keys,
+            )
+            for failed, label in ((1.0, "local optimum"), (0.0, "best known optimum")):
+                part = both[numbers(both, "failed") == failed]
+                row = dict(zip(CROSS_KEYS, (a, b, label, len(part)), strict=True))
+                row.update({f"Bayes {s}": int((part["status"] == s).sum()) for s in statuses})
+                row["flagged"] = int(part["status"].isin(FLAGS).sum())
+                row["chains split"] = int((part["groups"] > 1).sum())
+                rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def crosstab_figure(cross: pd.DataFrame, out: Path) -> list[Figure]:
+    """P(Bayes flags multimodality | EM outcome) per (EM fitter, Bayes fitter), binomial errors."""
+    if cross.empty or cross["data sets"].sum() == 0:
+        return []
+    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    pairs = list(dict.fromkeys(zip(cross["EM fitter"], cross["Bayes fitter"], strict=True)))
+    for i, outcome in enumerate(("local optimum", "best known optimum")):
+        rows = cross[cross["EM returned"] == outcome]
+        p = rows["flagged"] / rows["data sets"].where(rows["data sets"] > 0)
+        se = np.sqrt(p * (1 - p) / rows["data sets"].where(rows["data sets"] > 0))
+        x = np.arange(len(rows)) + 0.2 * (i - 0.5)
+        label = f"EM returned the {outcome}"
+        ax.bar(x, p.fillna(0), width=0.38, yerr=se.fillna(0), capsize=3, label=label)
+        for xi, m in zip(x, rows["data sets"], strict=True):
+            ax.annotate(f"m={m}", (xi, 0.01), ha="center", fontsize=7)
+    ax.set_xticks(range(len(pairs)), [f"{b}\nvs {a}" for a, b in pairs], fontsize=8)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel("share flagged multimodal / label switching")
+    ax.grid(alpha=0.3, axis="y")
+    ax.legend(fontsize=8)
+    caption = (
+        "On the same data sets: how often the Bayesian fit's status was multimodal or "
+        "label_switching, split by whether EM returned a local optimum (failed) or the best "
+        "known optimum. Binomial error bars; m = data sets."
+    )
+    return [save(fig, out, "evb_crosstab", "Bayes flags where EM fails", caption)]
+
+
+# ---- findings ------------------------------------------------------------------------------------
+def _pm(value: float, se: float) -> str:
+    return f"{value:.3g} ± {se:.2g}" if np.isfinite(se) else f"{value:.3g}"
+
+
+def _share(k: int, m: int) -> str:
+    """`` (rate ± binomial se)`` of k in m, or nothing for m = 0."""
+    p, se, _ = rate_se(np.r_[np.ones(k), np.zeros(m - k)])
+    return f" ({_pm(p, se)})" if m else ""
+
+
+def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
+    """Sentences generated from the numbers."""
+    out = []
+    x, _, _ = layout(table)
+    if x is not None and table[x].nunique() > 1:
+        low, high = table[x].min(), table[x].max()
+        for p in PARAMETERS:
+            parts = []
+            for series, rows in table.groupby("series", sort=False):
+                a = summarise(rows[rows[x] == low], ["series"], f"bias_{p}")
+                b = summarise(rows[rows[x] == high], ["series"], f"bias_{p}")
+                if not a.empty and not b.empty:
+                    parts.append(
+                        f"{series} {_pm(a['value'][0], a['se'][0])} at "
+                        f"{_label(x, low)}, {_pm(b['value'][0], b['se'][0])} at "
+                        f"{_label(x, high)}"
+                    )
+            if parts:
+                out.append(
+                    f"Bias of {p}, pooled over the other grid variables: " + "; ".join(parts) + "."
+                )
+    ems = list(dict.fromkeys(table.loc[table["method"] == "em", "series"]))
+    bayes = list(dict.fromkeys(table.loc[table["method"] != "em", "series"]))
+    for a in ems:
+        for b in bayes:
+            diffs = paired(table, a, b, "overall_rmse")
+            mean, se, m = mean_se(diffs["difference"].to_numpy())
+            if m:
+                verdict = (
+                    "no difference beyond twice its MC error"
+                    if not abs(mean) > 2 * se
+                    else f"{b if mean < 0 else a} closer to the truth"
+                )
+                out.append(
+                    f"Overall RMSE, {b} minus {a} on the same {m} data sets: "
+                    f"{_pm(mean, se)} ({verdict})."
+                )
+    level = nominal_level(table)
+    columns = [f"{p}_coverage" for p in PARAMETERS if f"{p}_coverage" in table]
+    keys = _keys(table)
+    for series, rows in table.groupby("series", sort=False):
+        values = rows[columns].mean(axis=1) if columns else pd.Series(dtype=float)
+        mean, se, m = mean_se(values.to_numpy())
+        if not m:
+            continue
+        nominal = float(level[rows.index].iloc[0])
+        text = (
+            f"{series}: intervals covered {_pm(mean, se)} of the true parameters against a "
+            f"nominal {nominal:g} ({m} fits)"
+        )
+        below, total, worst = 0, 0, None
+        for p in PARAMETERS:
+            stats = summarise(rows, keys, f"{p}_coverage")
+            for _, s in stats.iterrows():
+                total += 1
+                below += int(np.isfinite(s["se"]) and s["value"] < nominal - 2 * max(s["se"], 0))
+                if worst is None or s["value"] < worst[0]:
+                    where = ", ".join(_label(k, s[k]) for k in keys[1:])
+                    worst = (s["value"], s["se"], p, where)
+        if worst is not None:
+            text += (
+                f"; {below} of {total} (parameter, condition) cells fell more than two MC "
+                f"errors below nominal; lowest: {worst[2]} {_pm(worst[0], worst[1])} at "
+                f"{worst[3]}"
+            )
+        out.append(text + ".")
+    for (a, b), rows in cross.groupby(["EM fitter", "Bayes fitter"], sort=False):
+        rows = rows.set_index("EM returned")
+        fail, ok = rows.loc["local optimum"], rows.loc["best known optimum"]
+        if fail["data sets"] + ok["data sets"] == 0:
+            continue
+        (k1, m1), (k0, m0) = ((int(r["flagged"]), int(r["data sets"])) for r in (fail, ok))
+        text = (
+            f"{a} returned a local optimum on {m1} of {m1 + m0} data sets; {b} flagged "
+            f"multimodality (multimodal or label_switching) on {k1} of those{_share(k1, m1)} "
+            f"and on {k0} of the {m0} where EM found the best known optimum{_share(k0, m0)}."
+        )
+        out.append(text)
+    return out
+
+
+# ---- the section ---------------------------------------------------------------------------------
+@register_section("em_vs_bayes", "EM against Bayes: bias, RMSE, coverage, multimodality")
+def em_vs_bayes_section(ctx: ReportContext, section: Section) -> None:
+    """Bias and RMSE, interval coverage against nominal, and the EM-failure / Bayes-flag table."""
+    table = study_table(ctx.data)
+    if table.empty:
+        section.note("No completed fit in this experiment.")
+        return
+    section.text(
+        "EM and the Bayesian posterior mean on the very same data sets. Bias and RMSE of the "
+        "matched parameters, interval coverage of EM's Wald intervals (observed information) and "
+        "of Bayesian credible intervals against their nominal level, and whether the Bayesian "
+        "chains flag multimodality where EM returns a local optimum. Tables: mean ± Monte "
+        "Carlo standard error over data sets."
+    )
+    for kind in ("bias", "rmse", "coverage"):
+        section.figures(grid_figure(ctx.data, table, ctx.figures_dir, kind))
+    cross = crosstab(table)
+    section.figures(crosstab_figure(cross, ctx.figures_dir))
+    section.table(with_se(recovery_table(table)), "bias and RMSE (± MC se)", True)
+    section.table(with_se(coverage_table(table)), "interval coverage and width (± MC se)", True)
+    if not cross.empty:
+        section.table(cross, "EM outcome against the Bayesian status, same data sets", True)
+    section.parts.append("<h3>What we found</h3>")
+    for sentence in findings(table, cross):
+        section.text(sentence, "finding")
