@@ -12,6 +12,7 @@ for rates); the "what we found" paragraph is generated from those numbers.
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -86,15 +87,14 @@ def study_table(data: ReportData) -> pd.DataFrame:
     chosen = numbers(table, "diag.chosen_k")
     table["role"] = np.where(chosen.notna(), "bic", "fixed")
     others = [v for v in grid_variables(table) if v not in FAMILY_COLUMNS]
-    table["panel"] = [
-        ", ".join(f"{short_name(v)}={_text(row[v])}" for v in others) or "all"
-        for _, row in table.iterrows()
-    ]
+    table["panel"] = [", ".join(_label(v, row[v]) for v in others) or "all"
+                      for _, row in table.iterrows()]  # fmt: skip
     return table
 
 
-def _text(value: object) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
+def _label(variable: str, value: object) -> str:
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{short_name(variable)}={text}"
 
 
 def _title(panel: str) -> str:
@@ -112,9 +112,7 @@ def _order(table: pd.DataFrame, column: str) -> list:
 # ---- tables --------------------------------------------------------------------------------------
 def recovery_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per (family, panel, fitter): each recovery quantity as value and ``se`` columns."""
-    fixed = table[table["role"] == "fixed"]
-    keys = ["family", "panel", "series"]
-    out = None
+    fixed, keys, out = table[table["role"] == "fixed"], ["family", "panel", "series"], None
     for label, column in RECOVERY:
         stats = summarise(fixed, keys, column).rename(columns={"value": label, "se": f"{label} se"})
         stats = stats.rename(columns={"m": "fits"}) if out is None else stats.drop(columns="m")
@@ -265,12 +263,10 @@ def bic_figure(bic: pd.DataFrame, out: Path) -> list[Figure]:
         for j, k in enumerate(ks):
             ax.bar(range(len(rows)), shares[:, j], bottom=bottom, color=cmap(j), label=k)
             bottom += shares[:, j]
-        for i, row in rows.iterrows():
-            j = ks.index(f"K={row['true K']}") if f"K={row['true K']}" in ks else None
-            if j is not None:
-                low = shares[i, :j].sum()
-                ax.plot([i - 0.4, i + 0.4], [low, low], "r-", lw=1.5)
-                ax.plot([i - 0.4, i + 0.4], [low + shares[i, j]] * 2, "r-", lw=1.5)
+        for i, true_k in enumerate(rows["true K"]):  # outline the true K's segment
+            if (j := ks.index(f"K={true_k}") if f"K={true_k}" in ks else -1) >= 0:
+                for y in (shares[i, :j].sum(), shares[i, : j + 1].sum()):
+                    ax.plot([i - 0.4, i + 0.4], [y, y], "r-", lw=1.5)
         _family_axes(ax, rows["family"].tolist())
         ax.set_ylim(0, 1.02)
         ax.set_ylabel("share of data sets")
@@ -348,6 +344,7 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
                 for p, f, p_se, m, mean, se, k in sorted(pooled, reverse=True)
             ]
             out.append(f"BIC ({series}), best to worst: " + "; ".join(parts) + ".")
+            out += _largest_k(table[table["series"] == series], series)
     statuses = fixed[fixed["method"] != "em"]
     for series, rows in statuses.groupby("series", sort=False):
         flagged = rows[~rows["status"].isin(("ok",))]
@@ -360,6 +357,19 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
         else:
             out.append(f"All {len(rows)} {series} fits had status ok.")
     return out
+
+
+def _largest_k(rows: pd.DataFrame, series: str) -> list[str]:
+    """A sentence when BIC chose the largest K offered (the true optimum may lie beyond it)."""
+    offered = [json.loads(v) for v in rows["fit.select_k"].dropna().unique()]
+    if not offered:
+        return []
+    largest = max(max(ks) for ks in offered)
+    hits = rows[numbers(rows, "diag.chosen_k") == largest].groupby("family", sort=False).size()
+    if hits.empty:
+        return []
+    where = ", ".join(f"{f} ({n} of {int((rows['family'] == f).sum())})" for f, n in hits.items())
+    return [f"BIC ({series}) chose the largest K offered, {largest}, under {where}."]
 
 
 # ---- the section ---------------------------------------------------------------------------------

@@ -54,6 +54,7 @@ def timing_table(data: ReportData) -> pd.DataFrame:
     )
     first = table.sort_values("started_at").groupby(["experiment", "worker", "method"]).head(1)
     table["warmup"] = table.index.isin(first.index)
+    table["order"] = table.groupby("series", sort=False).ngroup()  # legend order
     return table
 
 
@@ -62,7 +63,7 @@ def arms(table: pd.DataFrame) -> list[tuple[str, str, str, pd.DataFrame]]:
     varies with everything else fixed (the group with most distinct sizes)."""
     variables = grid_variables(table)
     out = []
-    for series, rows in table.groupby("series", sort=False):
+    for (_, series), rows in table.groupby(["order", "series"]):
         for size in (v for v in SIZES if v in variables):
             others = [v for v in variables if v != size]
             groups = rows.groupby(others, sort=False, dropna=False) if others else [((), rows)]
