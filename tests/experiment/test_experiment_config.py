@@ -320,3 +320,16 @@ def test_shipped_experiments_validate(capsys):
         code, out, err = run_cli(capsys, ["validate", str(path)])
         assert code == 0, err
         assert out.startswith("ok: ")
+
+
+def test_labels_tell_apart_points_whose_keys_differ():
+    """A key missing from the first point still distinguishes the others (no merged labels)."""
+    from workbench.experiment.config import _varying_label
+
+    points = [
+        {"generator": "gaussian_mixture", "K": 2},
+        {"generator": "student_t", "K": 2, "df": 3.0},
+        {"generator": "student_t", "K": 2, "df": 10.0},
+    ]
+    labels = _varying_label(points)
+    assert len(set(labels)) == 3, labels

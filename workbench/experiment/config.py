@@ -244,7 +244,8 @@ def expand_grid(
 
 def _varying_label(points: list[dict[str, Any]], base: str = "") -> list[str]:
     """Short labels naming only the keys whose values differ between points."""
-    keys = [k for k in points[0] if len({json.dumps(p.get(k)) for p in points}) > 1]
+    every_key = dict.fromkeys(k for p in points for k in p)  # union, in order of appearance
+    keys = [k for k in every_key if len({json.dumps(p.get(k)) for p in points}) > 1]
     labels = []
     for p in points:
         text = ", ".join(f"{k}={show(p.get(k), 30).strip(chr(34))}" for k in keys)
