@@ -22,9 +22,19 @@ from workbench.params import MixtureParams
 # of its optimum (<< 1e-3 n even at rate 0.999), while a genuine local optimum that merges or
 # splits a true cluster loses O(n / K) nats, i.e. O(0.1) per point or more.
 __all__ = [
+    "FAILURE_GAP_PER_POINT",
+    "adjusted_rand_index",
+    "evaluate_fit",
+    "interval_coverage",
+    "is_failure",
+    "loglik_gap",
     "match_components",
     "matched_truth_index",
     "matching_cost",
+    "mc_standard_error_mean",
+    "mc_standard_error_rate",
+    "recovery_errors",
+    "restart_table",
 ]
 
 FAILURE_GAP_PER_POINT = 1e-3
