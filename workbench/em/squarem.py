@@ -15,7 +15,7 @@ import time
 
 import numpy as np
 
-from workbench.em.fit import NUMPY_ENGINE, EMRun, EMSettings, EMState, Engine
+from workbench.em.fit import NUMPY_ENGINE, EMRun, EMSettings, EMState, Engine, step
 from workbench.em.vector import em_map, from_vector, to_vector
 
 STEP_MAX_START = 1.0  # bound on the step length, grown x4 when reached (R package SQUAREM)
@@ -106,8 +106,6 @@ def _stabilise(F, candidate, obj0: float, settings: EMSettings):
 
 
 def _loglik(X, theta, template, settings, data_variance, engine) -> float:
-    from workbench.em.fit import step  # noqa: PLC0415  (same module family; avoids a cycle)
-
     state = from_vector(theta, template, settings, data_variance)
     _, info = step(X, state, settings, data_variance, engine)
     return float(info.loglik[0])
