@@ -216,9 +216,12 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_validate(args: argparse.Namespace) -> int:
     spec = load_config(resolve_config(args.config), args.set)
     cells = build_design(spec)
+    pairs = sum(f.fits(d) for d in spec.data for f in spec.fitters)
+    crossed = pairs == len(spec.data) * len(spec.fitters)
+    shape = "x" if crossed else f"-> {pairs} (data, fitter) pairs x"
     print(
         f"ok: {spec.path}: {len(spec.data)} data conditions x {len(spec.fitters)} fitter "
-        f"conditions x {spec.replicates} replicates = {len(cells)} cells"
+        f"conditions {shape} {spec.replicates} replicates = {len(cells)} cells"
     )
     return 0
 

@@ -167,6 +167,37 @@ BAD = [
         [],
         ["fitters.em2", "duplicates"],
     ),
+    (
+        "fitter_data_unknown_block",
+        edit('init = "kmeans++"', 'init = "kmeans++"\ndata = ["data[3]"]'),
+        [],
+        ['fitters.em.data = "data[3]"', "no such data block", "known: data"],
+    ),
+    (
+        "fitter_data_not_a_list_of_names",
+        edit('init = "kmeans++"', 'init = "kmeans++"\ndata = [1]'),
+        [],
+        ["fitters.em.data = [1]", "list of data blocks"],
+    ),
+    (
+        "data_block_name_chars",
+        edit("separation = 2.0", 'separation = 2.0\nname = "a b"'),
+        [],
+        ['data.name = "a b"'],
+    ),
+    (
+        "data_block_name_twice",
+        BASE.replace("[data]", "[[data]]").replace("2.0", '2.0\nname = "x"')
+        + '\n[[data]]\ngenerator = "uniform"\nname = "x"\n',
+        [],
+        ['data[1].name = "x"', "already names data[0]"],
+    ),
+    (
+        "data_block_fitted_by_no_fitter",
+        BASE.replace("[data]", "[[data]]") + '\n[[data]]\ngenerator = "uniform"\nname = "flat"\n',
+        ['fitters.em.data=["data[0]"]'],
+        ['data[1] = "flat"', "no fitter fits this block", "data[0]"],
+    ),
     ("bad_override", BASE, ["data.n"], ["--set 'data.n'", "KEY=VALUE"]),
     ("override_unknown_key", BASE, ["data.nn=5"], ["data.nn = 5", "unknown setting"]),
     ("override_bad_value", BASE, ["data.n=-3"], ["data.n = -3"]),

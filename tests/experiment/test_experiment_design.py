@@ -114,3 +114,57 @@ def test_grid_value_order_never_changes_ids(separations, ns):
         "separation = [1.0, 3.0]", "separation = [1.0, 2.0, 3.0, 4.0]"
     )
     assert seeds(text) == seeds(base)
+
+
+RESTRICTED = (
+    CONFIG.replace("[data]", "[[data]]")
+    + """
+[[data]]
+name = "heavy_tails"
+generator = "student_t"
+n = 100
+df = 3.0
+"""
+)
+ONLY = ('fitters.em.data=["data[0]"]', 'fitters.em_small.data=["heavy_tails"]')
+
+
+def test_a_fitter_restricted_to_blocks_gets_cells_on_those_blocks_only():
+    """``data = [...]`` (a position or a block name) drops cells; the cells that remain are the
+    same cells, with the same ids and seeds, as in the full cross product."""
+    full = build_design(parse_config(RESTRICTED))
+    restricted = build_design(parse_config(RESTRICTED, overrides=ONLY))
+    assert len(full) == (4 + 1) * (2 + 1) * 3
+    assert len(restricted) == (4 * 2 + 1 * 1) * 3
+    for cell in restricted:
+        assert cell.data.block == ("data[0]" if cell.fitter.table == "em" else "data[1]")
+    by_id = {c.cell_id: c for c in full}
+    for cell in restricted:
+        twin = by_id[cell.cell_id]
+        assert (cell.data_entropy, cell.fit_entropy) == (twin.data_entropy, twin.fit_entropy)
+
+
+def test_validate_reports_the_restricted_design(capsys, tmp_path):
+    from workbench.cli import main
+
+    path = tmp_path / "restricted.toml"
+    path.write_text(RESTRICTED, encoding="utf-8")
+    assert main(["validate", str(path), *[a for o in ONLY for a in ("--set", o)]]) == 0
+    out = capsys.readouterr().out
+    assert "5 data conditions x 3 fitter conditions -> 9 (data, fitter) pairs x 3" in out
+    assert out.strip().endswith("= 27 cells")
+
+
+def test_a_block_only_disabled_fitters_fit_is_left_out():
+    text = (
+        RESTRICTED + '\n[fitters.t_only]\nmethod = "em"\nenabled = false\ndata = ["heavy_tails"]\n'
+    )
+    both_on_first = ('fitters.em.data=["data[0]"]', 'fitters.em_small.data=["data[0]"]')
+    spec = parse_config(text, overrides=both_on_first)
+    assert {c.block for c in spec.data} == {"data[0]"}
+    assert len(build_design(spec)) == 4 * 3 * 3
+    cells = build_design(
+        parse_config(text, overrides=(*both_on_first, "fitters.t_only.enabled=true"))
+    )
+    assert sum(c.data.block_name == "heavy_tails" for c in cells) == 3
+    assert all(c.fitter.table == "t_only" for c in cells if c.data.block == "data[1]")

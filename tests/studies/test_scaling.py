@@ -1,8 +1,8 @@
-"""The scaling study at CI scale, end to end through the CLI: the EM arms from
-``scaling_quick.toml``, the Bayesian arm from the same file with the overrides its header
-documents, and the overlaid report's scaling section with its figures, slopes and findings.
+"""The scaling study at CI scale, end to end through the CLI: one command runs the EM arms and
+the Bayesian arm of ``scaling_quick.toml`` (each fitter table restricted to its own data blocks),
+then the report's scaling section with its figures, slopes and findings.
 
-Both runs use the serial executor (one process: no second worker competing for the timings,
+The run uses the serial executor (one process: no second worker competing for the timings,
 and the Bayes cells reuse the model that other tests of this session compiled). Timing claims
 are deliberately wide: speed goals live in benchmarks/, not in timed unit tests."""
 
@@ -27,18 +27,6 @@ from workbench.report.summary import ReportData, load_experiment, numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "experiments" / "scaling_quick.toml"
-BAYES_ARM = [
-    "--set",
-    "experiment.name=scaling_quick_bayes",
-    "--set",
-    "fitters.em.enabled=false",
-    "--set",
-    "fitters.em_fixed.enabled=false",
-    "--set",
-    "fitters.bayes.enabled=true",
-    "--set",
-    'data=[{generator="gaussian_mixture", n=[100, 300, 1000], K=2, d=1, separation=3.0}]',
-]
 FIGURES = ("scaling_n", "scaling_K", "scaling_d")
 
 
@@ -46,25 +34,19 @@ FIGURES = ("scaling_n", "scaling_K", "scaling_d")
 def study(tmp_path_factory) -> Path:
     reports = tmp_path_factory.mktemp("reports")
     start = time.monotonic()
-    common = ["--quiet", "--executor", "serial", "--no-report", "--reports-dir", str(reports)]
+    common = ["--quiet", "--executor", "serial", "--reports-dir", str(reports)]
     assert main(["run", str(QUICK), *common]) == 0
-    assert main(["run", str(QUICK), *common, *BAYES_ARM]) == 0
-    dirs = [str(reports / "scaling_quick"), str(reports / "scaling_quick_bayes")]
-    assert main(["report", *dirs]) == 0
     print(f"scaling_quick (EM and Bayes arms, report): {time.monotonic() - start:.1f} s")
     return reports
 
 
 @pytest.fixture(scope="module")
 def table(study):
-    data = ReportData(
-        [load_experiment(study / name) for name in ("scaling_quick", "scaling_quick_bayes")]
-    )
-    return timing_table(data)
+    return timing_table(ReportData([load_experiment(study / "scaling_quick")]))
 
 
 def test_report_section_has_figures_tables_and_findings(study):
-    page = study / "scaling_quick_vs_scaling_quick_bayes"
+    page = study / "scaling_quick"
     html = (page / "report.html").read_text(encoding="utf-8")
     found = re.search(r'<section id="scaling">(.*?)</section>', html, re.S)
     assert found, "no scaling section in the report"
@@ -76,20 +58,21 @@ def test_report_section_has_figures_tables_and_findings(study):
     assert "log-log slopes (± regression se)" in section
     sentences = re.findall(r'<p class="finding">(.*?)</p>', section, re.S)
     assert len(sentences) >= 6
-    assert any("scaling_quick_bayes: bayes, against n" in s for s in sentences)
+    assert any("bayes, against n" in s for s in sentences)
 
 
 def test_arms_are_found_from_the_stored_table(table):
-    assert len(table) == 10 * 2 * 3 + 3 * 3
-    # one warm-up fit per experiment, process and method: EM in one run, Bayes in the other
+    assert len(table) == 10 * 2 * 3 + 3 * 3  # restricted fitters: no EM on the Bayes arm's data
+    # one warm-up fit per experiment, process and method: the first EM and the first Bayes fit
     assert int(table["warmup"].sum()) == 2
     found = {(series, size): group for series, size, _, group in arms(table)}
-    for series in ("scaling_quick: em", "scaling_quick: em_fixed"):
+    for series in ("em", "em_fixed"):
         assert sorted(found[(series, "data.n")]["data.n"].unique()) == [100, 1000, 10000, 100000]
         assert sorted(found[(series, "data.K")]["data.K"].unique()) == [2, 3, 4, 8]
         assert sorted(found[(series, "data.d")]["data.d"].unique()) == [1, 2, 4, 8]
-    assert set(found) >= {("scaling_quick_bayes: bayes", "data.n")}
-    fixed = table[table["series"] == "scaling_quick: em_fixed"]
+    assert sorted(found[("bayes", "data.n")]["data.n"].unique()) == [100, 300, 1000]
+    assert set(table.loc[table["method"] == "bayes", "data.d"]) == {1}
+    fixed = table[table["series"] == "em_fixed"]
     assert (fixed["n_iter"] == 30).all()
 
 
@@ -97,21 +80,21 @@ def test_slopes_match_an_independent_fit_and_em_cost_is_about_linear_in_n(table)
     slopes = slope_table(table)
     assert np.isfinite(slopes["slope"]).all() and (slopes["slope se"] > 0).all()
     row = slopes[
-        (slopes["series"] == "scaling_quick: em_fixed")
+        (slopes["series"] == "em_fixed")
         & (slopes["against"] == "n")
         & (slopes["quantity"] == "time per iteration (s)")
         & (slopes["which"] == "all")
     ]
-    rows = table[(table["series"] == "scaling_quick: em_fixed") & ~table["warmup"]]
+    rows = table[(table["series"] == "em_fixed") & ~table["warmup"]]
     rows = rows[numbers(rows, "data.K").eq(3) & numbers(rows, "data.d").eq(2)]
     reference = np.polyfit(np.log10(rows["data.n"]), np.log10(rows["per_iter"]), 1)[0]
     assert row["slope"].iloc[0] == pytest.approx(reference)
     assert 0.4 < reference < 1.6  # linear in n, flattened at small n by fixed overhead
     means = means_table(table)
-    em = means[(means["series"] == "scaling_quick: em_fixed") & (means["against"] == "n")]
+    em = means[(means["series"] == "em_fixed") & (means["against"] == "n")]
     em = em.set_index("size")["time per iteration (s)"]
     assert em.loc[100000] > 10 * em.loc[100]  # 1000 times the data: far more work per step
-    bayes = slopes[(slopes["series"] == "scaling_quick_bayes: bayes")]
+    bayes = slopes[(slopes["series"] == "bayes")]
     assert set(bayes["quantity"]) == {"wall time (s)"} and (bayes["slope"] > 0).all()
 
 

@@ -19,6 +19,7 @@ A config names the experiment, its data grid, its fitters and its report section
     [fitters.em]                 # one table per fitter; its settings may be gridded too
     method = "em"
     init = ["kmeans++", "random_from_data"]
+    data = ["data[0]"]           # optional: fit only these data blocks (default: every block)
 
     [report]
     sections = ["summary", "failure_rates"]
@@ -28,6 +29,10 @@ fitter's type hints) is a single value; grid it with ``weights = { grid = [[0.3,
 0.5]] }``. The ``{ grid = [...] }`` form works for every setting, and ``{ value = [...] }`` marks
 a list as one value where the type hints cannot tell (e.g. EM's ``fixed_weights``). A fitter
 table with ``enabled = false`` is left out (handy with ``--set fitters.bayes.enabled=false``).
+Every fitter fits every data block unless its table names blocks with ``data = [...]``: a
+block's position (``"data[2]"``, or ``"data"`` for a single ``[data]`` table) or the ``name`` a
+``[[data]]`` block gives itself (``name = "n_arm"``). Block names and restrictions only choose
+which cells exist; they are not part of any cell's identity or seed.
 Every problem raises
 :class:`ConfigError` with one line naming the file, the key and the value.
 """
@@ -92,6 +97,11 @@ class DataCondition:
     settings: dict[str, Any]
     block: str  # where it came from, e.g. "data" or "data[1]"
     label: str = ""
+    block_name: str = ""  # the block's own ``name``, if it gave one
+
+    def in_blocks(self, names: tuple[str, ...]) -> bool:
+        """True when ``names`` (positions or block names) include this condition's block."""
+        return self.block in names or (bool(self.block_name) and self.block_name in names)
 
     def identity(self) -> dict[str, Any]:
         return {"generator": self.generator, **self.settings}
@@ -106,6 +116,11 @@ class FitterCondition:
     settings: dict[str, Any]
     factory: str  # "module:callable", resolved from workbench.fitters.FITTERS at validation
     label: str = ""
+    data_blocks: tuple[str, ...] = ()  # the data blocks it fits; () = every block
+
+    def fits(self, data: DataCondition) -> bool:
+        """True when this fitter runs on data condition ``data``."""
+        return not self.data_blocks or data.in_blocks(self.data_blocks)
 
     def identity(self) -> dict[str, Any]:
         return {"method": self.method, "settings": self.settings}

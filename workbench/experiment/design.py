@@ -96,11 +96,12 @@ def make_cell(
 
 
 def build_design(spec: ExperimentSpec) -> list[Cell]:
-    """All cells, replicate-major (so early results span every condition)."""
+    """All cells, replicate-major (so early results span every condition); a fitter restricted
+    to some data blocks (``data = [...]``) gets cells on those blocks only."""
     cells = []
     for r in range(spec.replicates):
         for data in spec.data:
-            for fitter in spec.fitters:
+            for fitter in (f for f in spec.fitters if f.fits(data)):
                 cells.append(make_cell(spec.seed, data, fitter, r, len(cells)))
     return cells
 

@@ -4,6 +4,7 @@ names, and a trial build of every data condition and fitter before anything runs
 from __future__ import annotations
 
 import collections.abc
+import dataclasses
 import importlib
 import inspect
 import json
@@ -202,7 +203,11 @@ class Validator:
                 self.fail(key, value, f"unknown section (expected one of {', '.join(SECTIONS)})")
         exp = self.options(raw, "experiment", required=True)
         data = self.data(raw.get("data"))
-        fitters = self.fitters(self.table(raw, "fitters", "fitters", required=True), data)
+        restrictions: list[tuple[str, ...]] = []
+        tables = self.table(raw, "fitters", "fitters", required=True)
+        fitters = self.fitters(tables, data, restrictions)
+        data = self.fitted_blocks(data, restrictions)
+        data = tuple(c for c in data if any(f.fits(c) for f in fitters))
         report = self.options(raw, "report", required=False)
         for s in report["sections"]:
             if s not in REPORT_SECTIONS:
@@ -231,8 +236,11 @@ class Validator:
         if not blocks or not all(isinstance(b, dict) for b in blocks):
             self.fail("data", raw, "must be a table or an array of tables")
         out: list[DataCondition] = []
+        names: dict[str, str] = {}
         for i, block in enumerate(blocks):
             where = "data" if isinstance(raw, dict) else f"data[{i}]"
+            block = dict(block)
+            name = self.block_name(block.pop("name", None), where, names)
             if "generator" not in block:
                 self.missing(f"{where}.generator", f"one of {', '.join(registry.GENERATORS)}")
             gens = block["generator"]
@@ -244,15 +252,52 @@ class Validator:
                         gen,
                         f"unknown generator (expected one of {', '.join(registry.GENERATORS)})",
                     )
-                out += self.data_points(
+                points = self.data_points(
                     gen, {k: v for k, v in block.items() if k != "generator"}, where, registry
                 )
+                out += [dataclasses.replace(p, block_name=name) for p in points]
         self.duplicates([c.identity() for c in out], [c.block for c in out], "data")
         labels = _varying_label([c.identity() for c in out])
         return tuple(
-            DataCondition(c.generator, c.settings, c.block, lab or c.generator)
+            dataclasses.replace(c, label=lab or c.generator)
             for c, lab in zip(out, labels, strict=True)
         )
+
+    def block_name(self, name: Any, where: str, seen: dict[str, str]) -> str:
+        """A data block's optional ``name`` (what a fitter's ``data = [...]`` may cite)."""
+        if name is None:
+            return ""
+        if not isinstance(name, str) or not NAME_RE.match(name):
+            self.fail(f"{where}.name", name, "a block name uses letters, digits, '_', '.' or '-'")
+        if name in seen:
+            self.fail(f"{where}.name", name, f"already names {seen[name]}")
+        seen[name] = where
+        return name
+
+    def data_blocks(self, value: Any, where: str, data: tuple[DataCondition, ...]) -> tuple:
+        """A fitter's ``data = [...]``: the blocks it fits, each a position or a block name."""
+        known = list(dict.fromkeys(r for c in data for r in (c.block, c.block_name) if r))
+        refs = [value] if isinstance(value, str) else value
+        if not isinstance(refs, list) or not refs or not all(isinstance(r, str) for r in refs):
+            self.fail(f"{where}.data", value, 'must be a list of data blocks, e.g. ["data[0]"]')
+        for ref in refs:
+            if ref not in known:
+                self.fail(f"{where}.data", ref, f"no such data block (known: {', '.join(known)})")
+        return tuple(dict.fromkeys(refs))
+
+    def fitted_blocks(
+        self, data: tuple[DataCondition, ...], restrictions: list[tuple[str, ...]]
+    ) -> tuple[DataCondition, ...]:
+        """Every data block must be fitted by some fitter table (enabled or not); conditions
+        whose only fitters are disabled tables are left out of the design."""
+        for cond in data:
+            if not any(not r or cond.in_blocks(r) for r in restrictions):
+                cited = ", ".join(sorted({b for r in restrictions for b in r}))
+                self.fail(
+                    cond.block, cond.block_name or cond.generator,
+                    f"no fitter fits this block (the fitters' data = [...] name only {cited})",
+                )  # fmt: skip
+        return data
 
     def data_points(self, gen: str, block: dict, where: str, registry: Any) -> list[DataCondition]:
         params = registry.generator_settings(gen)
@@ -296,7 +341,11 @@ class Validator:
         if "K" in point and "n" in point and point["K"] > point["n"]:
             self.fail(f"{where}.K", point["K"], f"more components than points (n = {point['n']})")
 
-    def fitters(self, tables: dict, data: tuple[DataCondition, ...]) -> tuple[FitterCondition, ...]:
+    def fitters(
+        self, tables: dict, data: tuple[DataCondition, ...], restrictions: list[tuple[str, ...]]
+    ) -> tuple[FitterCondition, ...]:
+        """Every enabled fitter table's grid points; appends each table's data blocks (enabled
+        or not; () = every block) to ``restrictions``."""
         from workbench.fitters import FITTERS
 
         out: list[FitterCondition] = []
@@ -307,6 +356,8 @@ class Validator:
             if not isinstance(table, dict):
                 self.fail(where, table, "must be a table with a method and its settings")
             table = dict(table)
+            blocks = self.data_blocks(table.pop("data"), where, data) if "data" in table else ()
+            restrictions.append(blocks)
             if not self.typed(table, "enabled", where, bool, True):
                 continue
             table.pop("enabled", None)
@@ -342,7 +393,7 @@ class Validator:
                     if point[key] is MISMATCH:
                         self.fail(f"{where}.{key}", value, f"must be {describe(hints[key])}")
                 k = point.get("n_components")
-                for cond in data:
+                for cond in (c for c in data if not blocks or c.in_blocks(blocks)):
                     n = cond.settings.get("n")
                     if isinstance(k, int) and isinstance(n, int) and k > n:
                         self.fail(
@@ -354,7 +405,7 @@ class Validator:
                     factory(**point)
                 except (ValueError, TypeError) as err:
                     raise ConfigError(f"{self.path}: {where}: {err}") from None
-                out.append(FitterCondition(label, method, point, spec, plabel))
+                out.append(FitterCondition(label, method, point, spec, plabel, blocks))
         if not out:
             self.missing("fitters", "at least one enabled [fitters.<name>] table")
         self.duplicates([c.identity() for c in out], [f"fitters.{c.table}" for c in out], "fitters")
