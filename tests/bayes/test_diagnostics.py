@@ -88,6 +88,8 @@ def test_chain_groups_tolerates_slow_mixing_in_one_mode():
     [
         ({"n_divergences": 3}, "divergent"),
         ({"groups": [[0, 1], [2, 3]]}, "multimodal"),
+        ({"groups": [[0, 1], [2, 3]], "n_divergences": 3}, "multimodal"),  # not hidden
+        ({"switched": 0.25, "n_divergences": 3}, "divergent"),
         ({"switched": 0.25}, "label_switching"),
         ({"exchangeable": True}, "label_switching"),
         ({"exchangeable": True, "n_components": 1}, "ok"),

@@ -202,17 +202,19 @@ def classify(
 ) -> str:
     """Status of a fit, checked in this order.
 
+    ``multimodal``: the chains fall into more than one group after relabelling. Checked first,
+    so a few divergent draws never hide disagreeing chains (the divergences stay on record in
+    ``n_divergences``; a stuck divergent chain can also look like a separate mode).
     ``divergent``: more than ``divergence_tolerance`` * draws divergent transitions.
-    ``multimodal``: the chains fall into more than one group after relabelling.
     ``label_switching``: the chains agree after relabelling but labels had to be changed for
     more than ``switch_tolerance`` of the draws, or the model is exchangeable (its K! label
     modes exist whatever the chains visited, so agreeing chains prove nothing).
     ``ok`` otherwise.
     """
-    if n_divergences > divergence_tolerance * n_draws_total:
-        return "divergent"
     if len(groups) > 1:
         return "multimodal"
+    if n_divergences > divergence_tolerance * n_draws_total:
+        return "divergent"
     if n_components > 1 and (exchangeable or switched > switch_tolerance):
         return "label_switching"
     return "ok"

@@ -31,7 +31,7 @@ from workbench.report.summary import Experiment, ReportData, completed, summaris
 KEEP = (
     "cell_id", "position", "experiment", "data_id", "replicate", "fitter_name", "fit.init",
     "data.separation", "data.d", "data.weights", "fit.fixed_weights", "fit.fixed_means",
-    "fit.fixed_covariances", "diag.truth_start_loglik",
+    "fit.fixed_covariances", "fit.symmetric_means", "diag.truth_start_loglik",
 )  # fmt: skip
 EQUAL = "equal"
 
@@ -83,7 +83,9 @@ def arm_labels(rows: pd.DataFrame) -> pd.Series:
             for part in ("weights", "means", "covariances")
             if isinstance(first.get(f"fit.fixed_{part}"), str)
         ]
-        labels[name] = f"{name} ({', '.join(fixed)} known)" if fixed else f"{name} (all free)"
+        known = f"{', '.join(fixed)} known" if fixed else "all free"
+        symmetric = first.get("fit.symmetric_means") is True
+        labels[name] = f"{name} ({known}{'; means ±θ' if symmetric else ''})"
     return rows["fitter_name"].map(labels)
 
 
@@ -172,42 +174,42 @@ def figure_vs(outcomes: pd.DataFrame, out: Path, variable: str, label: str) -> F
 
 
 def figure_arms(outcomes: pd.DataFrame, out: Path) -> Figure | None:
-    """Left: unequal-weight K = 2 data (Xu-Hsu-Maleki), per init and arm. Right: equal-weight
-    data, failure against K per arm, pooled over inits."""
+    """Unequal-weight K = 2 data (Xu-Hsu-Maleki), per arm: left per init, right against
+    separation (inits pooled)."""
     unequal = outcomes[~outcomes["equal_weights"] & (outcomes["data.K"] == 2)]
-    equal = outcomes[outcomes["equal_weights"]]
-    if outcomes["arm"].nunique() < 2:
+    if unequal.empty or unequal["arm"].nunique() < 2:
         return None
-    palette = _palette(outcomes["arm"])
+    palette = _palette(unequal["arm"])
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
-    if not unequal.empty:
-        stats = rates(unequal, ["arm", "fit.init"])
-        inits = list(dict.fromkeys(stats["fit.init"]))
-        arms = list(dict.fromkeys(stats["arm"]))
-        width = 0.8 / len(arms)
-        for i, arm in enumerate(arms):
-            rows = stats[stats["arm"] == arm].set_index("fit.init").reindex(inits)
-            x = np.arange(len(inits)) + width * (i - (len(arms) - 1) / 2)
-            left.bar(x, rows["value"], width, yerr=rows["se"].fillna(0), capsize=3,
-                     color=palette[arm], label=arm)  # fmt: skip
-        left.set_xticks(range(len(inits)), inits, fontsize=8)
-        weights = ", ".join(sorted(set(unequal["data.weights"].astype(str))))
-        left.set_title(f"K = 2, weights {weights} (Xu, Hsu & Maleki)", fontsize=9)
-        left.set(ylabel="per-start failure rate", ylim=(0, 1.03))
-        left.legend(fontsize=7)
-    if not equal.empty:
-        _lines(right, rates(equal, ["arm", "data.K"]), "data.K", "arm", palette)
-        right.set(xlabel="K", ylabel="per-start failure rate", ylim=(-0.03, 1.03))
-        right.set_title("equal weights (Jin et al.), all inits pooled", fontsize=9)
-        right.legend(fontsize=7)
+    stats = rates(unequal, ["arm", "fit.init"])
+    inits = list(dict.fromkeys(stats["fit.init"]))
+    arms = [a for a in palette if a in set(stats["arm"])]
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
+        rows = stats[stats["arm"] == arm].set_index("fit.init").reindex(inits)
+        x = np.arange(len(inits)) + width * (i - (len(arms) - 1) / 2)
+        left.bar(x, rows["value"], width, yerr=rows["se"].fillna(0), capsize=3,
+                 color=palette[arm], label=arm)  # fmt: skip
+    left.set_xticks(range(len(inits)), inits, fontsize=8)
+    left.set(ylabel="per-start failure rate", ylim=(0, 1.03))
+    left.set_title("per initialisation, separations pooled", fontsize=9)
+    _lines(right, rates(unequal, ["arm", "data.separation"]), "data.separation", "arm", palette)
+    separations = sorted(unequal["data.separation"].astype(float).unique())
+    right.set_xticks(separations)
+    if len(separations) == 1:
+        right.set_xlim(separations[0] - 1, separations[0] + 1)
+    right.set(xlabel="separation c", ylabel="per-start failure rate", ylim=(-0.03, 1.03))
+    right.set_title("against separation, inits pooled", fontsize=9)
     for ax in (left, right):
         ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    weights = ", ".join(sorted(set(unequal["data.weights"].astype(str))))
     caption = (
-        "The arms on the same data sets. Left: two components with unequal weights; holding the "
-        "weights at their true values against estimating them. Right: equal weights, pooled over "
-        f"initialisations, separation and dimension. {ERRORBAR_NOTE}"
+        f"Xu, Hsu & Maleki's setting: two components with weights {weights}, the same data sets "
+        "fitted by each arm; holding the weights at their true values against estimating them. "
+        f"{ERRORBAR_NOTE}"
     )
-    return save(fig, out, "local_optima_arms", "Arms compared", caption)
+    return save(fig, out, "local_optima_arms", "Fixed against free weights (K = 2)", caption)
 
 
 # ---- tables and findings -------------------------------------------------------------------------
@@ -308,6 +310,18 @@ def findings(outcomes: pd.DataFrame) -> list[str]:
             "K = 2 with unequal weights (Xu, Hsu & Maleki), all inits pooled: "
             + "; ".join(parts)
             + f". {hi['arm']} against {lo['arm']}: {_compare(lo, hi)}."
+        )
+        by_init = rates(unequal[unequal["arm"] == hi["arm"]], ["fit.init"])
+        best, worst = by_init.loc[by_init["value"].idxmin()], by_init.loc[by_init["value"].idxmax()]
+        by_sep = rates(unequal[unequal["arm"] == hi["arm"]], ["data.separation"])
+        seps = "; ".join(
+            f"c = {r['data.separation']:g}: {_fmt(r['value'], r['se'])}"
+            for _, r in by_sep.iterrows()
+        )
+        out.append(
+            f"{hi['arm']}, by initialisation: from {_fmt(best['value'], best['se'])} "
+            f"({best['fit.init']}) to {_fmt(worst['value'], worst['se'])} ({worst['fit.init']}); "
+            f"by separation, inits pooled: {seps}."
         )
     return out
 
