@@ -234,7 +234,8 @@ def findings(table: pd.DataFrame, slopes: pd.DataFrame, means: pd.DataFrame) -> 
     largest = []
     for series, rows in n_rows.groupby("series", sort=False):
         top = rows.loc[rows["size"].idxmax()]
-        text = f"{series} at n = {_text(top['size'])}: {top['wall time (s)']:.3g} s per fit"
+        where = f" ({top['fixed']})" if top["fixed"] else ""
+        text = f"{series}{where} at n = {_text(top['size'])}: {top['wall time (s)']:.3g} s per fit"
         if np.isfinite(top.get("time per iteration (s)", math.nan)):
             text += f" ({1e3 * top['time per iteration (s)']:.3g} ms per iteration)"
         largest.append(text)
@@ -246,11 +247,17 @@ def findings(table: pd.DataFrame, slopes: pd.DataFrame, means: pd.DataFrame) -> 
         out.append("Largest n: " + "; ".join(largest) + ".")
     if common and n_rows["series"].nunique() > 1:
         at = max(common)
-        rows = n_rows[n_rows["size"] == at].set_index("series")["wall time (s)"]
-        ratio = rows.max() / rows.min()
+        at_n = n_rows[n_rows["size"] == at].set_index("series")
+        rows = at_n["wall time (s)"]
+        slow, fast = rows.idxmax(), rows.idxmin()
+
+        def named(series: str) -> str:  # the series and its data (the arms may differ in K, d)
+            fixed = at_n.loc[series, "fixed"]
+            return f"{series}, {fixed}" if fixed else str(series)
+
         out.append(
-            f"At n = {_text(at)}, the slowest series ({rows.idxmax()}) took {ratio:.3g} "
-            f"times as long per fit as the fastest ({rows.idxmin()})."
+            f"At n = {_text(at)}, the slowest series ({named(slow)}) took "
+            f"{rows.max() / rows.min():.3g} times as long per fit as the fastest ({named(fast)})."
         )
     return out
 
