@@ -16,6 +16,8 @@ from workbench.report import build_report
 from workbench.report.summary import (
     ReportData,
     condition_summary,
+    failures_table,
+    fixed_budget,
     load_experiment,
     paired,
     pairs,
@@ -211,3 +213,18 @@ def test_the_report_loads_no_fitter(stored, tmp_path):
     )
     subprocess.run([sys.executable, "-c", code], check=True, cwd=tmp_path, timeout=300)
     assert (tmp_path / "r.html").is_file()
+
+
+def test_failures_table_skips_fixed_budget_runs_only():
+    """A max_iter fit with tol = 0 ran its budget by design; with tol > 0 it is a failure."""
+    table = pd.DataFrame(
+        {
+            "status": ["max_iter", "max_iter", "converged", "degenerate", "error"],
+            "fit.tol": [0.0, 1e-8, 0.0, 0.0, np.nan],
+            "failed": [0.0, 0.0, 1.0, 0.0, np.nan],
+            "fitter": list("abcde"),
+        }
+    )
+    assert fixed_budget(table).tolist() == [True, False, False, False, False]
+    rows, total = failures_table(table)
+    assert total == 4 and rows["fitter"].tolist() == ["b", "c", "d", "e"]

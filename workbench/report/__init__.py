@@ -36,6 +36,7 @@ from workbench.report.summary import (
     condition_summary,
     coverage_columns,
     failures_table,
+    fixed_budget,
     load_experiment,
     mean_se,
     nominal_level,
@@ -173,10 +174,16 @@ def _bayes(ctx: ReportContext, section: Section) -> None:
 def _failures(ctx: ReportContext, section: Section) -> None:
     rows, total = failures_table(ctx.data.table)
     errors = int(ctx.data.table["status"].isin(FAILED_STATUSES).sum())
+    budget = int(fixed_budget(ctx.data.table).sum())
     section.text(
         f"{errors} fit(s) ended in an error, timeout, crash or skip; {total - errors} returned a "
         "local optimum or a status other than converged / ok."
         + (f" The first {len(rows)} of {total} are listed." if total > len(rows) else "")
+        + (
+            f" Not listed: {budget} fixed-budget fit(s) (tol = 0) that ran to max_iter by design."
+            if budget
+            else ""
+        )
     )
     if total:
         section.table(rows, "failures and errors", scroll=True)

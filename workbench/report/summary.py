@@ -318,11 +318,17 @@ def paired(table: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
     return both
 
 
+def fixed_budget(table: pd.DataFrame) -> pd.Series:
+    """Fits that ran a fixed number of iterations by design (``tol = 0``, status max_iter)."""
+    tol = numbers(table, "fit.tol") if "fit.tol" in table else pd.Series(np.nan, table.index)
+    return (table["status"] == "max_iter") & (tol == 0)
+
+
 def failures_table(table: pd.DataFrame, limit: int = 200) -> tuple[pd.DataFrame, int]:
-    """Fits that errored, or returned a local optimum or a non-ok status; at most ``limit``
-    rows, plus the total count."""
+    """Fits that errored, or returned a local optimum or a non-ok status (fixed-budget runs
+    that reached max_iter by design excepted); at most ``limit`` rows, plus the total count."""
     failed = numbers(table, "failed").fillna(0).astype(bool)
-    bad_status = ~table["status"].isin(("converged", "ok"))
+    bad_status = ~table["status"].isin(("converged", "ok")) & ~fixed_budget(table)
     rows = table[failed | bad_status | table["status"].isin(ERROR_STATUSES)]
     columns = ["experiment", "fitter", "data", "replicate", "status", "gap", "message", "cell_id"]
     rows = rows[[c for c in columns if c in rows]]
