@@ -6,14 +6,12 @@ means) that other tests of this session compiled."""
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from study_pages import checked_section
 
-from workbench.cli import main
 from workbench.params import MixtureParams
 from workbench.report.studies.em_vs_bayes import (
     PARAMETERS,
@@ -28,18 +26,9 @@ from workbench.report.summary import ReportData, load_experiment, numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "experiments" / "em_vs_bayes_quick.toml"
+EXECUTOR = "serial"  # in process: reuse the compiled Bayes model
 FIGURES = ("evb_bias", "evb_rmse", "evb_coverage", "evb_crosstab")
 SERIES = ("em", "em_single", "bayes")
-
-
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    reports = tmp_path_factory.mktemp("reports")
-    start = time.monotonic()
-    args = ["run", str(QUICK), "--quiet", "--executor", "serial", "--reports-dir", str(reports)]
-    assert main(args) == 0
-    print(f"em_vs_bayes_quick: {time.monotonic() - start:.1f} s")
-    return reports / "em_vs_bayes_quick"
 
 
 @pytest.fixture(scope="module")
@@ -47,26 +36,14 @@ def table(study):
     return study_table(ReportData([load_experiment(study)]))
 
 
-def section_html(directory: Path, key: str) -> str:
-    page = (directory / "report.html").read_text(encoding="utf-8")
-    found = re.search(rf'<section id="{key}">(.*?)</section>', page, re.S)
-    assert found, f"no {key} section in the report"
-    return found.group(1)
-
-
 def test_report_section_has_figures_tables_and_findings(study):
-    html = section_html(study, "em_vs_bayes")
-    for key in FIGURES:
-        assert f'id="fig-{key}"' in html, key
-        assert (study / "figures" / f"{key}.png").is_file()
-        assert (study / "figures" / f"{key}.pdf").is_file()
+    html, sentences = checked_section(study, "em_vs_bayes", FIGURES)
     for caption in (
         "bias and RMSE (± MC se)",
         "interval coverage and width (± MC se)",
         "EM outcome against the Bayesian status, same data sets",
     ):
         assert caption in html
-    sentences = re.findall(r'<p class="finding">(.*?)</p>', html, re.S)
     assert len(sentences) >= 8
     assert sum("against a nominal 0.9" in s for s in sentences) == 3
 

@@ -3,12 +3,10 @@ figures and generated findings, and the study's robust claims on the stored resu
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import pytest
+from study_pages import checked_section
 
-from workbench.cli import main
 from workbench.report.studies.local_optima import rates, reference_curve, restart_outcomes
 from workbench.report.summary import load_experiment
 
@@ -21,28 +19,9 @@ FIGURES = ("local_optima_vs_k", "local_optima_vs_separation", "local_optima_vs_d
 CELLS = 3 * (8 * 4 + 1 * 4 * 2)
 
 
-@pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    reports = tmp_path_factory.mktemp("reports")
-    assert main(["run", str(QUICK), "--quiet", "--reports-dir", str(reports)]) == 0
-    return reports / "local_optima_quick"
-
-
-def section_html(directory: Path, key: str) -> str:
-    page = (directory / "report.html").read_text(encoding="utf-8")
-    found = re.search(rf'<section id="{key}">(.*?)</section>', page, re.S)
-    assert found, f"no {key} section in the report"
-    return found.group(1)
-
-
 def test_report_section_has_figures_table_and_findings(study):
-    html = section_html(study, "local_optima")
-    for key in FIGURES:
-        assert f'id="fig-{key}"' in html, key
-        assert (study / "figures" / f"{key}.png").is_file()
-        assert (study / "figures" / f"{key}.pdf").is_file()
+    html, findings = checked_section(study, "local_optima", FIGURES)
     assert "failure rates by arm, init and K" in html
-    findings = re.findall(r'<p class="finding">(.*?)</p>', html, re.S)
     assert len(findings) >= 4
     assert findings[0].startswith(f"{CELLS * 5} EM fits (restarts) in {CELLS} cells")
     assert any("K = 2 with unequal weights (Xu, Hsu" in f for f in findings)

@@ -6,14 +6,12 @@ means) that other tests of this session compiled."""
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from study_pages import checked_section
 
-from workbench.cli import main
 from workbench.report.studies.misspecification import (
     CONTROL,
     bic_table,
@@ -26,6 +24,7 @@ from workbench.report.summary import ReportData, load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "experiments" / "misspecification_quick.toml"
+EXECUTOR = "serial"  # in process: reuse the compiled Bayes model
 FIGURES = ("misspec_recovery", "misspec_paired", "misspec_bic_k")
 FAMILIES = {
     CONTROL,
@@ -38,33 +37,12 @@ FAMILIES = {
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    reports = tmp_path_factory.mktemp("reports")
-    start = time.monotonic()
-    args = ["run", str(QUICK), "--quiet", "--executor", "serial", "--reports-dir", str(reports)]
-    assert main(args) == 0
-    print(f"misspecification_quick: {time.monotonic() - start:.1f} s")
-    return reports / "misspecification_quick"
-
-
-@pytest.fixture(scope="module")
 def table(study):
     return study_table(ReportData([load_experiment(study)]))
 
 
-def section_html(directory: Path, key: str) -> str:
-    page = (directory / "report.html").read_text(encoding="utf-8")
-    found = re.search(rf'<section id="{key}">(.*?)</section>', page, re.S)
-    assert found, f"no {key} section in the report"
-    return found.group(1)
-
-
 def test_report_section_has_figures_tables_and_findings(study):
-    html = section_html(study, "misspecification")
-    for key in FIGURES:
-        assert f'id="fig-{key}"' in html, key
-        assert (study / "figures" / f"{key}.png").is_file()
-        assert (study / "figures" / f"{key}.pdf").is_file()
+    html, sentences = checked_section(study, "misspecification", FIGURES)
     for caption in (
         "recovery and fit by family and fitter",
         "paired differences, Bayes minus EM",
@@ -72,7 +50,6 @@ def test_report_section_has_figures_tables_and_findings(study):
     ):
         assert caption in html
     assert "What we found" in html
-    sentences = re.findall(r'<p class="finding">(.*?)</p>', html, re.S)
     assert len(sentences) >= 5
     assert any(s.startswith("BIC (em_bic), best to worst") for s in sentences)
 

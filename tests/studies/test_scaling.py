@@ -8,14 +8,12 @@ are deliberately wide: speed goals live in benchmarks/, not in timed unit tests.
 
 from __future__ import annotations
 
-import re
-import time
 from pathlib import Path
 
 import numpy as np
 import pytest
+from study_pages import checked_section
 
-from workbench.cli import main
 from workbench.report.studies.scaling import (
     arms,
     findings,
@@ -27,36 +25,18 @@ from workbench.report.summary import ReportData, load_experiment, numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "experiments" / "scaling_quick.toml"
+EXECUTOR = "serial"  # one process: no second worker competing for the timings
 FIGURES = ("scaling_n", "scaling_K", "scaling_d")
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    reports = tmp_path_factory.mktemp("reports")
-    start = time.monotonic()
-    common = ["--quiet", "--executor", "serial", "--reports-dir", str(reports)]
-    assert main(["run", str(QUICK), *common]) == 0
-    print(f"scaling_quick (EM and Bayes arms, report): {time.monotonic() - start:.1f} s")
-    return reports
-
-
-@pytest.fixture(scope="module")
 def table(study):
-    return timing_table(ReportData([load_experiment(study / "scaling_quick")]))
+    return timing_table(ReportData([load_experiment(study)]))
 
 
 def test_report_section_has_figures_tables_and_findings(study):
-    page = study / "scaling_quick"
-    html = (page / "report.html").read_text(encoding="utf-8")
-    found = re.search(r'<section id="scaling">(.*?)</section>', html, re.S)
-    assert found, "no scaling section in the report"
-    section = found.group(1)
-    for key in FIGURES:
-        assert f'id="fig-{key}"' in section, key
-        assert (page / "figures" / f"{key}.png").is_file()
-        assert (page / "figures" / f"{key}.pdf").is_file()
+    section, sentences = checked_section(study, "scaling", FIGURES)
     assert "log-log slopes (± regression se)" in section
-    sentences = re.findall(r'<p class="finding">(.*?)</p>', section, re.S)
     assert len(sentences) >= 6
     assert any("bayes, against n" in s for s in sentences)
 

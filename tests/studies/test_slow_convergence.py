@@ -3,13 +3,12 @@ its figures and generated findings, and the study's robust claims on the stored 
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import pytest
+from study_pages import checked_section
 
-from workbench.cli import main
 from workbench.report.studies.slow_convergence import (
     overspecified_fits,
     rate_fits,
@@ -29,28 +28,14 @@ FIGURES = (
 
 
 @pytest.fixture(scope="module")
-def study(tmp_path_factory) -> Path:
-    reports = tmp_path_factory.mktemp("reports")
-    assert main(["run", str(QUICK), "--quiet", "--reports-dir", str(reports)]) == 0
-    return reports / "slow_convergence_quick"
-
-
-@pytest.fixture(scope="module")
 def data(study) -> ReportData:
     return ReportData([load_experiment(study)])
 
 
 def test_report_section_has_figures_tables_and_findings(study):
-    page = (study / "report.html").read_text(encoding="utf-8")
-    found = re.search(r'<section id="slow_convergence">(.*?)</section>', page, re.S)
-    assert found, "no slow_convergence section in the report"
-    html = found.group(1)
-    for key in FIGURES:
-        assert f'id="fig-{key}"' in html, key
-        assert (study / "figures" / f"{key}.png").is_file()
+    html, findings = checked_section(study, "slow_convergence", FIGURES)
     assert "linear rate of plain EM by Delta and n" in html
     assert "over-specified fits: log-log slopes over n" in html
-    findings = re.findall(r'<p class="finding">(.*?)</p>', html, re.S)
     assert any(f.startswith("Measured rate within 5%") for f in findings)
     assert any("ratio plain EM / SQUAREM" in f for f in findings)
     assert sum(f.startswith("Over-specified") for f in findings) == 2
