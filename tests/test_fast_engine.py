@@ -1,4 +1,4 @@
-"""The numba engine (workbench.em.fast, workbench.em.fast_loop) against the numpy reference.
+"""The numba engine (workbench.em.fast, fast_loop, fast_engine) against the numpy reference.
 
 The reference is the pure step functions and the generic loop (engine "numpy"); the fast engine
 must give the same numbers to round-off: the two data passes to ~1e-12, whole runs (statuses,
@@ -12,7 +12,7 @@ import numba
 import numpy as np
 import pytest
 
-from workbench.em import engines, fast, fast_loop, steps
+from workbench.em import engines, fast, fast_engine, steps
 from workbench.em.fit import NUMPY_ENGINE, EMSettings, init_state, run_em
 from workbench.em.init import random_from_data
 from workbench.gaussian import COVARIANCE_TYPES
@@ -52,7 +52,7 @@ def test_e_step_matches_reference(cov_type, d):
     log_w = np.log(state.weights)
     log_w[-1, 2] = -np.inf  # a component with zero weight
     ref = steps.e_step(X, log_w, state.means, state.prec_chol, cov_type)
-    got = fast.e_step(X, log_w, state.means, state.prec_chol, cov_type)
+    got = fast_engine.e_step(X, log_w, state.means, state.prec_chol, cov_type)
     assert got.resp.shape == ref.resp.shape == (R, N, 3)
     np.testing.assert_allclose(got.resp, ref.resp, rtol=1e-12, atol=1e-14)
     assert np.all(got.resp[-1, :, 2] == 0.0)
@@ -69,7 +69,7 @@ def test_centred_scatter_matches_reference(cov_type, d):
     stats = steps.e_step(X, np.log(state.weights), state.means, state.prec_chol, cov_type)
     centres = stats.sum_x / stats.nk[..., None]
     ref = steps.centred_scatter(X, stats.resp, centres, cov_type)
-    got = fast.centred_scatter(X, stats.resp, centres, cov_type)
+    got = fast_engine.centred_scatter(X, stats.resp, centres, cov_type)
     assert got.shape == ref.shape
     np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-13 * np.abs(ref).max())
 
@@ -134,8 +134,8 @@ def test_run_block_matches_generic_loop(cov_type, fixed):
     settings = EMSettings(covariance_type=cov_type, max_iter=60, tol=1e-7, **extra)
     start = init_state(*start[:3], settings, X.var(axis=0))
     ref = run_em(X, start, settings, NUMPY_ENGINE)
-    got = run_em(X, start, settings, fast.FAST_ENGINE)
-    assert fast_loop.supports(settings)
+    got = run_em(X, start, settings, fast_engine.FAST_ENGINE)
+    assert fast_engine.supports(settings)
     assert_same_run(got, ref)
     assert set(ref.status) <= {"converged", "max_iter"}
 
@@ -147,7 +147,7 @@ def test_run_block_matches_generic_loop_in_higher_dimension(cov_type):
     X = mixture_data(N, fast.BLAS_MIN_D + 2, seed=13)
     settings = EMSettings(covariance_type=cov_type, max_iter=40, tol=1e-7)
     start = random_state(X, K=4, R=5, cov_type=cov_type, seed=14, settings=settings)
-    assert_same_run(run_em(X, start, settings, fast.FAST_ENGINE), run_em(X, start, settings))
+    assert_same_run(run_em(X, start, settings, fast_engine.FAST_ENGINE), run_em(X, start, settings))
 
 
 @pytest.mark.parametrize("d", [1, 2])
@@ -163,7 +163,7 @@ def test_collapse_onto_a_point(d):
         settings = EMSettings(covariance_type="full", reg_covar=reg_covar, max_iter=200)
         start = init_state(weights, means, covs, settings, X.var(axis=0))
         ref = run_em(X, start, settings, NUMPY_ENGINE)
-        got = run_em(X, start, settings, fast.FAST_ENGINE)
+        got = run_em(X, start, settings, fast_engine.FAST_ENGINE)
         assert ref.status[0] == expected
         assert_same_run(got, ref)
         assert np.all(np.isfinite(got.state.covariances))
@@ -179,7 +179,7 @@ def test_many_restarts_with_degenerate_ones():
     settings = EMSettings(covariance_type="full", reg_covar=0.0, max_iter=150)
     start = random_state(X, K=6, R=24, cov_type="full", seed=8, settings=settings)
     ref = run_em(X, start, settings, NUMPY_ENGINE)
-    got = run_em(X, start, settings, fast.FAST_ENGINE)
+    got = run_em(X, start, settings, fast_engine.FAST_ENGINE)
     assert "degenerate" in set(ref.status)
     assert_same_run(got, ref, rtol=1e-9)
 
@@ -188,14 +188,13 @@ def test_prior_and_unknown_settings_use_generic_loop():
     X = mixture_data(N, 2, seed=9)
     prior = steps.default_prior(X, 3, "full")
     with_prior = EMSettings(covariance_type="full", prior=prior, max_iter=40)
-    assert not fast_loop.supports(with_prior)
-    assert fast.run_block(X, random_state(X, 3, 2, "full", 1), with_prior, X.var(0)) is None
+    assert not fast_engine.supports(with_prior)
+    assert fast_engine.run_block(X, random_state(X, 3, 2, "full", 1), with_prior, X.var(0)) is None
     start = random_state(X, K=3, R=2, cov_type="full", seed=10, settings=with_prior)
-    assert_same_run(
-        run_em(X, start, with_prior, fast.FAST_ENGINE), run_em(X, start, with_prior, NUMPY_ENGINE)
-    )
+    fast_run = run_em(X, start, with_prior, fast_engine.FAST_ENGINE)
+    assert_same_run(fast_run, run_em(X, start, with_prior, NUMPY_ENGINE))
     if "symmetric_means" in EMSettings._fields:
-        assert not fast_loop.supports(EMSettings(symmetric_means=True))
+        assert not fast_engine.supports(EMSettings(symmetric_means=True))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -208,16 +207,16 @@ def test_results_do_not_depend_on_threads_or_batching(monkeypatch):
     settings = EMSettings(covariance_type="full", max_iter=30)
     start = random_state(X, K=4, R=3, cov_type="full", seed=12)
     dv = X.var(axis=0)
-    by_restart = fast_loop.run_block(X, start, settings, dv)  # R=3 < MIN_PASS_WORK: per restart
-    monkeypatch.setattr(fast_loop, "MIN_PASS_WORK", 0)
-    by_chunk = fast_loop.run_block(X, start, settings, dv)
+    by_restart = fast_engine.run_block(X, start, settings, dv)  # R=3 < MIN_PASS_WORK: per restart
+    monkeypatch.setattr(fast_engine, "MIN_PASS_WORK", 0)
+    by_chunk = fast_engine.run_block(X, start, settings, dv)
     threads = numba.get_num_threads()
     numba.set_num_threads(1)
     try:
-        serial = fast_loop.run_block(X, start, settings, dv)
+        serial = fast_engine.run_block(X, start, settings, dv)
     finally:
         numba.set_num_threads(threads)
-    alone = fast_loop.run_block(X, fast.EMState(*(a[1:2] for a in start)), settings, dv)
+    alone = fast_engine.run_block(X, fast_engine.EMState(*(a[1:2] for a in start)), settings, dv)
     for run in (by_chunk, serial):
         for a, b in zip(run.state, by_restart.state, strict=True):
             assert np.array_equal(a, b)
@@ -228,5 +227,5 @@ def test_results_do_not_depend_on_threads_or_batching(monkeypatch):
 
 def test_engine_choice():
     assert engines.get("numpy") is NUMPY_ENGINE
-    assert engines.get("numba") is fast.FAST_ENGINE
-    assert engines.get("auto") is fast.FAST_ENGINE  # numba is a dependency
+    assert engines.get("numba") is fast_engine.FAST_ENGINE
+    assert engines.get("auto") is fast_engine.FAST_ENGINE  # numba is a dependency

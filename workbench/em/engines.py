@@ -9,14 +9,14 @@ ENGINE_NAMES = ("auto", "numpy", "numba")
 
 def get(name: str) -> Engine:
     """``numpy``: the reference step functions. ``numba``: the compiled engine
-    (:mod:`workbench.em.fast`: the whole loop compiled for maximum likelihood, with or without
-    fixed parameters; compiled data passes under the generic loop otherwise), the same numbers
-    to round-off. ``auto``: numba wherever it can be imported (it is a dependency), else numpy.
-    The first use compiles the kernels (about 20 s, once: they are cached on disk)."""
+    (:mod:`workbench.em.fast_engine`: the whole loop compiled for maximum likelihood, with or
+    without fixed parameters; compiled data passes under the generic loop otherwise), the same
+    numbers to round-off. ``auto``: numba wherever it can be imported (it is a dependency), else
+    numpy. The first use compiles the kernels (about 20 s, once: they are cached on disk)."""
     if name == "numpy":
         return NUMPY_ENGINE
     try:
-        from workbench.em.fast import FAST_ENGINE
+        from workbench.em.fast_engine import FAST_ENGINE
     except ImportError:
         if name == "numba":
             raise

@@ -1,13 +1,9 @@
-"""Fast EM engine: the data passes of an EM iteration compiled with numba, and the fused loop.
+"""Fast EM engine, compiled part: the data passes of an EM iteration as numba kernels.
 
-``FAST_ENGINE = Engine(e_step, centred_scatter, run_block)``:
-
-- :func:`e_step` and :func:`centred_scatter` have the signatures and, to round-off, the results
-  of :func:`workbench.em.steps.e_step` and :func:`~workbench.em.steps.centred_scatter`:
-  batched over R restarts, all four covariance types. The generic loop uses them for the
-  settings the fused loop leaves to it (MAP-EM with a prior, symmetric means).
-- :func:`run_block` runs the whole loop of ``fit._run_block`` compiled
-  (:mod:`workbench.em.fast_loop`).
+:func:`e_pass` (the E-step: responsibilities, log-likelihood, weighted counts and sums per chunk)
+and :func:`s_pass` (the scatter about given centres per chunk) are the two passes over the data;
+:mod:`workbench.em.fast_loop` fuses them into the whole EM loop, and
+:mod:`workbench.em.fast_engine` is the Python side (``FAST_ENGINE``, threads, layouts).
 
 Layout. The data are stored in chunks of B points (:func:`chunk_size`), each chunk transposed,
 zero-padded: (n_chunks, d, B) (:func:`chunked`), so that inner loops run over consecutive
@@ -29,30 +25,22 @@ operations is fixed as well (the reference's matmuls are BLAS too). Covariances 
 second pass over the data centred at the new means, as in
 :func:`~workbench.em.steps.centred_scatter` (see :mod:`workbench.em.fast_loop`).
 
-Threads. The kernels release the GIL and run in plain Python threads, :func:`threads` of them
-(numba's setting): whole restarts, or chunks of one pass. numba's ``parallel=True`` was tried
-first: every parallel function re-optimises all the code it calls, and compiling the engine took
-over a minute instead of about 20 s. The split never changes a result: each chunk's partial sums
-are the same whoever computes them, so results are bitwise identical run to run, serial or
-threaded, and for any number of restarts.
+Threads. The kernels release the GIL and run in plain Python threads,
+:func:`workbench.em.fast_engine.threads` of them (numba's setting): whole restarts, or chunks of
+one pass. numba's ``parallel=True`` was tried first: every parallel function re-optimises all
+the code it calls, and compiling the engine took over a minute instead of about 20 s. The split
+never changes a result: each chunk's partial sums are the same whoever computes them, so results
+are bitwise identical run to run, serial or threaded, and for any number of restarts.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
-import numba
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic
-
-from workbench.em.fit import EMRun, EMSettings, EMState, Engine
-from workbench.em.steps import EStats
-from workbench.gaussian import check_covariance_type, log_det_precision_cholesky
 
 LANES = 64  # interleaved partial sums per sum over a chunk (long enough to vectorise)
 CHUNK = 512  # points per chunk (at most): the unit of work of a thread and of a partial sum
@@ -409,159 +397,3 @@ def s_pass(X, B, r_lo, r_hi, c_lo, c_hi, resp, centres, full, S) -> None:
         j = r - r_lo
         for c in range(c_lo, c_hi):
             scatter_chunk(X[c], B, resp[j, c], centres[j], full, S[j, c], work)
-
-
-# ---------------------------------------------------------------------------------------------
-# Threads: the kernels release the GIL, so plain Python threads run them on every core
-# ---------------------------------------------------------------------------------------------
-_POOL: dict[int, ThreadPoolExecutor] = {}  # by size; a forked child starts with none
-os.register_at_fork(after_in_child=_POOL.clear)
-
-
-def threads() -> int:
-    """Threads to use: numba's setting (NUMBA_NUM_THREADS, numba.set_num_threads)."""
-    return numba.get_num_threads()
-
-
-def run_tasks(tasks: list[tuple]) -> None:
-    """Run the (function, *args) tasks on up to :func:`threads` threads (this one and a shared
-    pool), each thread taking the next task as it comes free; return when all are done."""
-    workers = min(threads(), len(tasks))
-    if workers <= 1:
-        for task in tasks:
-            task[0](*task[1:])
-        return
-    pending = iter(tasks)
-    lock = threading.Lock()
-
-    def work() -> None:
-        while True:
-            with lock:
-                task = next(pending, None)
-            if task is None:
-                return
-            task[0](*task[1:])
-
-    if workers - 1 not in _POOL:
-        _POOL[workers - 1] = ThreadPoolExecutor(workers - 1, thread_name_prefix="workbench-em")
-    helpers = [_POOL[workers - 1].submit(work) for _ in range(workers - 1)]
-    work()
-    for helper in helpers:
-        helper.result()
-
-
-def split(total: int, parts: int) -> list[tuple[int, int]]:
-    """total items in at most ``parts`` contiguous (lo, hi) ranges of near-equal size."""
-    parts = max(1, min(parts, total))
-    bounds = [total * i // parts for i in range(parts + 1)]
-    return [(lo, hi) for lo, hi in zip(bounds[:-1], bounds[1:], strict=True) if hi > lo]
-
-
-def _pass_tasks(kernel_fn, R: int, nc: int, make_args) -> list[tuple]:
-    """Tasks of one pass over R restarts x nc chunks: by restarts when there are enough of them,
-    else by chunks (each chunk's partial sums are the same either way)."""
-    if R >= threads():
-        return [(kernel_fn, *make_args(lo, hi, 0, nc)) for lo, hi in split(R, 4 * threads())]
-    return [(kernel_fn, *make_args(0, R, lo, hi)) for lo, hi in split(nc, threads())]
-
-
-# ---------------------------------------------------------------------------------------------
-# Layout conversions and the engine functions
-# ---------------------------------------------------------------------------------------------
-def unify(a: np.ndarray, covariance_type: str, K: int, d: int) -> np.ndarray:
-    """Covariances or precision factors in the covariance type's shape (leading R) -> the unified
-    (R, K, d, d) layout."""
-    a = np.asarray(a, dtype=float)
-    if covariance_type == "full":
-        return np.array(a, dtype=float, order="C")
-    out = np.zeros((a.shape[0], K, d, d))
-    if covariance_type == "tied":
-        out[:] = a[:, None]
-    else:
-        j = np.arange(d)
-        out[:, :, j, j] = a if covariance_type == "diag" else a[:, :, None]
-    return out
-
-
-def ununify(a: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Inverse of :func:`unify`."""
-    if covariance_type == "full":
-        return a
-    if covariance_type == "tied":
-        return a[:, 0].copy()
-    if covariance_type == "diag":
-        return np.diagonal(a, axis1=-2, axis2=-1).copy()
-    return a[:, :, 0, 0].copy()
-
-
-def log_det(prec_chol: np.ndarray, covariance_type: str, K: int, d: int) -> np.ndarray:
-    """log|P| per restart and component, (R, K), computed as the reference does."""
-    value = log_det_precision_cholesky(np.asarray(prec_chol, float), covariance_type, d)
-    if covariance_type == "tied":
-        value = np.repeat(value[:, None], K, axis=1)
-    return np.ascontiguousarray(value, dtype=float)
-
-
-def e_step(X, log_weights, means, prec_chol, covariance_type) -> EStats:
-    """As :func:`workbench.em.steps.e_step`: X (n, d), log_weights (R, K), means (R, K, d),
-    prec_chol (R, ...). Returns resp (R, n, K), loglik (R,), nk (R, K), sum_x (R, K, d)."""
-    check_covariance_type(covariance_type)
-    X = np.asarray(X, dtype=float)
-    n, d = X.shape
-    means = np.ascontiguousarray(means, dtype=float)
-    R, K, _ = means.shape
-    B = chunk_size(n)
-    Xc = chunked(X, B)
-    nc = Xc.shape[0]
-    resp = np.empty((R, nc, K, B))
-    ll, nk, sx = np.empty((R, nc)), np.empty((R, nc, K)), np.empty((R, nc, K, d))
-    logw = np.ascontiguousarray(log_weights, dtype=float)
-    P = unify(prec_chol, covariance_type, K, d)
-    logdet = log_det(prec_chol, covariance_type, K, d)
-    tri = covariance_type in ("full", "tied")
-
-    def args(r_lo, r_hi, c_lo, c_hi):
-        parts = (resp[r_lo:r_hi], ll[r_lo:r_hi], nk[r_lo:r_hi], sx[r_lo:r_hi])
-        return (Xc, n, B, r_lo, r_hi, c_lo, c_hi, logw, means, P, logdet, tri, *parts)
-
-    run_tasks(_pass_tasks(e_pass, R, nc, args))
-    resp_out = np.ascontiguousarray(resp.transpose(0, 1, 3, 2).reshape(R, nc * B, K)[:, :n])
-    return EStats(resp_out, ll.sum(axis=1), nk.sum(axis=1), sx.sum(axis=1))
-
-
-def centred_scatter(X, resp, centres, covariance_type) -> np.ndarray:
-    """As :func:`workbench.em.steps.centred_scatter`: sum_i r_ik (x_i - c_k)(x_i - c_k)^T for
-    X (n, d), resp (R, n, K), centres (R, K, d). Returns (R, K, d, d) for full and tied,
-    (R, K, d) (the diagonal) for diag and spherical."""
-    check_covariance_type(covariance_type)
-    X = np.asarray(X, dtype=float)
-    n, d = X.shape
-    centres = np.ascontiguousarray(centres, dtype=float)
-    R, K, _ = centres.shape
-    B = chunk_size(n)
-    Xc = chunked(X, B)
-    nc = Xc.shape[0]
-    padded = np.zeros((R, nc * B, K))
-    padded[:, :n] = resp
-    respc = np.ascontiguousarray(padded.reshape(R, nc, B, K).transpose(0, 1, 3, 2))
-    parts = np.zeros((R, nc, K, d, d))
-    full = covariance_type in ("full", "tied")
-
-    def args(r_lo, r_hi, c_lo, c_hi):
-        rows = slice(r_lo, r_hi)
-        return (Xc, B, r_lo, r_hi, c_lo, c_hi, respc[rows], centres[rows], full, parts[rows])
-
-    run_tasks(_pass_tasks(s_pass, R, nc, args))
-    S = parts.sum(axis=1)
-    return S if full else np.diagonal(S, axis1=-2, axis2=-1).copy()
-
-
-def run_block(X, state: EMState, settings: EMSettings, data_variance) -> EMRun | None:
-    """``fit._run_block`` fused and compiled (:func:`workbench.em.fast_loop.run_block`); None
-    for settings it does not implement (a prior, ...), which then run the generic loop."""
-    from workbench.em import fast_loop  # imported here: it builds on this module's kernels
-
-    return fast_loop.run_block(X, state, settings, data_variance)
-
-
-FAST_ENGINE = Engine(e_step, centred_scatter, run_block)

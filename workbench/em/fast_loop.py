@@ -16,7 +16,8 @@ the variance.
 Threads: many restarts (or few points) run whole restarts on each thread
 (:func:`em_restarts`, handed out in small groups as threads come free); a few restarts on many
 points run one after the other with each pass split over the threads by chunks
-(:func:`_chunks_in_threads`). The same kernels in the same order: bitwise the same results.
+(:func:`workbench.em.fast_engine.run_block` chooses; its ``_chunks_in_threads`` drives that
+case from Python). The same kernels in the same order: bitwise the same results.
 """
 
 from __future__ import annotations
@@ -26,24 +27,7 @@ import math
 import numpy as np
 from numba import njit
 
-from workbench.em.fast import (
-    DIAG,
-    FULL,
-    TIED,
-    TYPE_CODES,
-    chunk_size,
-    chunked,
-    e_pass,
-    kernel,
-    log_det,
-    run_tasks,
-    s_pass,
-    split,
-    threads,
-    unify,
-    ununify,
-)
-from workbench.em.fit import EMRun, EMSettings, EMState
+from workbench.em.fast import DIAG, FULL, TIED, e_pass, kernel, s_pass
 
 MAX_ITER, CONVERGED, DEGENERATE = 0, 1, 2  # status codes
 STOP, SCATTER, FINISH = 0, 1, 2  # what an iteration needs after its E-step
@@ -412,116 +396,3 @@ def em_restarts(X, n, B, r_lo, r_hi, state, outs, codes, reals, thr) -> None:
                 r, it, code == SCATTER, parts, state, new, totals, outs, codes, reals, thr
             ):
                 break
-
-
-# ---------------------------------------------------------------------------------------------
-# Python entry point
-# ---------------------------------------------------------------------------------------------
-def supports(settings: EMSettings) -> bool:
-    """Whether :func:`run_block` runs these settings: maximum likelihood (no prior), fixed
-    parameters allowed; any other setting away from its default (e.g. symmetric means) is left
-    to the generic loop."""
-    if settings.prior is not None:
-        return False
-    defaults = EMSettings._field_defaults
-    for name in settings._fields:
-        if name in FUSED_SETTINGS:
-            continue
-        value, default = getattr(settings, name), defaults.get(name)
-        try:
-            if not (value is default or bool(value == default)):
-                return False
-        except (TypeError, ValueError):
-            return False
-    return True
-
-
-def _chunks_in_threads(X, n, B, R, state, outs, codes, reals, thr) -> None:
-    """The loop of :func:`em_restarts` driven from Python, restart after restart, with every
-    data pass split over threads by chunks (few restarts on many points). The same kernels in
-    the same order: bitwise the same results."""
-    nc, d = X.shape[0], X.shape[1]
-    _, mu, _, P, logdet, logw = state
-    K = mu.shape[1]
-    tri = bool(codes[0] <= TIED)
-    resp = np.zeros((1, nc, K, B))
-    ranges = split(nc, threads())
-    for r in range(R):
-        parts, new, totals = buffers(K, d, nc)
-        for it in range(int(codes[4]) + 1):
-            run_tasks([
-                (e_pass, X, n, B, r, r + 1, lo, hi, logw, mu, P, logdet, tri, resp, *parts[:3])
-                for lo, hi in ranges
-            ])  # fmt: skip
-            code = step_e(r, it, parts, state, new, totals, outs, codes, reals)
-            if code == STOP:
-                break
-            if code == SCATTER:
-                run_tasks([
-                    (s_pass, X, B, r, r + 1, lo, hi, resp, new[1], tri, parts[3])
-                    for lo, hi in ranges
-                ])  # fmt: skip
-            if not step_m(
-                r, it, code == SCATTER, parts, state, new, totals, outs, codes, reals, thr
-            ):
-                break
-
-
-def run_block(X, state: EMState, settings: EMSettings, data_variance) -> EMRun | None:
-    """``fit._run_block`` (same contract) fused and compiled; None for settings it does not
-    implement (see :func:`supports`), which then run the generic loop."""
-    if not supports(settings):
-        return None
-    cov_type = settings.covariance_type
-    X = np.asarray(X, dtype=float)
-    n, d = X.shape
-    R, K = np.shape(state.means)[:2]
-    B = chunk_size(n)
-    Xc = chunked(X, B)
-    w = np.array(state.weights, dtype=float, order="C")
-    with np.errstate(divide="ignore", invalid="ignore"):
-        logw = np.log(w)
-    unified = (
-        w, np.array(state.means, dtype=float, order="C"), unify(state.covariances, cov_type, K, d),
-        unify(state.prec_chol, cov_type, K, d), log_det(state.prec_chol, cov_type, K, d), logw,
-    )  # fmt: skip
-    max_iter = int(settings.max_iter)
-    fixed = [getattr(settings, f"fixed_{name}") is not None for name in FIXABLE]
-    codes = np.array([TYPE_CODES[cov_type], *fixed, max_iter], dtype=np.int64)
-    data_variance = np.asarray(data_variance, dtype=float)
-    thr = np.ascontiguousarray(settings.collapse_tol * data_variance, dtype=float)
-    thr_spherical = settings.collapse_tol * data_variance.mean()
-    reals = np.array(
-        [settings.tol, settings.reg_covar, settings.min_count, settings.decrease_tol, thr_spherical]
-    )
-    out_f = np.full((R, 3), np.nan)
-    out_f[:, 2] = 0.0
-    out_i = np.zeros((R, 5), dtype=np.int64)
-    out_i[:, 2] = -1
-    outs = (out_f, out_i, np.full((max_iter + 1, R), np.nan))
-    n_threads = threads()
-    n_chunks = Xc.shape[0]
-    split_passes = (
-        n_threads > 1 and n * K * (d * d + 20) >= MIN_PASS_WORK and n_chunks >= 2 * n_threads
-        and R < MAX_RESTARTS_PER_THREAD * n_threads
-    )  # fmt: skip
-    args = (unified, outs, codes, reals, thr)
-    if split_passes:
-        _chunks_in_threads(Xc, n, B, R, *args)
-    else:  # restarts in small groups, handed out to the threads as they come free
-        groups = split(R, 16 * n_threads)
-        run_tasks([(em_restarts, Xc, n, B, lo, hi, *args) for lo, hi in groups])
-    n_iter = out_i[:, 0].copy()
-    return EMRun(
-        state=EMState(w, unified[1], ununify(unified[2], cov_type), ununify(unified[3], cov_type)),
-        loglik=out_f[:, 0].copy(),
-        objective=out_f[:, 1].copy(),
-        n_iter=n_iter,
-        status=STATUS_NAMES[out_i[:, 1]].astype(str),
-        degenerate_component=out_i[:, 2].copy(),
-        degenerate_kind=KIND_NAMES[out_i[:, 3]].astype(str),
-        traces=[outs[2][: n_iter[r] + 1, r].copy() for r in range(R)],
-        n_decreases=out_i[:, 4].copy(),
-        max_decrease=out_f[:, 2].copy(),
-        wall_time=0.0,
-    )
