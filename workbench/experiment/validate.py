@@ -129,8 +129,8 @@ class Validator:
         restrictions: list[tuple[str, ...]] = []
         tables = self.table(raw, "fitters", "fitters", required=True)
         fitters = self.fitters(tables, data, restrictions)
-        data = self.fitted_blocks(data, restrictions)
-        data = tuple(c for c in data if any(f.fits(c) for f in fitters))
+        self.every_block_fitted(data, restrictions)
+        data = tuple(c for c in data if any(f.fits(c) for f in fitters))  # drop disabled-only
         report = self.options(raw, "report", required=False)
         for s in report["sections"]:
             if s not in REPORT_SECTIONS:
@@ -208,11 +208,11 @@ class Validator:
                 self.fail(f"{where}.data", ref, f"no such data block (known: {', '.join(known)})")
         return tuple(dict.fromkeys(refs))
 
-    def fitted_blocks(
+    def every_block_fitted(
         self, data: tuple[DataCondition, ...], restrictions: list[tuple[str, ...]]
-    ) -> tuple[DataCondition, ...]:
-        """Every data block must be fitted by some fitter table (enabled or not); conditions
-        whose only fitters are disabled tables are left out of the design."""
+    ) -> None:
+        """Every data block must be fitted by some fitter table, enabled or not (a block that
+        only disabled tables fit is then left out of the design, not an error)."""
         for cond in data:
             if not any(not r or cond.in_blocks(r) for r in restrictions):
                 cited = ", ".join(sorted({b for r in restrictions for b in r}))
@@ -220,7 +220,6 @@ class Validator:
                     cond.block, cond.block_name or cond.generator,
                     f"no fitter fits this block (the fitters' data = [...] name only {cited})",
                 )  # fmt: skip
-        return data
 
     def data_points(self, gen: str, block: dict, where: str, registry: Any) -> list[DataCondition]:
         params = registry.generator_settings(gen)

@@ -320,8 +320,7 @@ def paired(table: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
 
 def fixed_budget(table: pd.DataFrame) -> pd.Series:
     """Fits that ran a fixed number of iterations by design (``tol = 0``, status max_iter)."""
-    tol = numbers(table, "fit.tol") if "fit.tol" in table else pd.Series(np.nan, table.index)
-    return (table["status"] == "max_iter") & (tol == 0)
+    return (table["status"] == "max_iter") & (numbers(table, "fit.tol") == 0)
 
 
 def failures_table(table: pd.DataFrame, limit: int = 200) -> tuple[pd.DataFrame, int]:
