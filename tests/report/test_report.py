@@ -27,7 +27,14 @@ ROOT = Path(__file__).resolve().parents[2]
 # The generic report and figure code (a study's own section module may name its experiment).
 REPORT_CODE = [
     ROOT / "workbench" / "report" / name
-    for name in ("__init__.py", "figures.py", "bayes_figures.py", "html.py", "summary.py")
+    for name in (
+        "__init__.py",
+        "figures.py",
+        "example_figures.py",
+        "bayes_figures.py",
+        "html.py",
+        "summary.py",
+    )
 ]
 
 EM_FIGURES = {"failure_rate", "recovery", "convergence", "coverage"}

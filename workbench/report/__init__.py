@@ -29,6 +29,7 @@ from workbench.experiment.config import GENERIC_SECTIONS
 from workbench.experiment.runner import FAILED_STATUSES
 from workbench.report import bayes_figures as bayes_fig
 from workbench.report import figures as fig
+from workbench.report.example_figures import density_figures, trace_figures
 from workbench.report.html import Section, esc, provenance_section, render_page, with_se
 from workbench.report.summary import (
     ReportData,
@@ -59,6 +60,7 @@ class ReportContext:
 
 
 Builder = Callable[[ReportContext, Section], None]
+Drawer = Callable[[ReportData, Path], list[fig.Figure]]
 SECTIONS: dict[str, tuple[str, Builder]] = {}
 
 
@@ -72,10 +74,12 @@ def register_section(key: str, title: str) -> Callable[[Builder], Builder]:
     return wrap
 
 
-def _figure_section(key: str, title: str, intro: str, empty: str) -> None:
+def _figure_section(key: str, draw: Drawer, title: str, intro: str, empty: str) -> None:
+    """Register section ``key``: an introduction and the figures ``draw`` returns."""
+
     def builder(ctx: ReportContext, section: Section) -> None:
         section.text(intro)
-        drawn = fig.FIGURES[key](ctx.data, ctx.figures_dir)
+        drawn = draw(ctx.data, ctx.figures_dir)
         section.figures(drawn)
         if not drawn:
             section.note(empty)
@@ -85,30 +89,35 @@ def _figure_section(key: str, title: str, intro: str, empty: str) -> None:
 
 _figure_section(
     "failure_rates",
+    fig.failure_rate_figures,
     "Failure rates",
     "How often EM returns a local optimum, by grid variable and fitter.",
     "No fit has a failure flag (no reference optimum was computed).",
 )
 _figure_section(
     "traces",
+    trace_figures,
     "EM log-likelihood traces",
     "Per-iteration log-likelihood of every EM restart, by outcome.",
     "No EM traces are stored for this experiment.",
 )
 _figure_section(
     "convergence",
+    fig.convergence_figures,
     "Iterations and wall time",
     "Cost of a fit against the grid: EM iterations and wall time.",
     "No iteration counts or times are stored.",
 )
 _figure_section(
     "coverage",
+    fig.coverage_figures,
     "Interval coverage",
     "Whether intervals cover the truth as often as their nominal level promises.",
     "No fit stored intervals (set interval_level for EM; Bayes gives credible intervals).",
 )
 _figure_section(
     "densities",
+    density_figures,
     "Fitted densities",
     "What successes and failures look like on their data.",
     "No finished fit with parameters to draw.",

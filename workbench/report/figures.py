@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import textwrap
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,13 +19,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-from matplotlib.patches import Ellipse  # noqa: E402
 
 from workbench.report.summary import (  # noqa: E402
     ReportData,
     completed,
     coverage_columns,
-    example_cells,
     grid_variables,
     nominal_level,
     numeric_variable,
@@ -86,7 +83,7 @@ def line_panel(
         stats = summarise(frame, ["series"], column, kind)
         for i, row in enumerate(stats.itertuples()):
             _bars(ax, i, row.value, row.se, palette.get(row.series), row.series, fmt="o")
-        ax.set_xticks(range(len(stats)), [_wrap(s) for s in stats["series"]], fontsize=8)
+        ax.set_xticks(range(len(stats)), [wrap_label(s) for s in stats["series"]], fontsize=8)
         return not stats.empty
     stats = summarise(frame, ["series", variable], column, kind)
     if stats.empty:
@@ -139,7 +136,8 @@ def _bars(ax: plt.Axes, x, y, se, colour, label: str, **style) -> None:
     ax.errorbar(x, y, yerr=se, capsize=3, color=colour, label=label, **style)
 
 
-def _wrap(text: str, width: int = 22) -> str:
+def wrap_label(text: str, width: int = 22) -> str:
+    """``text`` on lines of at most ``width`` characters (a legend or tick label)."""
     return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text
 
 
@@ -261,7 +259,7 @@ def recovery_figures(data: ReportData, out: Path) -> list[Figure]:
         order = list(dict.fromkeys(table["data"]))
         x = np.array([order.index(d) for d in stats["data"]]) + 0.08 * i
         _bars(right, x, stats["value"], stats["se"], palette(i), label, fmt="o")
-        right.set_xticks(range(len(order)), [_wrap(o, 18) for o in order], fontsize=7)
+        right.set_xticks(range(len(order)), [wrap_label(o, 18) for o in order], fontsize=7)
     left.plot([0, hi * 1.05], [0, hi * 1.05], "k--", lw=1, label="equal error")
     left.set_xlabel("overall RMSE, first fitter")
     left.set_ylabel("overall RMSE, second fitter")
@@ -282,64 +280,6 @@ def recovery_figures(data: ReportData, out: Path) -> list[Figure]:
     return figures
 
 
-def trace_figures(data: ReportData, out: Path, max_panels: int = 4, per_panel: int = 40):
-    """EM log-likelihood traces (gap to the best known optimum per iteration), coloured by the
-    outcome of each restart: global optimum, local optimum or degenerate."""
-    panels = []
-    for number, exp in enumerate(data.experiments):
-        em = completed(exp.table)
-        em = em[em["method"] == "em"]
-        if em.empty:
-            continue
-        restarts = exp.restarts(em["cell_id"].tolist()).merge(
-            em[["cell_id", "data", "diag.reference_loglik"]], on="cell_id", how="left"
-        )
-        order = list(dict.fromkeys(exp.table["data"]))
-        for data_label, group in restarts.groupby("data", sort=False):
-            share = float(group["failed"].fillna(0).astype(bool).mean())
-            position = (number, order.index(data_label))
-            panels.append((-int(0 < share < 1), -share, position, exp, data_label, group))
-    if not panels:
-        return []
-    # The conditions with the most mixed outcomes, shown in design order.
-    panels = sorted(sorted(panels, key=lambda p: p[:3])[:max_panels], key=lambda p: p[2])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
-    for ax, (_, _, _, exp, label, group) in zip(axes[0], panels, strict=True):
-        failed = group[group["failed"].fillna(0).astype(bool)]
-        chosen = pd.concat([failed.head(per_panel // 2), group.drop(failed.index)]).head(per_panel)
-        traces = exp.traces(chosen["cell_id"].unique().tolist())
-        best_known = group.groupby("cell_id")["loglik"].max()
-        reference = group.groupby("cell_id")["diag.reference_loglik"].first()
-        final = traces.groupby("cell_id")["loglik"].max()
-        for row in chosen.itertuples():
-            t = traces[(traces["cell_id"] == row.cell_id) & (traces["restart"] == row.restart)]
-            if t.empty:
-                continue
-            y = t["loglik"].to_numpy(dtype=float)
-            best = np.nanmax([best_known[row.cell_id], reference[row.cell_id], final[row.cell_id]])
-            outcome = ["global optimum", "local optimum"][int(bool(row.failed))]
-            outcome = "degenerate" if row.status == "degenerate" else outcome
-            colour = OUTCOME_COLOURS[outcome]
-            gap = np.maximum(best - y, 1e-10)
-            ax.plot(t["iteration"], gap, lw=1, alpha=0.75, color=colour, label=outcome)
-        ax.set_yscale("log")
-        ax.set_xlabel("EM iteration")
-        ax.set_ylabel("nats below best known optimum")
-        name = f"{exp.name}: " if len(data.experiments) > 1 else ""
-        ax.set_title(_wrap(f"{name}{label}", 40), fontsize=9)
-        ax.grid(alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles, strict=True))
-        ax.legend(unique.values(), unique.keys(), fontsize=8)
-    caption = (
-        "Each line is one EM restart: its log-likelihood's distance to the best known optimum of "
-        "its data set (truth-started fit and all restarts), floored at 1e-10. A straight descent "
-        "on this log scale is linear convergence; a plateau is a local optimum. Panels: the data "
-        "conditions with the most mixed outcomes."
-    )
-    return [save(fig, out, "em_traces", "EM log-likelihood traces by outcome", caption)]
-
-
 def coverage_figures(data: ReportData, out: Path) -> list[Figure]:
     """Interval coverage of the truth against each grid variable, with the nominal level(s)."""
     frame = completed(data.table)
@@ -356,75 +296,3 @@ def coverage_figures(data: ReportData, out: Path) -> list[Figure]:
         f"{', '.join(f'{v:g}' for v in levels)} dashed."
     )
     return metric_figures(data, out, "coverage", "Interval coverage", panels, note, levels)
-
-
-def density_figures(data: ReportData, out: Path) -> list[Figure]:
-    """Fitted densities over the data (histogram in 1-D, scatter in 2-D or more, first two
-    coordinates) for a success and a failure of each method; the truth dashed."""
-    examples = example_cells(data)
-    if not examples:
-        return []
-    ncols = min(3, len(examples))
-    nrows = math.ceil(len(examples) / ncols)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(5 * ncols, 4.2 * nrows), squeeze=False)
-    for ax in axes.ravel()[len(examples) :]:
-        ax.set_visible(False)
-    for ax, (exp, row, kind) in zip(axes.ravel(), examples, strict=False):
-        dataset = exp.dataset(row["cell_id"])
-        fitted = exp.params(row["cell_id"])
-        truth = exp.truth(row["data_id"], int(row["replicate"])) or dataset.truth
-        if dataset.d == 1:
-            _density_1d(ax, dataset.X[:, 0], fitted, truth)
-        else:
-            _scatter_2d(ax, dataset.X, dataset.labels, fitted, truth)
-        gap = row.get("gap")
-        gap_text = f", gap {gap:.3g} nats" if isinstance(gap, float) and np.isfinite(gap) else ""
-        title = f"{kind}: {row['fitter']} | {row['data']} | rep {row['replicate']} | "
-        ax.set_title(_wrap(f"{title}{row['status']}{gap_text}", 46), fontsize=8)
-        ax.legend(fontsize=7, loc="best")
-    caption = (
-        "Example cells: for each method the best-scoring success and the worst failure (largest "
-        "gap to the best known optimum, or a non-ok status). Data regenerated from the stored "
-        "seed; fitted mixture solid, truth dashed. In 2-D and higher: ellipses at 2 standard "
-        "deviations in the first two coordinates, points coloured by their true component."
-    )
-    return [save(fig, out, "fitted_densities", "Fitted densities: successes and failures", caption)]
-
-
-def _density_1d(ax: plt.Axes, x: np.ndarray, fitted, truth) -> None:
-    ax.hist(x, bins=min(60, max(10, x.size // 8)), density=True, color="0.8", label="data")
-    grid = np.linspace(x.min() - 0.5 * x.std(), x.max() + 0.5 * x.std(), 400)
-    if fitted is not None:
-        joint = np.exp(fitted.log_joint(grid))
-        ax.plot(grid, joint.sum(axis=1), color="tab:blue", lw=2, label="fitted mixture")
-        ax.plot(grid, joint, color="tab:blue", lw=0.8, alpha=0.6)
-    ax.plot(grid, np.exp(truth.score_samples(grid)), "k--", lw=1.2, label="truth")
-    ax.set_xlabel("x")
-    ax.set_ylabel("density")
-
-
-def _scatter_2d(ax: plt.Axes, X: np.ndarray, labels: np.ndarray, fitted, truth) -> None:
-    ax.scatter(X[:, 0], X[:, 1], c=labels, cmap="tab10", s=6, alpha=0.5, vmin=0, vmax=9)
-    for params, style, name in ((truth, "--", "truth"), (fitted, "-", "fitted")):
-        if params is None:
-            continue
-        covs = params.full_covariances()[:, :2, :2]
-        for k, (mean, cov) in enumerate(zip(params.means[:, :2], covs, strict=True)):
-            vals, vecs = np.linalg.eigh(cov)
-            angle = math.degrees(math.atan2(vecs[1, -1], vecs[0, -1]))
-            w, h = 4 * np.sqrt(np.maximum(vals[::-1], 0))
-            kw = {"fill": False, "ls": style, "lw": 1.5, "label": name if k == 0 else None}
-            colour = "k" if name == "truth" else "tab:blue"
-            ax.add_patch(Ellipse(mean, w, h, angle=angle, color=colour, **kw))
-    ax.set_xlabel("x[0]")
-    ax.set_ylabel("x[1]")
-
-
-FIGURES: dict[str, Callable[[ReportData, Path], list[Figure]]] = {
-    "failure_rates": failure_rate_figures,
-    "recovery": recovery_figures,
-    "traces": trace_figures,
-    "convergence": convergence_figures,
-    "coverage": coverage_figures,
-    "densities": density_figures,
-}
