@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from workbench.report.figures import Figure
@@ -76,6 +77,14 @@ def fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"
     return str(value)
+
+
+def plus_minus(value: float, se: float, spec: str = ".3g", se_spec: str = ".2g") -> str:
+    """``"value ± se"`` for a sentence; the value alone when se is not finite, ``n/a`` when the
+    value is not."""
+    if not np.isfinite(value):
+        return "n/a"
+    return f"{value:{spec}} ± {se:{se_spec}}" if np.isfinite(se) else f"{value:{spec}}"
 
 
 def with_se(frame: pd.DataFrame) -> pd.DataFrame:

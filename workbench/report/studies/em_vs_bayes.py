@@ -28,7 +28,7 @@ from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams
 from workbench.report import ReportContext, register_section
 from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save
-from workbench.report.html import Section, with_se
+from workbench.report.html import Section, plus_minus, with_se
 from workbench.report.summary import (
     ReportData,
     completed,
@@ -283,14 +283,10 @@ def crosstab_figure(cross: pd.DataFrame, out: Path) -> list[Figure]:
 
 
 # ---- findings ------------------------------------------------------------------------------------
-def _pm(value: float, se: float) -> str:
-    return f"{value:.3g} ± {se:.2g}" if np.isfinite(se) else f"{value:.3g}"
-
-
 def _share(k: int, m: int) -> str:
     """`` (rate ± binomial se)`` of k in m, or nothing for m = 0."""
     p, se, _ = rate_se(np.r_[np.ones(k), np.zeros(m - k)])
-    return f" ({_pm(p, se)})" if m else ""
+    return f" ({plus_minus(p, se)})" if m else ""
 
 
 def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
@@ -306,8 +302,8 @@ def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
                 b = summarise(rows[rows[x] == high], ["series"], f"bias_{p}")
                 if not a.empty and not b.empty:
                     parts.append(
-                        f"{series} {_pm(a['value'][0], a['se'][0])} at "
-                        f"{_label(x, low)}, {_pm(b['value'][0], b['se'][0])} at "
+                        f"{series} {plus_minus(a['value'][0], a['se'][0])} at "
+                        f"{_label(x, low)}, {plus_minus(b['value'][0], b['se'][0])} at "
                         f"{_label(x, high)}"
                     )
             if parts:
@@ -328,7 +324,7 @@ def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
                 )
                 out.append(
                     f"Overall RMSE, {b} minus {a} on the same {m} data sets: "
-                    f"{_pm(mean, se)} ({verdict})."
+                    f"{plus_minus(mean, se)} ({verdict})."
                 )
     level = nominal_level(table)
     columns = [f"{p}_coverage" for p in PARAMETERS if f"{p}_coverage" in table]
@@ -340,7 +336,7 @@ def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
             continue
         nominal = float(level[rows.index].iloc[0])
         text = (
-            f"{series}: intervals covered {_pm(mean, se)} of the true parameters against a "
+            f"{series}: intervals covered {plus_minus(mean, se)} of the true parameters against a "
             f"nominal {nominal:g} ({m} fits)"
         )
         below, total, worst = 0, 0, None
@@ -355,7 +351,7 @@ def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
         if worst is not None:
             text += (
                 f"; {below} of {total} (parameter, condition) cells fell more than two MC "
-                f"errors below nominal; lowest: {worst[2]} {_pm(worst[0], worst[1])} at "
+                f"errors below nominal; lowest: {worst[2]} {plus_minus(worst[0], worst[1])} at "
                 f"{worst[3]}"
             )
         out.append(text + ".")

@@ -25,7 +25,7 @@ import pandas as pd
 from workbench.evaluate import FAILURE_GAP_PER_POINT, is_failure
 from workbench.report import ReportContext, register_section
 from workbench.report.figures import ERRORBAR_NOTE, Figure, save
-from workbench.report.html import Section, with_se
+from workbench.report.html import Section, plus_minus, with_se
 from workbench.report.summary import Experiment, ReportData, completed, summarise
 
 KEEP = (
@@ -229,7 +229,7 @@ def rate_table(outcomes: pd.DataFrame) -> pd.DataFrame:
 
 
 def _fmt(value: float, se: float) -> str:
-    return f"{value:.3f} ± {se:.3f}" if np.isfinite(se) else f"{value:.3f}"
+    return plus_minus(value, se, ".3f", ".3f")  # rates: three decimals
 
 
 def _compare(a: pd.Series, b: pd.Series) -> str:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from workbench.report import ReportContext, register_section
 from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save
-from workbench.report.html import Section, with_se
+from workbench.report.html import Section, plus_minus, with_se
 from workbench.report.summary import (
     ReportData,
     completed,
@@ -281,10 +281,6 @@ def bic_figure(bic: pd.DataFrame, out: Path) -> list[Figure]:
 
 
 # ---- findings ------------------------------------------------------------------------------------
-def _pm(value: float, se: float) -> str:
-    return f"{value:.3g} ± {se:.2g}" if np.isfinite(se) else f"{value:.3g}"
-
-
 def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> list[str]:
     """Sentences generated from the numbers (families pooled over the panel variables)."""
     out = []
@@ -294,14 +290,15 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
         if stats.empty:
             continue
         worst = stats["value"].idxmax()
-        text = f"{series}: overall RMSE {_pm(stats.loc[worst, 'value'], stats.loc[worst, 'se'])}"
+        rmse = plus_minus(stats.loc[worst, "value"], stats.loc[worst, "se"])
+        text = f"{series}: overall RMSE {rmse}"
         text += f" under {worst} (the worst family)"
         if CONTROL in stats.index and worst != CONTROL:
             ratio = stats.loc[worst, "value"] / stats.loc[CONTROL, "value"]
-            control = _pm(stats.loc[CONTROL, "value"], stats.loc[CONTROL, "se"])
+            control = plus_minus(stats.loc[CONTROL, "value"], stats.loc[CONTROL, "se"])
             text += f", {ratio:.2g} times the {control} of the Gaussian control"
         best = stats["value"].idxmin()
-        lowest = _pm(stats.loc[best, "value"], stats.loc[best, "se"])
+        lowest = plus_minus(stats.loc[best, "value"], stats.loc[best, "se"])
         out.append(f"{text}; lowest under {best} ({lowest}).")
     if not pairs.empty:
         for (a, b), rows in pairs.groupby(["EM fitter", "Bayes fitter"], sort=False):
@@ -320,7 +317,7 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
             if worse:
                 text += f"; {a} was closer under {', '.join(worse)}"
             i = int(np.nanargmax(np.abs(d)))
-            text += f". Largest mean difference: {_pm(d[i], se[i])} under {where[i]}."
+            text += f". Largest mean difference: {plus_minus(d[i], se[i])} under {where[i]}."
             out.append(text)
             n_sets = rows["data sets"].to_numpy(dtype=float)
             share = float(np.sum(rows["EM loglik >= Bayes"] * n_sets) / n_sets.sum())
@@ -340,7 +337,8 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
                 mean, se, _ = mean_se(chosen)
                 pooled.append((p, family, p_se, m, mean, se, int(group["true K"].iloc[0])))
             parts = [
-                f"{f}: true K {k} chosen in {_pm(p, p_se)} of {m} (mean chosen K {_pm(mean, se)})"
+                f"{f}: true K {k} chosen in {plus_minus(p, p_se)} of {m} "
+                f"(mean chosen K {plus_minus(mean, se)})"
                 for p, f, p_se, m, mean, se, k in sorted(pooled, reverse=True)
             ]
             out.append(f"BIC ({series}), best to worst: " + "; ".join(parts) + ".")

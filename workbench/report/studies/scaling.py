@@ -26,7 +26,7 @@ from scipy import stats as sps
 
 from workbench.report import ReportContext, register_section
 from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save
-from workbench.report.html import Section, with_se
+from workbench.report.html import Section, plus_minus, with_se
 from workbench.report.summary import (
     ReportData,
     completed,
@@ -211,10 +211,8 @@ def scaling_figures(data: ReportData, table: pd.DataFrame, out: Path) -> list[Fi
     return figures
 
 
-def _pm(value: float, se: float, digits: int = 2) -> str:
-    if not np.isfinite(value):
-        return "n/a"
-    return f"{value:.{digits}f} ± {se:.{digits}f}" if np.isfinite(se) else f"{value:.{digits}f}"
+def _slope(row: pd.Series) -> str:
+    return plus_minus(row["slope"], row["slope se"], ".2f", ".2f")
 
 
 def findings(table: pd.DataFrame, slopes: pd.DataFrame, means: pd.DataFrame) -> list[str]:
@@ -226,7 +224,7 @@ def findings(table: pd.DataFrame, slopes: pd.DataFrame, means: pd.DataFrame) -> 
         parts = []
         for _, r in rows.iterrows():
             parts.append(
-                f"{r['quantity']} ~ {against}^({_pm(r['slope'], r['slope se'])}) over "
+                f"{r['quantity']} ~ {against}^({_slope(r)}) over "
                 f"{against} = {r['range']} (R² {r['r2']:.2f}, {r['fits']} fits)"
             )
         out.append(f"{series}, against {against}: " + "; ".join(parts) + ".")
