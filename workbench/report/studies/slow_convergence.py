@@ -10,7 +10,6 @@ over-specified arm, other EM fits of two-component data the rate study (SQUAREM 
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -20,6 +19,15 @@ import pandas as pd
 from workbench.report import ReportContext, register_section
 from workbench.report.figures import ERRORBAR_NOTE, Figure, save
 from workbench.report.html import Section, with_se
+from workbench.report.studies._overspecified import (
+    errorbar_line,
+    flag,
+    loglog_slope,
+    overspecified_figure,
+    overspecified_findings,
+    overspecified_fits,
+    slope_table,
+)
 from workbench.report.summary import Experiment, ReportData, completed, mean_se, numbers, summarise
 from workbench.theory import population_rate
 
@@ -29,16 +37,12 @@ GOAL = 10.0  # SQUAREM's goal: this many times fewer EM-map evaluations at the s
 
 
 # ---- the fits of each arm ------------------------------------------------------------------------
-def _flag(frame: pd.DataFrame, column: str) -> pd.Series:
-    return frame.get(column, pd.Series(False, index=frame.index)).map(lambda v: v is True)
-
-
 def rate_fits(data: ReportData) -> pd.DataFrame:
     """Completed EM fits of two-component data, not over-specified: the rate and SQUAREM arms,
     with a ``scheme`` column (``plain EM`` or ``SQUAREM``)."""
     table = completed(data.table)
     table = table[(table["method"] == "em") & (numbers(table, "data.K") == 2)]
-    table = table[~_flag(table, "fit.symmetric_means")].copy()
+    table = table[~flag(table, "fit.symmetric_means")].copy()
     squarem = table.get("fit.acceleration", pd.Series(None, index=table.index)) == "squarem"
     table["scheme"] = np.where(squarem, "SQUAREM", "plain EM")
     if data.table["experiment"].nunique() > 1:
@@ -104,71 +108,7 @@ def squarem_pairs(exp: Experiment, table: pd.DataFrame) -> pd.DataFrame:
     return pairs
 
 
-# ---- over-specified fits -------------------------------------------------------------------------
-def overspecified_fits(data: ReportData) -> pd.DataFrame:
-    """Symmetric-means fits of one-component data with ``error`` = ||theta|| (the first fitted
-    mean; the truth is 0) from the stored parameters, and a ``weights`` label."""
-    table = completed(data.table)
-    table = table[_flag(table, "fit.symmetric_means") & (numbers(table, "data.K") == 1)].copy()
-    if table.empty:
-        return table
-    errors = {}
-    for exp in data.experiments:
-        ids = table.loc[table["experiment"] == exp.name, "cell_id"].tolist()
-        marks = ",".join("?" * len(ids))
-        stored = exp.query(f"SELECT cell_id, params FROM fits WHERE cell_id IN ({marks})", ids)
-        for cell_id, text in zip(stored["cell_id"], stored["params"], strict=True):
-            means = np.asarray(json.loads(text)["means"], dtype=float) if text else None
-            errors[cell_id] = float(np.linalg.norm(means[0])) if means is not None else np.nan
-    table["error"] = table["cell_id"].map(errors)
-    weights = table.get("fit.fixed_weights", pd.Series("null", index=table.index)).astype(str)
-    table["weights"] = "weights " + weights
-    table["equal_weights"] = [
-        len(set(json.loads(w))) == 1 if w.startswith("[") else None for w in weights
-    ]
-    if data.table["experiment"].nunique() > 1:
-        table["weights"] = table["experiment"] + ": " + table["weights"]
-    return table
-
-
-def loglog_slope(x, y, se) -> tuple[float, float, float]:
-    """(slope, its standard error, intercept) of log y on log x by weighted least squares, the
-    weights 1 / var(log y) = (y / se)^2 (delta method). Needs >= 3 points with finite se."""
-    x, y, se = (np.asarray(a, dtype=float) for a in (x, y, se))
-    ok = np.isfinite(x) & np.isfinite(y) & np.isfinite(se) & (x > 0) & (y > 0) & (se > 0)
-    if ok.sum() < 3:
-        return np.nan, np.nan, np.nan
-    lx, ly, w = np.log(x[ok]), np.log(y[ok]), (y[ok] / se[ok]) ** 2
-    design = np.column_stack([np.ones_like(lx), lx])
-    cov = np.linalg.inv(design.T @ (w[:, None] * design))
-    beta = cov @ design.T @ (w * ly)
-    return float(beta[1]), float(np.sqrt(cov[1, 1])), float(beta[0])
-
-
-def slope_table(fits: pd.DataFrame) -> pd.DataFrame:
-    """Per weights: log-log slopes over n of the mean error and of the mean iterations, beside
-    Dwivedi et al.'s (error -1/4 and iterations 1/2 for equal weights, -1/2 and 0 unequal)."""
-    rows = []
-    for label, group in fits.groupby("weights", sort=False):
-        row = {"arm": label, "n values": group["data.n"].nunique(), "fits": len(group)}
-        equal = group["equal_weights"].iloc[0]
-        for column, name, expect in (("error", "error slope", (-0.25, -0.5)),
-                                     ("n_iter", "iterations slope", (0.5, 0.0))):  # fmt: skip
-            stats = summarise(group, ["data.n"], column)
-            slope, se, _ = loglog_slope(stats["data.n"], stats["value"], stats["se"])
-            row[name], row[f"{name} se"] = slope, se
-            row[f"{name} expected"] = np.nan if equal is None else expect[0 if equal else 1]
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 # ---- figures -------------------------------------------------------------------------------------
-def _line(ax, stats: pd.DataFrame, x: str, label: str, **style) -> None:
-    stats = stats.sort_values(x)
-    ax.errorbar(stats[x], stats["value"], yerr=stats["se"].fillna(0.0), capsize=3, marker="o",
-                label=label, **style)  # fmt: skip
-
-
 def axis_figure(fits: pd.DataFrame, out: Path, axis: str, fixed: str) -> Figure | None:
     """Evaluations, wall time and rates against ``axis`` (data.separation or data.n)."""
     rows, value = axis_rows(fits, axis, fixed)
@@ -177,11 +117,11 @@ def axis_figure(fits: pd.DataFrame, out: Path, axis: str, fixed: str) -> Figure 
     name = "Delta" if axis == "data.separation" else "n"
     fig, (left, middle, right) = plt.subplots(1, 3, figsize=(16, 4.6))
     for scheme, group in rows.groupby("scheme", sort=False):
-        _line(left, summarise(group, [axis], "n_iter"), axis, scheme)
-        _line(middle, summarise(group, [axis], "fit_time"), axis, scheme)
+        errorbar_line(left, summarise(group, [axis], "n_iter"), axis, scheme)
+        errorbar_line(middle, summarise(group, [axis], "fit_time"), axis, scheme)
     plain = rows[rows["scheme"].str.endswith("plain EM")]
-    _line(right, summarise(plain, [axis], "diag.rate_measured"), axis, "measured (trace)")
-    _line(right, summarise(plain, [axis], "diag.rate_theory"), axis, "DM matrix at the fit",
+    errorbar_line(right, summarise(plain, [axis], "diag.rate_measured"), axis, "measured (trace)")
+    errorbar_line(right, summarise(plain, [axis], "diag.rate_theory"), axis, "DM matrix at the fit",
           ls="--", mfc="none")  # fmt: skip
     if axis == "data.separation":
         grid = np.unique(np.r_[np.linspace(rows[axis].min(), rows[axis].max(), 10), rows[axis]])
@@ -219,7 +159,7 @@ def squarem_figure(pairs: pd.DataFrame, out: Path) -> Figure | None:
         (right, "ratio", "plain EM / SQUAREM (conservative)"),
         (right, "tol_ratio", "same, counting all evaluations to tol"),
     ):
-        _line(ax, summarise(rows, ["data.separation"], column), "data.separation", label)
+        errorbar_line(ax, summarise(rows, ["data.separation"], column), "data.separation", label)
     right.axhline(GOAL, color="k", ls="--", lw=1, label=f"goal {GOAL:g}x")
     right.axhline(1.0, color="0.5", lw=1)
     left.set(xlabel="Delta", ylabel="EM-map evaluations", yscale="log")
@@ -235,35 +175,6 @@ def squarem_figure(pairs: pd.DataFrame, out: Path) -> Figure | None:
         f"convergence at tol (plain EM then stops less close to the optimum). {ERRORBAR_NOTE}"
     )
     return save(fig, out, "slow_convergence_squarem", "SQUAREM's savings", caption)
-
-
-def overspecified_figure(fits: pd.DataFrame, out: Path) -> Figure | None:
-    """Log-log error and iterations against n, with the fitted slopes."""
-    if fits.empty or fits["data.n"].nunique() < 2:
-        return None
-    fig, axes = plt.subplots(1, 2, figsize=(12, 4.6))
-    cmap = plt.get_cmap("tab10")
-    for i, (label, group) in enumerate(fits.groupby("weights", sort=False)):
-        for ax, column in zip(axes, ("error", "n_iter"), strict=True):
-            stats = summarise(group, ["data.n"], column)
-            slope, se, intercept = loglog_slope(stats["data.n"], stats["value"], stats["se"])
-            _line(ax, stats, "data.n", f"{label}: slope {slope:.2f} ± {se:.2f}", color=cmap(i))
-            n = stats["data.n"].to_numpy(dtype=float)
-            if np.isfinite(slope):
-                ax.plot(n, np.exp(intercept) * n**slope, color=cmap(i), lw=0.8, ls=":")
-    axes[0].set(ylabel="mean ||theta_hat|| (truth 0)")
-    axes[1].set(ylabel="EM iterations to tol")
-    for ax in axes:
-        ax.set(xlabel="n", xscale="log", yscale="log")
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    caption = (
-        "Two components with symmetric means +-theta, unit variances and fixed weights, fitted to "
-        "one standard Gaussian. Dwivedi et al. (2020): error ~ n^(-1/4) with equal weights (and "
-        "about sqrt(n) iterations), ~ n^(-1/2) with unequal weights. Slopes by weighted least "
-        f"squares of the log mean on log n, ± their standard error. {ERRORBAR_NOTE}"
-    )
-    return save(fig, out, "slow_convergence_overspecified", "Over-specified fits", caption)
 
 
 # ---- tables and findings -------------------------------------------------------------------------
@@ -370,29 +281,6 @@ def squarem_findings(pairs: pd.DataFrame) -> list[str]:
         else "met on average only" if ratio >= GOAL else "missed"
     )  # fmt: skip
     out.append(f"SQUAREM's goal of {GOAL:g}x fewer evaluations at Delta = {lowest:g}: {verdict}.")
-    return out
-
-
-def _against(value: float, se: float, expected: float) -> str:
-    if not (np.isfinite(value) and np.isfinite(se) and np.isfinite(expected)):
-        return ""
-    inside = abs(value - expected) <= 2 * se
-    return f" ({'consistent with' if inside else 'differs from'} {expected:g} within 2 se)"
-
-
-def overspecified_findings(fits: pd.DataFrame) -> list[str]:
-    """Sentences on the Dwivedi et al. slopes."""
-    out = []
-    for _, r in slope_table(fits).iterrows():
-        parts = [
-            f"{what} slope {r[f'{what} slope']:.3f} ± {r[f'{what} slope se']:.3f}"
-            + _against(r[f"{what} slope"], r[f"{what} slope se"], r[f"{what} slope expected"])
-            for what in ("error", "iterations")
-        ]
-        out.append(
-            f"Over-specified, {r['arm']}: {'; '.join(parts)}; over {r['n values']} values of n "
-            f"({r['fits']} fits)."
-        )
     return out
 
 
