@@ -8,6 +8,9 @@ its work is split over threads.
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numba
 import numpy as np
 import pytest
@@ -229,3 +232,17 @@ def test_engine_choice():
     assert engines.get("numpy") is NUMPY_ENGINE
     assert engines.get("numba") is fast_engine.FAST_ENGINE
     assert engines.get("auto") is fast_engine.FAST_ENGINE  # numba is a dependency
+
+
+def test_first_use_in_a_process_loads_every_kernel_before_any_timed_fit():
+    """engines.get("numba") warms the engine: the fused loop and both passes are loaded (from
+    numba's disk cache) before a fit starts its clock. Checked in a fresh process."""
+    code = (
+        "from workbench.em import engines, fast, fast_loop\n"
+        "kernels = (fast_loop.em_restarts, fast.e_pass, fast.s_pass)\n"
+        "before = [len(k.signatures) for k in kernels]\n"
+        "engines.get('numba')\n"
+        "print(before, [len(k.signatures) for k in kernels])\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[0, 0, 0] [1, 1, 1]", out.stdout + out.stderr

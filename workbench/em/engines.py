@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from workbench.em.fit import NUMPY_ENGINE, Engine
+import numpy as np
+
+from workbench.em.fit import NUMPY_ENGINE, EMSettings, Engine, init_state, run_em
 
 ENGINE_NAMES = ("auto", "numpy", "numba")
+_WARMED: set[int] = set()  # ids of the engines warmed in this process
 
 
 def get(name: str) -> Engine:
@@ -12,7 +15,7 @@ def get(name: str) -> Engine:
     (:mod:`workbench.em.fast_engine`: the whole loop compiled for maximum likelihood, with or
     without fixed parameters; compiled data passes under the generic loop otherwise), the same
     numbers to round-off. ``auto``: numba wherever it can be imported (it is a dependency), else
-    numpy. The first use compiles the kernels (about 20 s, once: they are cached on disk)."""
+    numpy. The first use in a process warms the compiled engine (:func:`warm`)."""
     if name == "numpy":
         return NUMPY_ENGINE
     try:
@@ -21,4 +24,22 @@ def get(name: str) -> Engine:
         if name == "numba":
             raise
         return NUMPY_ENGINE
+    warm(FAST_ENGINE)
     return FAST_ENGINE
+
+
+def warm(engine: Engine) -> None:
+    """Load the engine's compiled kernels once per process (from numba's disk cache, or compile
+    them, about 20 s the first time ever) with a tiny fit and one call of each data pass, so
+    that no fit's wall time includes loading them."""
+    if id(engine) in _WARMED:
+        return
+    X = np.linspace(-1.0, 1.0, 16)[:, None]
+    settings = EMSettings(max_iter=2)
+    start = init_state(
+        np.full((1, 2), 0.5), np.array([[[-0.5], [0.5]]]), np.ones((1, 2, 1, 1)), settings, X.var(0)
+    )
+    run_em(X, start, settings, engine)  # the fused loop
+    stats = engine.e_step(X, np.log(start.weights), start.means, start.prec_chol, "full")
+    engine.centred_scatter(X, stats.resp, start.means, "full")  # the passes, driven from Python
+    _WARMED.add(id(engine))

@@ -11,7 +11,9 @@ An *arm* of a series is a set of fits in which one of n, K, d varies and every o
 setting is fixed (found from the stored table, not from the config). Log-log slopes come from an
 ordinary least-squares fit of log10(time) on log10(size) over the per-fit rows, with the
 regression's standard error; the upper range uses the three largest sizes. The first fit of each
-worker process and method is left out (it loads numba's compiled kernels or warms the sampler).
+worker process and method is left out as a precaution (EM's compiled kernels are loaded before
+any EM clock starts, but a process's first fit still meets cold caches and, for NUTS, a cold
+sampler).
 """
 
 from __future__ import annotations
