@@ -54,7 +54,7 @@ def _one(X, state: EMState, settings: EMSettings, engine: Engine):
     data_variance = X.var(axis=0)
 
     def F(theta):
-        return em_map(X, theta, state, settings, engine)
+        return em_map(X, theta, state, settings, engine, data_variance)
 
     theta0 = to_vector(state, settings)
     theta1, obj0 = F(theta0)

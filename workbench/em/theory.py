@@ -38,14 +38,15 @@ def dm_jacobian(X, state: EMState, settings: EMSettings, rel_step: float = 1e-6)
     """Central-difference Jacobian of the EM map at ``state`` (restart 0), in the free-parameter
     space of :mod:`workbench.em.vector`. Shape (p, p)."""
     theta = to_vector(state, settings)
+    data_variance = X.var(axis=0)
     jac = np.empty((theta.size, theta.size))
     for j in range(theta.size):
         h = rel_step * max(1.0, abs(theta[j]))
         up, down = theta.copy(), theta.copy()
         up[j] += h
         down[j] -= h
-        f_up, _ = em_map(X, up, state, settings)
-        f_down, _ = em_map(X, down, state, settings)
+        f_up, _ = em_map(X, up, state, settings, data_variance=data_variance)
+        f_down, _ = em_map(X, down, state, settings, data_variance=data_variance)
         jac[:, j] = (f_up - f_down) / (2 * h)
     return jac
 

@@ -86,10 +86,14 @@ def from_vector(vector: np.ndarray, template: EMState, settings: EMSettings, dat
     )
 
 
-def em_map(X, vector, template: EMState, settings: EMSettings, engine=NUMPY_ENGINE):
+def em_map(
+    X, vector, template: EMState, settings: EMSettings, engine=NUMPY_ENGINE, data_variance=None
+):
     """One EM iteration on the vector: returns (F(vector), loglik objective at vector), or
-    (None, -inf) outside the parameter space."""
-    data_variance = X.var(axis=0)
+    (None, -inf) outside the parameter space. data_variance: X.var(axis=0), if already known
+    (callers that evaluate the map many times pass it, to save a pass over the data)."""
+    if data_variance is None:
+        data_variance = X.var(axis=0)
     state = from_vector(vector, template, settings, data_variance)
     if state is None:
         return None, -np.inf
