@@ -99,20 +99,26 @@ def covariances(S, nk, cov_type, cov) -> None:
 
 
 @kernel
-def _floor_matrix(A, floor, L) -> None:
-    """steps.apply_variance_floor on one finite symmetric matrix (d, d), in place: unchanged when
-    A - floor I has a Cholesky factor, else eigenvalues below the floor raised to it."""
-    d = A.shape[0]
-    for i in range(d):
-        for j in range(d):
+def _finite(A) -> bool:
+    """True when every entry of the matrix A is finite."""
+    for i in range(A.shape[0]):
+        for j in range(A.shape[1]):
             if not math.isfinite(A[i, j]):
-                return
+                return False
+    return True
+
+
+@kernel
+def _cholesky(A, shift, L) -> bool:
+    """The Cholesky factor of A - shift I (A symmetric, finite) into the lower triangle of L;
+    False as soon as a pivot is not positive (L then partly written)."""
+    d = A.shape[0]
     for j in range(d):
-        s = A[j, j] - floor
+        s = A[j, j] - shift
         for p in range(j):
             s -= L[j, p] * L[j, p]
         if not s > 0.0:
-            break
+            return False
         ljj = math.sqrt(s)
         L[j, j] = ljj
         for i in range(j + 1, d):
@@ -120,8 +126,16 @@ def _floor_matrix(A, floor, L) -> None:
             for p in range(j):
                 t -= L[i, p] * L[j, p]
             L[i, j] = t / ljj
-    else:
+    return True
+
+
+@kernel
+def _floor_matrix(A, floor, L) -> None:
+    """steps.apply_variance_floor on one finite symmetric matrix (d, d), in place: unchanged when
+    A - floor I has a Cholesky factor, else eigenvalues below the floor raised to it."""
+    if not _finite(A) or _cholesky(A, floor, L):
         return
+    d = A.shape[0]
     values, vectors = np.linalg.eigh(A)
     if values[0] < floor:
         for i in range(d):
@@ -153,24 +167,9 @@ def variance_floor(cov, cov_type, floor, L) -> None:
 def _chol_precision(A, thr, P, L) -> bool:
     """Cholesky A = L L^T and P = L^-T (upper); False (P untouched) when A is not finite, not
     positive definite, or a conditional variance L_jj^2 falls below thr[j]."""
+    if not _finite(A) or not _cholesky(A, 0.0, L):
+        return False
     d = A.shape[0]
-    for i in range(d):
-        for j in range(d):
-            if not math.isfinite(A[i, j]):
-                return False
-    for j in range(d):
-        s = A[j, j]
-        for p in range(j):
-            s -= L[j, p] * L[j, p]
-        if not s > 0.0:
-            return False
-        ljj = math.sqrt(s)
-        L[j, j] = ljj
-        for i in range(j + 1, d):
-            t = A[i, j]
-            for p in range(j):
-                t -= L[i, p] * L[j, p]
-            L[i, j] = t / ljj
     for j in range(d):
         if not L[j, j] * L[j, j] >= thr[j]:
             return False
