@@ -32,12 +32,10 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
+from timing import print_header, timed_sklearn_fit
 
 from workbench.data import generate
 from workbench.em import EMFitter
@@ -76,20 +74,11 @@ def theirs(X: np.ndarray, init: dict, threads: int | None):
         weights_init=init["weights"], means_init=init["means"],
         precisions_init=np.linalg.inv(init["covariances"]), random_state=0,
     )  # fmt: skip
-    with warnings.catch_warnings(), threadpool_limits(limits=threads):
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        t0 = time.perf_counter()
-        model.fit(X)
-        return time.perf_counter() - t0, model
+    return timed_sklearn_fit(model, X, threads)
 
 
 def main() -> None:
-    import numba
-
-    print(__doc__.split("\n\n")[0])
-    print(
-        f"numba threads: {numba.get_num_threads()}, load average before: {os.getloadavg()[0]:.2f}"
-    )
+    print_header(__doc__)
     header = (
         f"{'n':>7} {'d':>3} {'K':>2} | {'workbench ms/it':>15} {'sklearn ms/it':>13} "
         f"{'(all thr / 1 thr)':>19} {'speedup':>8} | {'loglik workbench':>17} "

@@ -35,12 +35,10 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.mixture import GaussianMixture
-from threadpoolctl import threadpool_limits
+from timing import print_header, timed_sklearn_fit
 
 from workbench.data import generate
 from workbench.em import EMFitter
@@ -65,20 +63,11 @@ def theirs(X: np.ndarray, seed: int):
         n_components=K, covariance_type="full", n_init=RESTARTS, init_params="k-means++",
         max_iter=ITERATIONS, tol=0.0, reg_covar=REG, random_state=seed,
     )  # fmt: skip
-    with warnings.catch_warnings(), threadpool_limits(limits=1):
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        t0 = time.perf_counter()
-        model.fit(X)
-        return time.perf_counter() - t0, model
+    return timed_sklearn_fit(model, X, 1)
 
 
 def main() -> None:
-    import numba
-
-    print(__doc__.split("\n\n")[0])
-    print(
-        f"numba threads: {numba.get_num_threads()}, load average before: {os.getloadavg()[0]:.2f}"
-    )
+    print_header(__doc__)
     data = generate(
         "gaussian_mixture", np.random.default_rng(2026), n=N, K=K, d=D, separation=2.0,
         covariance="full",
