@@ -97,8 +97,8 @@ def main() -> None:
         rows, compile_s, statuses = [], 0.0, []
         for i, d in enumerate(data):
             fit = fitter.fit(d, np.random.default_rng(i))
-            compile_s += fit.diagnostics["compile_seconds"]
-            seconds = fit.wall_time - fit.diagnostics["compile_seconds"]
+            compile_s += fit.diagnostics["compile_time"]
+            seconds = fit.wall_time  # compile excluded
             rows.append((seconds, fit.diagnostics["ess_bulk_min"]))
             statuses.append(fit.status)
         print(f"amortised nutpie tune={tune}: one compilation {compile_s:.1f} s")

@@ -246,3 +246,20 @@ def test_first_use_in_a_process_loads_every_kernel_before_any_timed_fit():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[0, 0, 0] [1, 1, 1]", out.stdout + out.stderr
+
+
+def test_the_warm_up_is_the_first_fits_compile_time_not_its_wall_time():
+    """The numba kernels' one-time warm-up in a process is recorded as that fit's
+    ``compile_time`` (outside its wall time); later fits, and numpy fits, record 0. Fresh
+    process, so the warm-up happens in the first fit."""
+    code = (
+        "import numpy as np\n"
+        "from workbench.em.fitter import EMFitter\n"
+        "X = np.random.default_rng(0).normal(size=(200, 1))\n"
+        "fits = [EMFitter(n_components=2, engine=e).fit_array(X, np.random.default_rng(1))\n"
+        "        for e in ('numpy', 'numba', 'numba')]\n"
+        "print(*(f.diagnostics['compile_time'] for f in fits))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    numpy_fit, first, second = (float(v) for v in out.stdout.split())
+    assert numpy_fit == 0.0 and first > 0.0 and second == 0.0, out.stdout

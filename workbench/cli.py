@@ -302,6 +302,11 @@ def print_summary(directory: Path) -> None:
         cells += [_fmt(row.get(m), row.get(f"{m}_se")) for m in metrics]
         table.add_row(*cells)
     Console(width=None if sys.stdout.isatty() else 160).print(table)
+    if "compile_time" in summary:
+        print(
+            "fit_time: fitting (EM) or sampling (Bayes) seconds, compile excluded; "
+            "compile_time: seconds compiling or loading compiled code (near 0 once loaded)"
+        )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -31,8 +31,11 @@ class FitResult:
 
     params: the fitted mixture (EM: the estimate; Bayes: posterior means after relabelling), or
     None when nothing could be fitted. status: EM ``converged``/``max_iter``/``degenerate``;
-    Bayes ``ok``/``label_switching``/``multimodal``/``divergent``; ``error`` for either.
-    loglik: total log-likelihood of the data at ``params`` (nats). wall_time: seconds.
+    Bayes ``ok``/``not_converged``/``label_switching``/``multimodal``/``divergent`` (the list and
+    the order of the checks: ``workbench.bayes.diagnostics``); ``error`` for either.
+    loglik: total log-likelihood of the data at ``params`` (nats). wall_time: seconds of fitting
+    (EM) or sampling and summaries (Bayes), compile excluded: the one-time compile or warm-up is
+    ``diagnostics["compile_time"]`` (seconds; 0 or a cache look-up when already compiled).
     diagnostics: small dict of numbers (and short strings) specific to the method.
     trace: EM objective per iteration, (n_iter + 1,), or None.
     intervals: per parameter name ("weights", "means", "scales"), (lower, upper) arrays in the

@@ -94,6 +94,12 @@ def test_chain_groups_tolerates_slow_mixing_in_one_mode():
         ({"exchangeable": True}, "label_switching"),
         ({"exchangeable": True, "n_components": 1}, "ok"),
         ({}, "ok"),
+        ({"failed_checks": ["rhat"]}, "not_converged"),
+        ({"failed_checks": ["ess_tail"], "n_components": 1}, "not_converged"),
+        # a mode verdict or divergences explain poor R-hat / ESS: they come first
+        ({"failed_checks": ["rhat"], "groups": [[0, 1], [2, 3]]}, "multimodal"),
+        ({"failed_checks": ["rhat"], "n_divergences": 3}, "divergent"),
+        ({"failed_checks": ["ess_bulk"], "exchangeable": True}, "label_switching"),
     ],
 )
 def test_classify_rules(kwargs, status):
@@ -104,13 +110,92 @@ def test_classify_rules(kwargs, status):
         "switched": 0.0,
         "exchangeable": False,
         "n_components": 2,
+        "failed_checks": [],
     }
-    assert dg.classify(**{**base, **kwargs}) == status
+    result = dg.classify(**{**base, **kwargs})
+    assert result == status and result in dg.STATUSES
 
 
 def test_classify_divergence_tolerance():
     args = {"n_draws_total": 4000, "groups": [[0]], "switched": 0.0, "exchangeable": False}
+    args["failed_checks"] = []
     assert dg.classify(n_divergences=3, n_components=2, divergence_tolerance=0.001, **args) == "ok"
+
+
+def _verdict(arrays: dict[str, np.ndarray], **thresholds) -> tuple[str, list[str]]:
+    """Status of healthy-looking sampler output (one group, no divergence, no switching) whose
+    draws are ``arrays`` (name -> (C, S, ...)), and the failed convergence checks."""
+    C, S = next(iter(arrays.values())).shape[:2]
+    failed = dg.failed_convergence_checks(dg.convergence(arrays), C, **thresholds)
+    status = dg.classify(
+        n_divergences=0,
+        n_draws_total=C * S,
+        groups=[list(range(C))],
+        switched=0.0,
+        exchangeable=False,
+        n_components=2,
+        failed_checks=failed,
+    )
+    return status, failed
+
+
+def test_well_mixed_iid_draws_are_ok():
+    rng = np.random.default_rng(10)
+    status, failed = _verdict({"mu": rng.standard_normal((4, 1000, 2)), "w": rng.random((4, 1000))})
+    assert (status, failed) == ("ok", [])
+
+
+def test_drifting_chains_are_not_converged():
+    """Each chain drifts upward (a trend over the draws, as in a chain still moving towards
+    its typical set): split R-hat sees the halves disagree."""
+    rng = np.random.default_rng(11)
+    drift = np.linspace(0.0, 1.5, 1000)[None, :, None]
+    draws = rng.standard_normal((4, 1000, 2)) + drift
+    status, failed = _verdict({"mu": draws})
+    assert status == "not_converged" and "rhat" in failed
+    assert dg.convergence({"mu": draws})["rhat_max"] > dg.RHAT_MAX
+
+
+def test_one_slow_parameter_among_fast_ones_is_not_converged():
+    """AR(1) chains with phi = 0.99 for one scalar: R-hat may look fine, ESS does not; the
+    minimum over parameters decides, so the other, iid scalars cannot hide it."""
+    rng = np.random.default_rng(12)
+    C, S, phi = 4, 1000, 0.99
+    slow = np.zeros((C, S))
+    slow[:, 0] = rng.standard_normal(C)
+    for s in range(1, S):
+        slow[:, s] = phi * slow[:, s - 1] + np.sqrt(1 - phi**2) * rng.standard_normal(C)
+    status, failed = _verdict({"fast": rng.standard_normal((C, S, 3)), "slow": slow})
+    assert status == "not_converged" and "ess_bulk" in failed
+
+
+def test_thresholds_are_honoured():
+    """Thresholds just on either side of the measured values flip each check."""
+    rng = np.random.default_rng(13)
+    arrays = {"mu": rng.standard_normal((4, 200, 2))}
+    summary = dg.convergence(arrays)
+    C = 4
+    rhat, bulk, tail = summary["rhat_max"], summary["ess_bulk_min"], summary["ess_tail_min"]
+    loose = {"rhat_max": rhat + 1e-9, "ess_per_chain_min": min(bulk, tail) / C - 1e-6}
+    assert _verdict(arrays, **loose) == ("ok", [])
+    assert _verdict(arrays, **{**loose, "rhat_max": rhat - 1e-9}) == ("not_converged", ["rhat"])
+    strict = max(bulk, tail) / C + 1e-6
+    assert _verdict(arrays, **{**loose, "ess_per_chain_min": strict}) == (
+        "not_converged",
+        ["ess_bulk", "ess_tail"],
+    )
+    between = (bulk + tail) / 2 / C  # fails only the smaller of the two ESS
+    smaller = "ess_bulk" if bulk < tail else "ess_tail"
+    assert _verdict(arrays, **{**loose, "ess_per_chain_min": between})[1] == [smaller]
+    # per chain: the same draws seen as 4 chains need 4x the ESS of one chain's threshold
+    assert dg.failed_convergence_checks(summary, 1, rhat + 1, bulk / 2) == []
+    assert "ess_bulk" in dg.failed_convergence_checks(summary, 4, rhat + 1, bulk / 2)
+
+
+def test_nan_convergence_numbers_fail_their_checks():
+    nan = float("nan")
+    summary = {"rhat_max": nan, "ess_bulk_min": nan, "ess_tail_min": nan}
+    assert dg.failed_convergence_checks(summary, 4) == ["rhat", "ess_bulk", "ess_tail"]
 
 
 def test_summarise_end_to_end_on_synthetic_draws():
@@ -140,6 +225,32 @@ def test_summarise_end_to_end_on_synthetic_draws():
     stats["diverging"][0, 0] = True
     diag = fitter._summarise(X, spec, ok, stats, {}, 0.0, 1.0, None)[2]
     assert diag["status"] == "divergent" and diag["n_divergences"] == 1
+
+
+def test_summarise_applies_and_records_the_convergence_thresholds():
+    """Ordered, well-mixed synthetic draws are ok under the default thresholds and
+    not_converged under a stricter ESS threshold; the thresholds travel with the diagnostics."""
+    rng = np.random.default_rng(6)
+    C, S, K = 4, 500, 3
+    spec = ModelSpec(K, 1)
+    X = np.linspace(-5, 5, 50)[:, None]
+    stats = xr.Dataset(
+        {
+            "diverging": (("chain", "draw"), np.zeros((C, S), bool)),
+            "energy": (("chain", "draw"), rng.standard_normal((C, S))),
+            "logp": (("chain", "draw"), rng.standard_normal((C, S))),
+        }
+    )
+    draws = synthetic_draws(rng, C, S)
+    diag = BayesFitter()._summarise(X, spec, draws, stats, {}, 0.0, 1.0, None)[2]
+    assert diag["status"] == "ok" and diag["convergence_failed"] == ""
+    assert diag["threshold_rhat_max"] == dg.RHAT_MAX == 1.01
+    assert diag["threshold_ess_per_chain_min"] == dg.ESS_PER_CHAIN_MIN == 100
+    assert diag["n_chains"] == C and diag["ess_bulk_min"] >= 100 * C
+    strict = BayesFitter(ess_per_chain_min=S)  # more ESS than draws per chain
+    diag = strict._summarise(X, spec, draws, stats, {}, 0.0, 1.0, None)[2]
+    assert diag["status"] == "not_converged" and "ess_tail" in diag["convergence_failed"]
+    assert diag["threshold_ess_per_chain_min"] == S
 
 
 def test_convergence_ignores_constants_and_matches_arviz():

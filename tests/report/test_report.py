@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 
 from workbench.report import build_report
+from workbench.report.bayes_figures import converged_ok, diagnostics_table
 from workbench.report.summary import (
     ReportData,
     condition_summary,
@@ -39,8 +40,6 @@ REPORT_CODE = [
 
 EM_FIGURES = {"failure_rate", "recovery", "convergence", "coverage"}
 BAYES_FIGURES = {
-    "bayes_trace_ok",
-    "bayes_rank_ok",
     "bayes_trace_worst",
     "bayes_rank_worst",
     "bayes_posterior_truth",
@@ -82,6 +81,14 @@ def test_report_of_an_em_and_bayes_experiment(separation_report):
         assert f"{kind}_separation" in stems
     assert {"recovery_paired", "em_traces", "fitted_densities"} <= stems
     assert BAYES_FIGURES <= stems
+    # the "ok" example is a fit that meets its convergence thresholds; when none does, the
+    # lowest-R-hat fit is shown under another name and says so
+    table = load_experiment(page.parent).table
+    example = "ok" if converged_ok(table[table["method"] == "bayes"]).any() else "best"
+    assert {f"bayes_trace_{example}", f"bayes_rank_{example}"} <= stems
+    assert not {"bayes_trace_ok", "bayes_trace_best"} <= stems
+    if example == "best":
+        assert "no fit is ok" in text
     for heading in (
         "Config and provenance",
         "Summary",
@@ -185,6 +192,54 @@ def test_summaries_come_from_replicate_rows_with_mc_errors(stored):
         rmse = rows["overall_rmse"].to_numpy(dtype=float)
         got = row[["overall RMSE", "overall RMSE se"]].to_numpy(dtype=float)
         np.testing.assert_allclose(got, [rmse.mean(), rmse.std(ddof=1) / np.sqrt(len(rmse))])
+
+
+def test_bayes_diagnostics_table_covers_every_condition(stored):
+    """One row per Bayesian condition with the sampler-health columns chosen by name (not the
+    first columns found): worst and mean ± se R-hat / ESS, summed divergences and tree-depth
+    hits, ESS per second of sampling."""
+    data = ReportData([load_experiment(stored["tiny_separation"])])
+    table = diagnostics_table(data)
+    bayes = data.table[data.table["method"] == "bayes"]
+    assert list(table["data"]) == list(dict.fromkeys(bayes["data"])) and len(table) == 2
+    for column in (
+        "statuses",
+        "converged ok",
+        "max R-hat",
+        "min bulk ESS",
+        "min tail ESS",
+        "bulk ESS per s of sampling",
+        "divergences",
+        "tree-depth hits",
+        "sampling time (s, compile excluded)",
+        "compile time (s)",
+    ):
+        assert column in table, column
+    for _, row in table.iterrows():
+        group = bayes[bayes["data"] == row["data"]]
+        assert row["divergences"] == int(group["diag.n_divergences"].sum())
+        assert row["tree-depth hits"] == int(group["diag.n_max_treedepth"].sum())
+        assert row["max R-hat"].endswith(f"(worst {group['diag.rhat_max'].max():.3g})")
+        assert row["min tail ESS"].endswith(f"(worst {group['diag.ess_tail_min'].min():.3g})")
+        assert row["converged ok"] == int(converged_ok(group).sum())
+        assert sum(int(n) for n in re.findall(r"\d+", row["statuses"])) == len(group)
+
+
+def test_converged_ok_checks_the_stored_thresholds():
+    good = {"status": "ok", "diag.rhat_max": 1.005, "diag.ess_bulk_min": 450.0}
+    good |= {"diag.ess_tail_min": 410.0, "diag.n_chains": 4}
+    good |= {"diag.threshold_rhat_max": 1.01, "diag.threshold_ess_per_chain_min": 100.0}
+    rows = pd.DataFrame(
+        [
+            good,
+            {**good, "status": "not_converged"},
+            {**good, "diag.rhat_max": 1.02},
+            {**good, "diag.ess_tail_min": 390.0},
+            {**good, "diag.threshold_ess_per_chain_min": 120.0},
+            {**good, "diag.threshold_rhat_max": None},  # stored by code without thresholds
+        ]
+    )
+    assert converged_ok(rows).tolist() == [True, False, False, False, False, False]
 
 
 def test_pairs_are_on_the_same_data_sets(stored):

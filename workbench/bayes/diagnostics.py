@@ -16,7 +16,12 @@ from workbench.bayes.models import Draws
 from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams
 
-STATUSES = ("ok", "label_switching", "multimodal", "divergent")
+# Every status a Bayes fit can have (``classify`` documents the order of the checks), and the
+# convergence thresholds of Vehtari et al. (2021), the defaults of BayesFitter's ``rhat_max`` and
+# ``ess_per_chain_min``.
+STATUSES = ("ok", "not_converged", "label_switching", "multimodal", "divergent")
+RHAT_MAX = 1.01
+ESS_PER_CHAIN_MIN = 100.0
 _EXHAUSTIVE_MAX_K = 5  # up to K! = 120 permutations, solve the assignment by enumeration
 
 
@@ -189,6 +194,28 @@ def _chain_ess(x: np.ndarray) -> np.ndarray:
     return np.asarray(az.ess(ds, method="bulk")["v"].values, dtype=float)
 
 
+def failed_convergence_checks(
+    summary: dict[str, float],
+    n_chains: int,
+    rhat_max: float = RHAT_MAX,
+    ess_per_chain_min: float = ESS_PER_CHAIN_MIN,
+) -> list[str]:
+    """The convergence checks that fail (Vehtari et al. 2021); an empty list means converged.
+
+    summary: :func:`convergence`'s numbers over every reported scalar (the maximum
+    rank-normalised split R-hat, the minimum bulk and tail ESS). Fails ``rhat`` when R-hat >
+    ``rhat_max``, ``ess_bulk`` / ``ess_tail`` when that ESS < ``ess_per_chain_min`` * n_chains.
+    A NaN number (nothing could be computed) fails its check.
+    """
+    ess_min = ess_per_chain_min * n_chains
+    checks = {
+        "rhat": summary["rhat_max"] <= rhat_max,
+        "ess_bulk": summary["ess_bulk_min"] >= ess_min,
+        "ess_tail": summary["ess_tail_min"] >= ess_min,
+    }
+    return [name for name, passed in checks.items() if not passed]
+
+
 def classify(
     *,
     n_divergences: int,
@@ -197,19 +224,27 @@ def classify(
     switched: float,
     exchangeable: bool,
     n_components: int,
+    failed_checks: list[str],
     divergence_tolerance: float = 0.0,
     switch_tolerance: float = 0.01,
 ) -> str:
-    """Status of a fit, checked in this order.
+    """Status of a fit (one of ``STATUSES``), checked in this order; the first that applies wins.
 
-    ``multimodal``: the chains fall into more than one group after relabelling. Checked first,
-    so a few divergent draws never hide disagreeing chains (the divergences stay on record in
-    ``n_divergences``; a stuck divergent chain can also look like a separate mode).
-    ``divergent``: more than ``divergence_tolerance`` * draws divergent transitions.
-    ``label_switching``: the chains agree after relabelling but labels had to be changed for
-    more than ``switch_tolerance`` of the draws, or the model is exchangeable (its K! label
-    modes exist whatever the chains visited, so agreeing chains prove nothing).
-    ``ok`` otherwise.
+    1. ``multimodal``: the chains fall into more than one group after relabelling. Checked
+       first, so a few divergent draws never hide disagreeing chains (the divergences stay on
+       record in ``n_divergences``; a stuck divergent chain can also look like a separate mode).
+    2. ``divergent``: more than ``divergence_tolerance`` * draws divergent transitions.
+    3. ``label_switching``: the chains agree after relabelling but labels had to be changed for
+       more than ``switch_tolerance`` of the draws, or the model is exchangeable (its K! label
+       modes exist whatever the chains visited, so agreeing chains prove nothing).
+    4. ``not_converged``: some convergence check failed (``failed_checks`` from
+       :func:`failed_convergence_checks`). Every reported parameter, after relabelling where it
+       applies, needs rank-normalised split R-hat <= ``rhat_max`` and bulk and tail ESS >=
+       ``ess_per_chain_min`` per chain (Vehtari et al. 2021).
+    5. ``ok``: none of the above.
+
+    A mode verdict or divergences explain poor R-hat / ESS, so they come before
+    ``not_converged``; ``ok`` therefore always means converged by the thresholds.
     """
     if len(groups) > 1:
         return "multimodal"
@@ -217,6 +252,8 @@ def classify(
         return "divergent"
     if n_components > 1 and (exchangeable or switched > switch_tolerance):
         return "label_switching"
+    if failed_checks:
+        return "not_converged"
     return "ok"
 
 

@@ -47,7 +47,15 @@ class BayesFitter:
     values ((K,) weights; (K,) variances, (K, d) diagonal or (K, d, d) covariances) or
     ``"truth"``. mode_tolerance: posterior sds by which chain means must differ to disagree.
     divergence_tolerance: fraction of divergent draws above which the fit is ``divergent``.
+    rhat_max, ess_per_chain_min: convergence thresholds (rank-normalised split R-hat, bulk and
+    tail ESS per chain; Vehtari et al. 2021) below which the fit is ``not_converged``; the
+    status and the order of its checks are documented in :func:`diagnostics.classify`.
     keep_posterior: keep the InferenceData in the result.
+
+    Timing: ``diagnostics["compile_time"]`` is the seconds spent getting the compiled model
+    (compiling it, or a cache look-up when this structure was compiled before in the process);
+    ``wall_time`` is everything else of the fit (sampling and summaries), compile excluded.
+    (``sampler="pymc"``: ``pm.sample`` compiles on every call, so that cost stays in wall_time.)
     """
 
     method = "bayes"
@@ -75,6 +83,8 @@ class BayesFitter:
         fixed_covariances: str | list | None = None,
         mode_tolerance: float = 1.0,
         divergence_tolerance: float = 0.0,
+        rhat_max: float = dg.RHAT_MAX,
+        ess_per_chain_min: float = dg.ESS_PER_CHAIN_MIN,
         keep_posterior: bool = True,
         **unknown: Any,
     ) -> None:
@@ -111,6 +121,10 @@ class BayesFitter:
             _fail("prior_mean_loc", prior_mean_loc, "must be a finite number")
         if not (_is_number(divergence_tolerance) and 0 <= divergence_tolerance < 1):
             _fail("divergence_tolerance", divergence_tolerance, "must be in [0, 1)")
+        if not (_is_number(rhat_max) and np.isfinite(rhat_max) and rhat_max >= 1):
+            _fail("rhat_max", rhat_max, "must be a finite number >= 1")
+        if not (_is_number(ess_per_chain_min) and 0 <= ess_per_chain_min < np.inf):
+            _fail("ess_per_chain_min", ess_per_chain_min, "must be a finite number >= 0")
         for key, value in (("standardize", standardize), ("keep_posterior", keep_posterior)):
             if not isinstance(value, bool):
                 _fail(key, value, "must be true or false")
@@ -163,8 +177,9 @@ class BayesFitter:
         if _labels_known(data):  # known values differ between components: no ordering needed
             spec = dataclasses.replace(spec, identifiability="none")
         seed = int(rng.integers(2**31))
+        compile_start = time.perf_counter()
         entry, cached = get_compiled(spec, self.sampler)
-        compile_seconds = 0.0 if cached else entry.compile_seconds
+        compile_time = time.perf_counter() - compile_start
         try:
             idata, sample_seconds = sample(
                 entry,
@@ -184,15 +199,20 @@ class BayesFitter:
                 params=None,
                 loglik=float("nan"),
                 n_iter=0,
-                wall_time=time.perf_counter() - start,
-                diagnostics={"error": f"{type(exc).__name__}: {exc}"[:300], "seed": seed},
+                wall_time=time.perf_counter() - start - compile_time,
+                diagnostics={
+                    "error": f"{type(exc).__name__}: {exc}"[:300],
+                    "seed": seed,
+                    "compile_time": compile_time,
+                    "compile_cached": int(cached),
+                },
             )
         draws = posterior_draws(idata.posterior, spec, data, loc, scale)
         params, intervals, diag, posterior = self._summarise(
             X, spec, draws, idata.sample_stats, data, loc, scale, dataset.truth
         )
         diag.update(
-            compile_seconds=compile_seconds,
+            compile_time=compile_time,
             sample_seconds=sample_seconds,
             compile_cached=int(cached),
             ess_bulk_per_second=diag["ess_bulk_min"] / sample_seconds,
@@ -205,7 +225,7 @@ class BayesFitter:
             params=params,
             loglik=params.log_likelihood(X),
             n_iter=self.draws,
-            wall_time=time.perf_counter() - start,
+            wall_time=time.perf_counter() - start - compile_time,
             diagnostics=diag,
             intervals=intervals,
             posterior=posterior if self.keep_posterior else None,
@@ -274,6 +294,7 @@ class BayesFitter:
         diag.update(dg.sampler_stats(sample_stats))
         groups, distance = dg.chain_groups(rel_features, lp, self.mode_tolerance)
         switched = dg.switched_fraction(perms)
+        failed_checks = dg.failed_convergence_checks(diag, C, self.rhat_max, self.ess_per_chain_min)
         diag["status"] = dg.classify(
             n_divergences=diag["n_divergences"],
             n_draws_total=C * S,
@@ -281,8 +302,13 @@ class BayesFitter:
             switched=switched,
             exchangeable=self.identifiability == "none" and not labels_known,
             n_components=K,
+            failed_checks=failed_checks,
             divergence_tolerance=self.divergence_tolerance,
         )
+        diag["convergence_failed"] = ",".join(failed_checks)  # "" when converged
+        diag["n_chains"] = C
+        diag["threshold_rhat_max"] = float(self.rhat_max)
+        diag["threshold_ess_per_chain_min"] = float(self.ess_per_chain_min)
         diag["disagreeing_chains"] = ",".join(str(c) for g in groups[1:] for c in g)
         diag["n_chain_groups"] = len(groups)
         diag["chain_distance_max"] = distance

@@ -71,10 +71,14 @@ def get_compiled(spec: ModelSpec, sampler: str = "nutpie") -> tuple[CompiledMixt
         return entry, False
 
 
-def clear_cache() -> None:
-    """Forget every compiled model (the next fit of each structure compiles again)."""
+def clear_cache(spec: ModelSpec | None = None, sampler: str = "nutpie") -> None:
+    """Forget every compiled model, or only ``(spec, sampler)``'s (the next fit of a forgotten
+    structure compiles again)."""
     with _LOCK:
-        _CACHE.clear()
+        if spec is None:
+            _CACHE.clear()
+        else:
+            _CACHE.pop((spec, sampler), None)
 
 
 def cached_structures() -> list[tuple[ModelSpec, str]]:

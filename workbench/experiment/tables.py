@@ -32,7 +32,8 @@ FROM fits f JOIN cells c USING (cell_id) JOIN data_conditions dc USING (data_id)
     JOIN fitter_conditions fc USING (fitter_id)
 ORDER BY c.position
 """
-SUMMARY_METRICS = ("gap", "overall_rmse", "ari", "n_iter", "fit_time")
+# fit_time: fitting (EM) or sampling (Bayes) seconds, compile excluded; compile time apart.
+SUMMARY_METRICS = ("gap", "overall_rmse", "ari", "n_iter", "fit_time", "diag.compile_time")
 
 
 def _cell(value: Any) -> Any:
@@ -142,6 +143,7 @@ def summary_table(frame: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRIC
             row["failure_rate_se"] = math.sqrt(p * (1 - p) / len(flags))
         for name in metrics:
             if name in ok and ok[name].notna().any():
-                row[name], row[f"{name}_se"] = _mean_se(ok[name])
+                short = name.removeprefix("diag.")
+                row[short], row[f"{short}_se"] = _mean_se(ok[name])
         rows.append(row)
     return pd.DataFrame(rows)

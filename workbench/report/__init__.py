@@ -105,7 +105,8 @@ _figure_section(
     "convergence",
     fig.convergence_figures,
     "Iterations and wall time",
-    "Cost of a fit against the grid: EM iterations and wall time.",
+    "Cost of a fit against the grid: EM iterations and the fit's wall time (EM: fitting; "
+    "Bayes: sampling), compile time excluded (it has its own column in the summary).",
     "No iteration counts or times are stored.",
 )
 _figure_section(
@@ -170,12 +171,21 @@ def _bayes(ctx: ReportContext, section: Section) -> None:
         return
     section.text(
         "Sampler health and posterior shape of the Bayesian fits (ArviZ), from the "
-        "stored posterior draws."
+        "stored posterior draws. A fit is ok only when no mode problem or divergence is found "
+        "and every reported parameter has rank-normalised split R-hat <= 1.01 and bulk and "
+        "tail ESS >= 100 per chain (Vehtari et al. 2021; the thresholds are fitter settings, "
+        "stored with each fit); otherwise, without a mode verdict or divergences, it is "
+        "not_converged."
     )
     table = bayes_fig.diagnostics_table(ctx.data)
     if len(ctx.data.experiments) == 1:
         table = table.drop(columns=["experiment"], errors="ignore")
-    section.table(table, "Bayesian diagnostics (mean ± MC se)", scroll=True)
+    section.table(
+        table,
+        "Bayesian diagnostics per condition: per-fit values as mean ± MC se (worst fit); "
+        "divergences and tree-depth hits summed over the fits",
+        scroll=True,
+    )
     section.figures(drawn)
 
 

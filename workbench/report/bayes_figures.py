@@ -23,7 +23,7 @@ from matplotlib import MatplotlibDeprecationWarning
 from workbench.evaluate import matched_truth_index
 from workbench.params import MixtureParams
 from workbench.report.figures import Figure, save
-from workbench.report.summary import Experiment, ReportData, completed
+from workbench.report.summary import Experiment, ReportData, completed, mean_se, numbers
 
 PROBLEM_STATUSES = ("multimodal", "label_switching", "divergent")
 PREFERRED_VARS = ("w", "mu", "sigma")
@@ -107,10 +107,32 @@ def reference_values(
     return out
 
 
+def converged_ok(rows: pd.DataFrame) -> pd.Series:
+    """Which fits are ``ok`` and meet the convergence thresholds stored with them (max R-hat <=
+    ``threshold_rhat_max``, bulk and tail ESS >= ``threshold_ess_per_chain_min`` per chain).
+    Fits stored without thresholds (older code) are not counted as converged."""
+    need = numbers(rows, "diag.threshold_ess_per_chain_min") * numbers(rows, "diag.n_chains")
+    return (
+        (rows["status"] == "ok")
+        & (numbers(rows, "diag.rhat_max") <= numbers(rows, "diag.threshold_rhat_max"))
+        & (numbers(rows, "diag.ess_bulk_min") >= need)
+        & (numbers(rows, "diag.ess_tail_min") >= need)
+    )
+
+
 def _examples(cells: list[tuple[Experiment, pd.Series]]) -> dict[str, tuple]:
-    """An ``ok`` example and the ``worst``: a multimodal or label-switching fit, else the
-    other cell with the highest R-hat (the chains least in agreement)."""
-    ok = next((c for c in cells if c[1]["status"] == "ok"), cells[0])
+    """The ``ok`` example (an ``ok`` fit meeting its convergence thresholds) or, when no fit is
+    ok, the ``best``-converged one (lowest max R-hat), and the ``worst``: a multimodal or
+    label-switching fit, else the other cell with the highest R-hat (the chains least in
+    agreement)."""
+    rows = pd.DataFrame([row for _, row in cells])
+    good = converged_ok(rows).to_numpy()
+    if good.any():
+        examples = {"ok": cells[int(np.argmax(good))]}
+    else:
+        rhat = numbers(rows, "diag.rhat_max").fillna(np.inf).to_numpy()
+        examples = {"best": cells[int(np.argmin(rhat))]}
+    ok = next(iter(examples.values()))
     worst = next((c for c in cells if c[1]["status"] in PROBLEM_STATUSES[:2]), None)
     others = [c for c in cells if c[1]["cell_id"] != ok[1]["cell_id"]] or cells
     if worst is None:
@@ -121,7 +143,7 @@ def _examples(cells: list[tuple[Experiment, pd.Series]]) -> dict[str, tuple]:
             value = max(float(np.nanmax(v.values)) for v in rhat.data_vars.values())
             scored.append((value, len(scored), (exp, row)))
         worst = max(scored)[2]
-    return {"ok": ok, "worst": worst}
+    return {**examples, "worst": worst}
 
 
 def _label(exp: Experiment, row: pd.Series, several: bool) -> str:
@@ -150,7 +172,11 @@ def _bayes_figures(data: ReportData, out: Path) -> list[Figure]:
     examples = _examples(cells)
     figures = []
     seen: set[str] = set()
-    titles = {"ok": "an ok fit", "worst": "the chains least in agreement"}
+    titles = {
+        "ok": "an ok fit",
+        "best": "no fit is ok: the lowest R-hat",
+        "worst": "the chains least in agreement",
+    }
     for kind, (exp, row) in examples.items():
         if row["cell_id"] in seen:
             continue
@@ -174,7 +200,7 @@ def _bayes_figures(data: ReportData, out: Path) -> list[Figure]:
             "near-uniform histograms mean the chains sample the same distribution."
         )
         figures.append(save(fig, out, f"bayes_rank_{kind}", f"Rank plot ({titles[kind]})", caption))
-    figures.append(_posterior_vs_truth(*examples["ok"], several, out))
+    figures.append(_posterior_vs_truth(*examples.get("ok", examples.get("best")), several, out))
     forest = _forest(cells, several, out)
     if forest is not None:
         figures.append(forest)
@@ -279,28 +305,46 @@ def _pair_by_chain(exp: Experiment, row: pd.Series, several: bool, out: Path) ->
     return save(fig, out, "bayes_pair_chains", "Pair plot coloured by chain", caption)
 
 
-def diagnostics_table(data: ReportData) -> pd.DataFrame:
-    """Per Bayesian (experiment, fitter, data): counts by status and the mean of each numeric
-    diagnostic with its MC standard error, as "mean ± se" text."""
-    from workbench.report.summary import mean_se
+# (column, label, how): per condition "mean ± se (worst)", "total", or the "mean ± se"
+DIAGNOSTIC_COLUMNS = (
+    ("diag.rhat_max", "max R-hat", "max"),
+    ("diag.ess_bulk_min", "min bulk ESS", "min"),
+    ("diag.ess_tail_min", "min tail ESS", "min"),
+    ("diag.ess_bulk_per_second", "bulk ESS per s of sampling", "min"),
+    ("diag.n_divergences", "divergences", "total"),
+    ("diag.n_max_treedepth", "tree-depth hits", "total"),
+    ("diag.sample_seconds", "sampling time (s, compile excluded)", "mean"),
+    ("diag.compile_time", "compile time (s)", "mean"),
+)
 
-    table = completed(data.table)
-    table = table[table["posterior_path"].notna() | (table["method"] == "bayes")]
+
+def diagnostics_table(data: ReportData) -> pd.DataFrame:
+    """One row per Bayesian (experiment, fitter, data) condition: fits by status, how many are
+    ok under their convergence thresholds, and per fit the max R-hat, min bulk and tail ESS
+    (over every reported parameter), bulk ESS per second of sampling (mean ± MC se, with the
+    worst fit's value in brackets), total divergences and tree-depth hits, and the mean
+    sampling and compile times."""
+    table = data.table[data.table["method"] == "bayes"]
     if table.empty:
         return pd.DataFrame()
-    diag = [
-        c
-        for c in table.columns
-        if c.startswith("diag.") and pd.to_numeric(table[c], errors="coerce").notna().any()
-    ][:10]
     rows = []
     for (exp, fitter, cond), group in table.groupby(["experiment", "fitter", "data"], sort=False):
         row: dict[str, Any] = {"experiment": exp, "fitter": fitter, "data": cond}
+        row["fits"] = len(group)
         row["statuses"] = ", ".join(f"{k} {v}" for k, v in group["status"].value_counts().items())
-        for column in diag:
-            mean, se, _ = mean_se(group[column].to_numpy())
-            row[column.removeprefix("diag.")] = (
-                f"{mean:.3g} ± {se:.2g}" if se == se else (f"{mean:.3g}")
-            )
+        row["converged ok"] = int(converged_ok(group).sum())
+        done = completed(group)
+        for column, label, how in DIAGNOSTIC_COLUMNS:
+            values = numbers(done, column).to_numpy()
+            finite = values[np.isfinite(values)]
+            if not finite.size:
+                row[label] = "–"
+            elif how == "total":
+                row[label] = int(finite.sum())
+            else:
+                mean, se, _ = mean_se(finite)
+                text = f"{mean:.3g} ± {se:.2g}" if se == se else f"{mean:.3g}"
+                worst = {"max": np.max, "min": np.min}.get(how)
+                row[label] = text if worst is None else f"{text} (worst {worst(finite):.3g})"
         rows.append(row)
     return pd.DataFrame(rows)

@@ -235,7 +235,8 @@ def failure_rate_figures(data: ReportData, out: Path) -> list[Figure]:
 def convergence_figures(data: ReportData, out: Path) -> list[Figure]:
     """Iterations and wall time against each grid variable."""
     panels = [Panel("n_iter", "EM iterations", "iterations (mean)", method="em"),
-              Panel("fit_time", "fit wall time", "seconds (mean)", log=True)]  # fmt: skip
+              Panel("fit_time", "fitting / sampling time (compile excluded)", "seconds (mean)",
+                    log=True)]  # fmt: skip
     return metric_figures(data, out, "convergence", "Iterations and wall time", panels)
 
 

@@ -130,7 +130,7 @@ def axis_figure(fits: pd.DataFrame, out: Path, axis: str, fixed: str) -> Figure 
         grid = np.array([rows[axis].min(), rows[axis].max()])
         curve = population_rates(np.array([value, value]))  # flat: Delta is fixed
     right.plot(grid, curve, "k:", lw=1.5, label="population (n = infinity)")
-    for ax, ylabel in ((left, "EM-map evaluations"), (middle, "fit wall time (s)"),
+    for ax, ylabel in ((left, "EM-map evaluations"), (middle, "fit time (s, compile excluded)"),
                        (right, "linear rate")):  # fmt: skip
         ax.set(xlabel=name, ylabel=ylabel, xscale="log" if name == "n" else "linear")
         ax.set_yscale("linear" if ax is right else "log")
