@@ -123,6 +123,11 @@ class EMFitter:
             allowed = value is None or is_truth or isinstance(value, list | tuple | np.ndarray)
             _check(allowed, name, value, "expected a list of values or 'truth'")
 
+    def prepare(self) -> None:
+        """Load the engine's compiled kernels (once per process), so that a runner can do it
+        before a cell's clock starts (issue 11: start-up is not the first cell's time)."""
+        engines.get(self.engine)
+
     # ------------------------------------------------------------------------------------------
     def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
         """Fit ``dataset.X``; ``dataset.truth`` serves the ``truth`` init, the ``"truth"``
