@@ -470,6 +470,9 @@ def main(argv: list[str] | None = None) -> int:
     full, I/O error) one line and exit 1, an interrupt one line and exit 130; no traceback."""
     try:
         args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return done.code if isinstance(done.code, int) else 2
+    try:
         return int(args.func(args))
     except USER_ERRORS as err:
         return _fail(str(err), 2)

@@ -82,4 +82,5 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, write_confi
         assert counts(killed / "small", table) == counts(tmp_path / "ref" / "small", table)
     with sqlite3.connect(killed / "small" / STORE_FILE) as conn:
         runs = conn.execute("SELECT run_id, outcome FROM runs ORDER BY run_id").fetchall()
-    assert runs == [(1, "running"), (2, "finished")]  # the killed run never got to say so
+    # the killed run never got to say so; the next run marked it interrupted (issue 11)
+    assert runs == [(1, "interrupted"), (2, "finished")]

@@ -295,7 +295,7 @@ class Store:
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{path}: not a readable results store ({err})") from None
         try:
-            check_schema(conn, path)
+            check_schema(conn, path, thorough=True)
         except BaseException:
             conn.close()
             raise

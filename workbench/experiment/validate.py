@@ -252,11 +252,12 @@ class Validator:
             trial = dict(point)
             if isinstance(n, int) and n > SAMPLE_N:  # a sample checks the settings
                 ks = [v for k, v in point.items() if k.startswith("K") and isinstance(v, int)]
-                trial["n"] = max(SAMPLE_N, *ks)
+                trial["n"] = max([SAMPLE_N, *ks])
             try:
                 sample = registry.generate(gen, np.random.default_rng(0), **trial)
             except SETTING_ERRORS as err:
-                raise ConfigError(f"{self.path}: {where} (generator {gen!r}): {err}") from None
+                text = str(err).removeprefix(f"generator {gen!r}").lstrip(": ")
+                raise ConfigError(f"{self.path}: {where} (generator {gen!r}): {text}") from None
             cond = DataCondition(gen, point, where)
             n = n if isinstance(n, int) else sample.n
             self.shapes[_key(cond)] = (n, sample.d, sample.n_components_to_fit)
