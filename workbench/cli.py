@@ -308,7 +308,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = Store.open(Path(args.dir))
+    store = Store.open(Path(args.dir), thorough=True)
     try:
         counts = store.counts()
         last = store.last_run()
@@ -327,7 +327,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from workbench.experiment.tables import export_table
 
-    Store.open(Path(args.dir)).close()
+    Store.open(Path(args.dir), thorough=True).close()
     for path in export_table(args.dir, args.out):
         print(path)
     return 0
@@ -385,7 +385,7 @@ def print_summary(directory: Path) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.dirs]
     for directory in dirs:
-        Store.open(directory).close()
+        Store.open(directory, thorough=True).close()
         print_summary(directory)
     print(f"report: {write_report(dirs, Path(args.out) if args.out else None)}")
     return 0

@@ -285,8 +285,9 @@ class Store:
             raise StoreWriteError(f"{where}: cannot write ({_why(err)})") from None
 
     @classmethod
-    def open(cls, directory: Path) -> Store:
-        """Open an existing store for reading (status, export, report)."""
+    def open(cls, directory: Path, thorough: bool = False) -> Store:
+        """Open an existing store for reading (status, export, report). StoreError for a
+        missing, foreign or (with ``thorough``: SQLite's quick_check) damaged store."""
         path = Path(directory) / STORE_FILE
         if not path.is_file():
             raise StoreError(f"{directory}: no results store ({STORE_FILE}) found")
@@ -295,7 +296,7 @@ class Store:
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{path}: not a readable results store ({err})") from None
         try:
-            check_schema(conn, path, thorough=True)
+            check_schema(conn, path, thorough)
         except BaseException:
             conn.close()
             raise
