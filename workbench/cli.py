@@ -168,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.fresh:
         Store.check(directory, cells)
     kind = "dask" if args.scheduler else args.executor
-    executor = make_executor(kind, args.jobs, args.scheduler)
+    executor = make_executor(kind, args.jobs, args.scheduler, directory / "run.log")
     try:
         store = Store.open_for_run(directory, spec, cells, args.fresh)
         progress = Progress(args_mode(args), directory / "run.log")

@@ -490,6 +490,34 @@ class ErrorStatusFitter:
         return FitResult("error_status", "error", None, float("nan"), 0, 0.0, reason)
 
 
+class NoisyFitter:
+    """EM after printing to stderr, as a library at import or compile time does."""
+
+    method = "noisy"
+
+    def __init__(self, **em) -> None:
+        self.em = EMFitter(**em)
+
+    def fit(self, dataset, rng):
+        print("noisy-library-output", file=sys.stderr, flush=True)
+        return self.em.fit(dataset, rng)
+
+
+def test_local_workers_write_their_stderr_to_the_run_log(monkeypatch, tmp_path, capfd):
+    from workbench import fitters
+
+    monkeypatch.setitem(fitters.FITTERS, "noisy", f"{__name__}:NoisyFitter")
+    here = str(Path(__file__).parent)
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([here, os.environ.get("PYTHONPATH", "")]))
+    config = tmp_path / "c.toml"
+    config.write_text(TINY.replace('method = "em"', 'method = "noisy"'))
+    assert main(["run", str(config), "--executor", "local", "-j", "1", "--quiet", "--no-report",
+                 "--reports-dir", str(tmp_path)]) == 0  # fmt: skip
+    captured = capfd.readouterr()
+    assert "noisy-library-output" not in captured.err + captured.out
+    assert "noisy-library-output" in (tmp_path / "tiny" / "run.log").read_text()
+
+
 def _task(spec_text: str, method: str, factory: str, timeout: float | None):
     spec = parse_config(spec_text.replace('method = "em"', f'method = "{method}"'))
     cell = build_design(spec)[0]
