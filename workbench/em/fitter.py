@@ -170,7 +170,7 @@ class EMFitter:
 
         Raises ValueError, before any compiled code runs, for data EM cannot carry (see
         :func:`check_data`)."""
-        if not isinstance(rng, np.random.Generator):
+        if rng is not None and not isinstance(rng, np.random.Generator):  # None: init="truth"
             raise TypeError(f"rng={rng!r}: must be a numpy.random.Generator")
         try:
             X = as_data_matrix(X)
