@@ -198,7 +198,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     outcome, counts, t0 = "interrupted", {}, time.monotonic()
     failure: BaseException | None = None
-    previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    saved = _set_signals(_raise_terminated, None)
     try:
         counts = execute(
             cells,
@@ -220,14 +220,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         # From here a second Ctrl-C (or SIGTERM) exits at once, quietly; a run it leaves
         # marked running is marked interrupted by the next run.
-        signal.signal(signal.SIGINT, _exit_now)
-        signal.signal(signal.SIGTERM, _exit_now)
+        _set_signals(_exit_now, _exit_now)
         progress.stop()
         executor.close()
         progress.close()
         totals = _close_run(store, run_id, outcome, sum(counts.values()), notes)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, previous_term)
+        _set_signals(*saved)
     if failure is not None:
         raise failure
     wall = time.monotonic() - t0
@@ -254,6 +252,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def args_mode(args: argparse.Namespace) -> str:
     return "quiet" if args.quiet else ("rich" if sys.stderr.isatty() else "plain")
+
+
+def _set_signals(on_term: Any, on_int: Any) -> tuple[Any, Any]:
+    """Install SIGTERM and (unless None) SIGINT handlers; returns the previous ones. Outside the
+    main thread (where Python allows no handlers) nothing changes."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None, None
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    if on_term is not None:
+        signal.signal(signal.SIGTERM, on_term)
+    if on_int is not None:
+        signal.signal(signal.SIGINT, on_int)
+    return previous
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
