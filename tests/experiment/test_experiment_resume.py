@@ -52,6 +52,9 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, write_confi
     proc.wait()
     at_kill = stored(killed / "small")
     assert 6 <= at_kill < TOTAL, at_kill
+    # the killed run could not mark itself; status tells it is gone (issue 11)
+    assert main(["status", str(killed / "small")]) == 0
+    assert "interrupted: its process is gone" in capsys.readouterr().out
 
     rerun = subprocess.run([*command, "--reports-dir", str(killed)], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr

@@ -436,22 +436,6 @@ def test_signal_mid_run_keeps_cells_and_marks_the_run(how, code, outcome, tmp_pa
     assert outcomes[0].startswith(outcome) and outcomes[1:] == ["finished"], outcomes
 
 
-def test_sigkill_run_reads_interrupted(tmp_path, fakes, capsys):
-    proc, directory = _start_and_wait(tmp_path, fakes, ["-j", "2"])
-    os.killpg(proc.pid, signal.SIGKILL)
-    proc.communicate(timeout=60)
-    assert _runs(directory) == [(1, "running")]  # the process could not say so
-    assert main(["status", str(directory)]) == 0
-    assert "interrupted: its process is gone" in capsys.readouterr().out
-    config = tmp_path / "small.toml"
-    assert main(["run", str(config), "--set", "experiment.replicates=1", "--quiet",
-                 "--no-report", "--reports-dir", str(tmp_path / "reports")]) == 2  # fmt: skip
-    capsys.readouterr()  # a changed design is refused: the stale row is left to a real run
-    assert main(["run", str(config), "--quiet", "--no-report", "--reports-dir",
-                 str(tmp_path / "reports"), "--executor", "serial"]) == 0  # fmt: skip
-    assert _runs(directory) == [(1, "interrupted"), (2, "finished")]
-
-
 # ---- timeouts ------------------------------------------------------------------------------------
 SPIN = """
 [experiment]
