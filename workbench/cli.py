@@ -7,7 +7,11 @@ stderr and exits with code 2, with no traceback and nothing written.
 from __future__ import annotations
 
 import argparse
+import errno
 import math
+import os
+import signal
+import sqlite3
 import sys
 import time
 import tomllib
@@ -19,13 +23,24 @@ from workbench.experiment.config import ConfigError, load_config
 from workbench.experiment.design import build_design
 from workbench.experiment.executors import ExecutorError, make_executor
 from workbench.experiment.runner import FAILED_STATUSES, CellOutcome, execute, make_task
-from workbench.experiment.store import STORE_FILE, Store, StoreError, source_hash
+from workbench.experiment.store import STORE_FILE, Store, StoreError, StoreWriteError, source_hash
 
-USER_ERRORS = (ConfigError, StoreError, ExecutorError)
+# OS errors about a path the user chose (exit 2); any other OS error is the environment's (1).
+PATH_ERRNOS = (
+    errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.EISDIR, errno.EEXIST,
+    errno.ENOENT, errno.ENAMETOOLONG, errno.ELOOP,
+)  # fmt: skip
 
 
 class UserError(Exception):
     """A command-line mistake reported as one line."""
+
+
+USER_ERRORS = (ConfigError, StoreError, ExecutorError, UserError)
+
+
+class Terminated(BaseException):
+    """SIGTERM, raised in the main thread so that a run ends as after Ctrl-C."""
 
 
 class Parser(argparse.ArgumentParser):
@@ -93,6 +108,8 @@ class Progress:
             print(f"running {total - done} of {total} cells ({done} done before)", file=sys.stderr)
 
     def advance(self, cell: Any, outcome: CellOutcome) -> None:
+        for line in getattr(outcome, "log", None) or ():  # library log lines: the log only
+            self._log(f"{outcome.cell_id} log: {line}")
         self.done += 1
         self.new += 1
         self.failed += outcome.status in FAILED_STATUSES
@@ -136,8 +153,14 @@ class Progress:
 
 
 # ---- commands ------------------------------------------------------------------------------------
+def overrides(args: argparse.Namespace) -> list[str]:
+    """The ``--set`` overrides, plus ``--max-cells`` as experiment.max_cells."""
+    extra = [] if args.max_cells is None else [f"experiment.max_cells={args.max_cells}"]
+    return [*args.set, *extra]
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    spec = load_config(resolve_config(args.config), args.set)
+    spec = load_config(resolve_config(args.config), overrides(args))
     if args.timeout is not None:
         spec = replace(spec, timeout=args.timeout)
     cells = build_design(spec)
@@ -145,15 +168,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.fresh:
         Store.check(directory, cells)
     kind = "dask" if args.scheduler else args.executor
-    executor = make_executor(kind, args.jobs, args.scheduler)
+    executor = make_executor(kind, args.jobs, args.scheduler, directory / "run.log")
     try:
         store = Store.open_for_run(directory, spec, cells, args.fresh)
+        progress = Progress(args_mode(args), directory / "run.log")
     except BaseException:
         executor.close()
         raise
-    mode = "quiet" if args.quiet else ("rich" if sys.stderr.isatty() else "plain")
-    progress = Progress(mode, directory / "run.log")
-    run_id = store.start_run(spec, sys.argv, kind, executor.slots)
+    try:
+        run_id = store.start_run(spec, sys.argv, kind, executor.slots)
+    except BaseException:
+        executor.close()
+        progress.close()
+        store.close()
+        raise
     notes: list[str] = []
     original_note = progress.note
 
@@ -169,6 +197,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             "results mix code versions (use --fresh to rerun everything)"
         )
     outcome, counts, t0 = "interrupted", {}, time.monotonic()
+    failure: BaseException | None = None
+    saved = _set_signals(_raise_terminated, None)
     try:
         counts = execute(
             cells,
@@ -182,24 +212,33 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
         outcome = "finished"
     except KeyboardInterrupt:
-        progress.stop()
+        outcome = "interrupted (Ctrl-C)"
+    except Terminated:
+        outcome = "interrupted (SIGTERM)"
+    except StoreWriteError as err:
+        outcome, failure = f"failed: {err}", err
     finally:
+        # From here a second Ctrl-C (or SIGTERM) exits at once, quietly; a run it leaves
+        # marked running is marked interrupted by the next run.
+        _set_signals(_exit_now, _exit_now)
+        progress.stop()
         executor.close()
         progress.close()
-        store.end_run(run_id, outcome, sum(counts.values()), notes)
-        totals = store.counts()
-        store.close()
+        totals = _close_run(store, run_id, outcome, sum(counts.values()), notes)
+        _set_signals(*saved)
+    if failure is not None:
+        raise failure
     wall = time.monotonic() - t0
     pending = totals.pop("pending")
     total = totals.pop("total")
     failed = sum(v for k, v in totals.items() if k in FAILED_STATUSES)
-    if outcome == "interrupted":
+    if outcome != "finished":
         print(
-            f"interrupted: {total - pending} of {total} cells stored; "
+            f"{outcome}: {total - pending} of {total} cells stored; "
             "rerun the same command to resume",
             file=sys.stderr,
         )
-        return 130
+        return 143 if "SIGTERM" in outcome else 130
     print(
         f"{spec.name}: {total} cells, {total - pending} done ({failed} failed), "
         f"{sum(counts.values())} run now in {wall:.1f} s -> {directory / STORE_FILE}"
@@ -207,14 +246,69 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(directory)
     if not args.no_report:
-        from workbench.report import build_report
-
-        print(f"report: {build_report([directory])}")
+        print(f"report: {write_report([directory], None)}")
     return 0
 
 
+def args_mode(args: argparse.Namespace) -> str:
+    return "quiet" if args.quiet else ("rich" if sys.stderr.isatty() else "plain")
+
+
+def _set_signals(on_term: Any, on_int: Any) -> tuple[Any, Any]:
+    """Install SIGTERM and (unless None) SIGINT handlers; returns the previous ones. Outside the
+    main thread (where Python allows no handlers) nothing changes."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return None, None
+    previous = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    if on_term is not None:
+        signal.signal(signal.SIGTERM, on_term)
+    if on_int is not None:
+        signal.signal(signal.SIGINT, on_int)
+    return previous
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated
+
+
+def _exit_now(signum: int, frame: Any) -> None:
+    print("interrupted again: exiting now; rerun the same command to resume", file=sys.stderr)
+    sys.stderr.flush()
+    os._exit(130 if signum == signal.SIGINT else 143)
+
+
+def _close_run(
+    store: Store, run_id: int, outcome: str, cells_run: int, notes: list[str]
+) -> dict[str, int]:
+    """Record the run's end and read the counts; a store that refuses the write (disk full)
+    keeps the run marked running, which the next run marks interrupted."""
+    try:
+        store.end_run(run_id, outcome, cells_run, notes)
+    except StoreWriteError as err:
+        print(f"warning: {err}", file=sys.stderr)
+    try:
+        return store.counts()
+    except StoreError:
+        return {"total": 0, "pending": 0}
+    finally:
+        store.close()
+
+
+def write_report(dirs: list[Path], out: Path | None) -> Path:
+    """build_report, with an unwritable output path as one line naming it."""
+    from workbench.report import build_report
+
+    try:
+        return build_report(dirs, out)
+    except OSError as err:
+        where = err.filename or out or dirs[0]
+        raise UserError(f"{where}: cannot write the report ({err.strerror or err})") from None
+
+
 def cmd_validate(args: argparse.Namespace) -> int:
-    spec = load_config(resolve_config(args.config), args.set)
+    spec = load_config(resolve_config(args.config), overrides(args))
     cells = build_design(spec)
     pairs = sum(f.fits(d) for d in spec.data for f in spec.fitters)
     crossed = pairs == len(spec.data) * len(spec.fitters)
@@ -227,13 +321,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = Store.open(Path(args.dir))
+    store = Store.open(Path(args.dir), thorough=True)
     try:
         counts = store.counts()
-        last = store.conn.execute(
-            "SELECT started_at, ended_at, outcome, executor, workers FROM runs"
-            " ORDER BY run_id DESC LIMIT 1"
-        ).fetchone()
+        last = store.last_run()
     finally:
         store.close()
     total, pending = counts.pop("total"), counts.pop("pending")
@@ -249,7 +340,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from workbench.experiment.tables import export_table
 
-    Store.open(Path(args.dir)).close()
+    Store.open(Path(args.dir), thorough=True).close()
     for path in export_table(args.dir, args.out):
         print(path)
     return 0
@@ -310,13 +401,11 @@ def print_summary(directory: Path) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from workbench.report import build_report
-
     dirs = [Path(d) for d in args.dirs]
     for directory in dirs:
-        Store.open(directory).close()
+        Store.open(directory, thorough=True).close()
         print_summary(directory)
-    print(f"report: {build_report(dirs, Path(args.out) if args.out else None)}")
+    print(f"report: {write_report(dirs, Path(args.out) if args.out else None)}")
     return 0
 
 
@@ -341,6 +430,9 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+MAX_CELLS_HELP = "accept a design of up to this many cells (default: experiment.max_cells)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = Parser(prog="workbench", description="EM vs Bayes mixture workbench.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
@@ -363,10 +455,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--timeout", type=_positive(float), help="per-cell timeout in seconds")
     p.add_argument("--reports-dir", default="reports", help="where <name>/ goes (default: reports)")
     p.add_argument("--no-report", action="store_true", help="skip the HTML report at the end")
+    p.add_argument("--max-cells", type=_positive(int), help=MAX_CELLS_HELP)
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("validate", help="check a config without running anything")
     p.add_argument("config")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--max-cells", type=_positive(int), help=MAX_CELLS_HELP)
     p.set_defaults(func=cmd_validate)
     for name, func, text in (
         ("status", cmd_status, "counts of done, failed and pending cells"),
@@ -390,12 +484,35 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """Run one command. A user error is one line and exit 2, an environmental failure (disk
+    full, I/O error) one line and exit 1, an interrupt one line and exit 130; no traceback."""
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as done:  # --help, or a usage error already printed as one line
+        return done.code if isinstance(done.code, int) else 2
     try:
         return int(args.func(args))
     except USER_ERRORS as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+        return _fail(str(err), 2)
+    except StoreWriteError as err:
+        return _fail(str(err), 1)
+    except OSError as err:
+        where = f"{err.filename}: " if err.filename else ""
+        code = 2 if err.errno in PATH_ERRNOS else 1
+        return _fail(f"{where}{err.strerror or err}", code)
+    except sqlite3.DatabaseError as err:
+        return _fail(f"results store: {err}", 1)
+    except MemoryError:
+        return _fail("out of memory (a smaller design, data set or --jobs may fit)", 1)
+    except (KeyboardInterrupt, Terminated):
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def _fail(message: str, code: int) -> int:
+    text = message.strip().splitlines()
+    print(f"error: {text[0] if text else 'failed'}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

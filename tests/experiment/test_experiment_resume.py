@@ -52,6 +52,9 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, write_confi
     proc.wait()
     at_kill = stored(killed / "small")
     assert 6 <= at_kill < TOTAL, at_kill
+    # the killed run could not mark itself; status tells it is gone (issue 11)
+    assert main(["status", str(killed / "small")]) == 0
+    assert "interrupted: its process is gone" in capsys.readouterr().out
 
     rerun = subprocess.run([*command, "--reports-dir", str(killed)], capture_output=True, text=True)
     assert rerun.returncode == 0, rerun.stderr
@@ -82,4 +85,5 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(tmp_path, write_confi
         assert counts(killed / "small", table) == counts(tmp_path / "ref" / "small", table)
     with sqlite3.connect(killed / "small" / STORE_FILE) as conn:
         runs = conn.execute("SELECT run_id, outcome FROM runs ORDER BY run_id").fetchall()
-    assert runs == [(1, "running"), (2, "finished")]  # the killed run never got to say so
+    # the killed run never got to say so; the next run marked it interrupted (issue 11)
+    assert runs == [(1, "interrupted"), (2, "finished")]

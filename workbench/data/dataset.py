@@ -8,6 +8,29 @@ import numpy as np
 
 from workbench.params import MixtureParams
 
+# Largest |value| a data set may hold: squared distances and scatter sums of larger values
+# overflow float64 (and k-means++ seeding then crashes the interpreter inside scipy).
+MAX_ABS_DATA = 1e100
+
+
+def check_carried(X: np.ndarray, truth: MixtureParams, what: str) -> None:
+    """ValueError (one line) unless the data and the truth's means and covariances are finite
+    and the data stay below MAX_ABS_DATA in magnitude."""
+    for name, values in (
+        ("data", X),
+        ("means", truth.means),
+        ("covariances", truth.covariances),
+    ):
+        values = np.asarray(values, dtype=float)
+        if values.size and not np.all(np.isfinite(values)):
+            raise ValueError(f"{what}: the settings overflow float64 (non-finite {name})")
+    largest = float(np.max(np.abs(X))) if X.size else 0.0
+    if largest > MAX_ABS_DATA:
+        raise ValueError(
+            f"{what}: the settings give data values as large as {largest:.3g}, beyond what "
+            f"float64 arithmetic can carry (|x| < {MAX_ABS_DATA:g}); rescale means and scales"
+        )
+
 
 @dataclass(frozen=True, eq=False)
 class Dataset:

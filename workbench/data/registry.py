@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.data.dataset import Dataset
+from workbench.data.dataset import Dataset, check_carried
 from workbench.data.founding import founding_example
 from workbench.data.gaussian import gaussian_mixture
 from workbench.data.misspecified import (
@@ -40,7 +40,8 @@ def generator_settings(name: str) -> dict[str, inspect.Parameter]:
 
 
 def generate(name: str, rng: np.random.Generator, **settings: Any) -> Dataset:
-    """Run generator ``name`` with ``settings``; unknown names or setting keys raise ValueError."""
+    """Run generator ``name`` with ``settings``; unknown names or setting keys, and settings
+    whose data float64 cannot carry (overflow, |x| >= MAX_ABS_DATA), raise ValueError."""
     known = generator_settings(name)
     for key, value in settings.items():
         if key not in known:
@@ -52,4 +53,25 @@ def generate(name: str, rng: np.random.Generator, **settings: Any) -> Dataset:
             )
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng={rng!r}: must be a numpy.random.Generator")
-    return _generator(name)(rng, **settings)
+    what = f"generator {name!r}" + _largest_setting(settings)
+    try:
+        with np.errstate(over="raise"):
+            dataset = _generator(name)(rng, **settings)
+    except (OverflowError, FloatingPointError) as err:
+        why = err.args[-1] if err.args else type(err).__name__
+        raise ValueError(f"{what}: the settings overflow float64 ({why})") from None
+    check_carried(dataset.X, dataset.truth, what)
+    return dataset
+
+
+def _largest_setting(settings: dict[str, Any]) -> str:
+    """`` (largest setting: key=value)`` naming the numeric setting of largest magnitude."""
+    numbers = {
+        k: v
+        for k, v in settings.items()
+        if isinstance(v, int | float) and not isinstance(v, bool) and k not in ("n", "K", "d")
+    }
+    if not numbers:
+        return ""
+    key = max(numbers, key=lambda k: abs(numbers[k]))
+    return f" (largest setting: {key}={numbers[key]!r})"

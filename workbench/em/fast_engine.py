@@ -210,7 +210,7 @@ def supports(settings: EMSettings) -> bool:
     return True
 
 
-def _chunks_in_threads(X, n, B, R, state, outs, codes, reals, thr) -> None:
+def _chunks_in_threads(X, n, B, restarts, state, outs, codes, reals, thr) -> None:
     """The loop of :func:`em_restarts` driven from Python, restart after restart, with every
     data pass split over threads by chunks (few restarts on many points). The same kernels in
     the same order: bitwise the same results."""
@@ -220,7 +220,7 @@ def _chunks_in_threads(X, n, B, R, state, outs, codes, reals, thr) -> None:
     tri = bool(codes[0] <= TIED)
     resp = np.zeros((1, nc, K, B))
     ranges = split(nc, threads())
-    for r in range(R):
+    for r in restarts:
         parts, new, totals = buffers(K, d, nc)
         for it in range(int(codes[4]) + 1):
             run_tasks([
@@ -261,7 +261,7 @@ def run_block(X, state: EMState, settings: EMSettings, data_variance) -> EMRun |
     )  # fmt: skip
     max_iter = int(settings.max_iter)
     fixed = [getattr(settings, f"fixed_{name}") is not None for name in FIXABLE]
-    codes = np.array([TYPE_CODES[cov_type], *fixed, max_iter], dtype=np.int64)
+    codes = np.array([TYPE_CODES[cov_type], *fixed, 0], dtype=np.int64)  # [4]: set per block
     data_variance = np.asarray(data_variance, dtype=float)
     thr = np.ascontiguousarray(settings.collapse_tol * data_variance, dtype=float)
     thr_spherical = settings.collapse_tol * data_variance.mean()
@@ -272,19 +272,15 @@ def run_block(X, state: EMState, settings: EMSettings, data_variance) -> EMRun |
     out_f[:, 2] = 0.0
     out_i = np.zeros((R, 5), dtype=np.int64)
     out_i[:, 2] = -1
-    outs = (out_f, out_i, np.full((max_iter + 1, R), np.nan))
     n_threads = threads()
     n_chunks = Xc.shape[0]
     split_passes = (
         n_threads > 1 and n * K * (d * d + 20) >= MIN_PASS_WORK and n_chunks >= 2 * n_threads
         and R < MAX_RESTARTS_PER_THREAD * n_threads
     )  # fmt: skip
-    args = (unified, outs, codes, reals, thr)
-    if split_passes:
-        _chunks_in_threads(Xc, n, B, R, *args)
-    else:  # restarts in small groups, handed out to the threads as they come free
-        groups = split(R, 16 * n_threads)
-        run_tasks([(em_restarts, Xc, n, B, lo, hi, *args) for lo, hi in groups])
+    traces = _run_in_blocks(
+        Xc, n, B, unified, out_f, out_i, codes, reals, thr, max_iter, split_passes
+    )
     n_iter = out_i[:, 0].copy()
     return EMRun(
         state=EMState(w, unified[1], ununify(unified[2], cov_type), ununify(unified[3], cov_type)),
@@ -294,11 +290,74 @@ def run_block(X, state: EMState, settings: EMSettings, data_variance) -> EMRun |
         status=STATUS_NAMES[out_i[:, 1]].astype(str),
         degenerate_component=out_i[:, 2].copy(),
         degenerate_kind=KIND_NAMES[out_i[:, 3]].astype(str),
-        traces=[outs[2][: n_iter[r] + 1, r].copy() for r in range(R)],
+        traces=traces,
         n_decreases=out_i[:, 4].copy(),
         max_decrease=out_f[:, 2].copy(),
         wall_time=0.0,
     )
+
+
+# ---- iteration blocks (issue 11) -------------------------------------------------------------
+# The compiled loop runs at most a block of iterations per call and returns to Python in between,
+# so a cell's timeout (a signal, or Dask's asynchronous exception) lands between blocks, and the
+# trace grows with the iterations actually run instead of being allocated for max_iter. A block
+# starts at FIRST_BLOCK iterations and doubles while a block's work (points x components x
+# (d^2 + 20) x restarts still running) stays below BLOCK_WORK, roughly 0.2 s of one core.
+FIRST_BLOCK = 64
+BLOCK_WORK = 1_000_000_000
+
+
+def _run_in_blocks(Xc, n, B, unified, out_f, out_i, codes, reals, thr, max_iter, split_passes):
+    """Run the fused loop of every restart to its end, a block of iterations per call; returns
+    each restart's trace, (n_iter + 1,).
+
+    A restart that reaches a block's end (status max_iter, its last M-step computed but not
+    applied) resumes from the same state: its first E-step of the next block repeats the last
+    one of this block with the previous objective set to NaN, so no decrease is counted twice
+    and no convergence is declared on a zero change; every decision and number is bitwise that
+    of one uninterrupted loop (:func:`workbench.em.fast_loop.em_restarts`)."""
+    R, K = out_f.shape[0], unified[1].shape[1]
+    d = unified[1].shape[2]
+    per_iteration = n * K * (d * d + 20)
+    pieces: list[list[np.ndarray]] = [[] for _ in range(R)]
+    active, done, block = np.arange(R), 0, FIRST_BLOCK
+    while True:
+        limit = min(block, max_iter - done)
+        codes[4] = limit
+        trace = np.full((limit + 1, R), np.nan)
+        before = out_i[active, 0].copy()
+        args = (unified, (out_f, out_i, trace), codes, reals, thr)
+        if split_passes:
+            _chunks_in_threads(Xc, n, B, active, *args)
+        else:  # restarts in small groups, handed out to the threads as they come free
+            groups = [(lo, hi) for a, b in _runs(active) for lo, hi in _split_range(a, b)]
+            run_tasks([(em_restarts, Xc, n, B, lo, hi, *args) for lo, hi in groups])
+        first = 0 if done == 0 else 1  # a resumed block repeats the previous block's last row
+        for r, b in zip(active, before, strict=True):
+            pieces[r].append(trace[first : out_i[r, 0] - b + 1, r].copy())
+        done += limit
+        if done >= max_iter:
+            break
+        active = active[out_i[active, 1] == STATUS_MAX_ITER]
+        if active.size == 0:
+            break
+        out_f[active, 1] = np.nan
+        if per_iteration * active.size * 2 * block <= BLOCK_WORK:
+            block *= 2
+    return [np.concatenate(p) for p in pieces]
+
+
+STATUS_MAX_ITER = int(np.flatnonzero(STATUS_NAMES == "max_iter")[0])
+
+
+def _runs(indices: np.ndarray) -> list[tuple[int, int]]:
+    """Sorted indices as (lo, hi) ranges of consecutive values."""
+    breaks = np.flatnonzero(np.diff(indices) != 1) + 1
+    return [(int(p[0]), int(p[-1]) + 1) for p in np.split(indices, breaks) if p.size]
+
+
+def _split_range(lo: int, hi: int) -> list[tuple[int, int]]:
+    return [(lo + a, lo + b) for a, b in split(hi - lo, 16 * threads())]
 
 
 FAST_ENGINE = Engine(e_step, centred_scatter, run_block)

@@ -247,7 +247,7 @@ def _run_block(X, state: EMState, settings, engine, data_variance) -> EMRun:
     status = np.full(R, "max_iter", dtype=object)
     deg_component = np.full(R, -1)
     deg_kind = np.full(R, "", dtype=object)
-    trace = np.full((settings.max_iter + 1, R), np.nan)
+    trace: list[np.ndarray] = []  # one (R,) row per iteration run: grows, never preallocated
     n_decreases = np.zeros(R, dtype=int)
     max_decrease = np.zeros(R)
     active = np.ones(R, dtype=bool)
@@ -259,7 +259,8 @@ def _run_block(X, state: EMState, settings, engine, data_variance) -> EMRun:
         with np.errstate(all="ignore"):
             new, info = step(X, current, settings, data_variance, engine)
         obj = info.objective
-        trace[it, idx] = obj
+        trace.append(np.full(R, np.nan))
+        trace[-1][idx] = obj
         previous = objective[idx]
         decrease = previous - obj
         dec_flag = np.isfinite(previous) & (decrease > settings.decrease_tol * np.abs(obj))
@@ -289,7 +290,8 @@ def _run_block(X, state: EMState, settings, engine, data_variance) -> EMRun:
             for field, new_values in zip(state, new, strict=True):
                 field[moving] = new_values[go]
             n_iter[moving] += 1
-    traces = [trace[: n_iter[r] + 1, r].copy() for r in range(R)]
+    rows = np.array(trace).reshape(len(trace), R)
+    traces = [rows[: n_iter[r] + 1, r].copy() for r in range(R)]
     return EMRun(
         state,
         loglik,

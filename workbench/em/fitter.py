@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.data.dataset import Dataset
+from workbench.data.dataset import MAX_ABS_DATA, Dataset
 from workbench.em import engines
 from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INIT_NAMES, INITS, small_em
@@ -123,10 +123,20 @@ class EMFitter:
             allowed = value is None or is_truth or isinstance(value, list | tuple | np.ndarray)
             _check(allowed, name, value, "expected a list of values or 'truth'")
 
+    def prepare(self) -> None:
+        """Load the engine's compiled kernels (once per process), so that a runner can do it
+        before a cell's clock starts (issue 11: start-up is not the first cell's time)."""
+        engines.get(self.engine)
+
     # ------------------------------------------------------------------------------------------
     def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
         """Fit ``dataset.X``; ``dataset.truth`` serves the ``truth`` init, the ``"truth"``
         constraints and the reference optimum."""
+        if not isinstance(getattr(dataset, "X", None), np.ndarray):
+            raise TypeError(
+                f"dataset: expected a workbench Dataset (with .X and .truth), not "
+                f"{type(dataset).__name__}; use fit_array(X, rng) for a bare array"
+            )
         if self.select_k:
             return self._select_k(dataset, rng)
         return self.fit_array(
@@ -157,16 +167,23 @@ class EMFitter:
         truth: MixtureParams | None = None,
         n_components: int | None = None,
     ) -> FitResult:
-        """Fit an (n, d) or (n,) array. ``n_components`` defaults to the setting, then truth's K."""
-        X = as_data_matrix(X)
-        if not np.all(np.isfinite(X)):
-            bad = int(np.sum(~np.isfinite(X)))
-            raise ValueError(f"data: {bad} non-finite values (NaN or inf); EM needs finite data")
-        K = n_components or self.n_components or (truth.n_components if truth else None)
-        if K is None:
+        """Fit an (n, d) or (n,) array. ``n_components`` defaults to the setting, then truth's K.
+
+        Raises ValueError, before any compiled code runs, for data EM cannot carry (see
+        :func:`check_data`)."""
+        if rng is not None and not isinstance(rng, np.random.Generator):  # None: init="truth"
+            raise TypeError(f"rng={rng!r}: must be a numpy.random.Generator")
+        try:
+            X = as_data_matrix(X)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f"data: not an array of numbers ({err})") from None
+        if n_components is None:
+            n_components = self.n_components or (truth.n_components if truth else None)
+        if n_components is None:
             raise ValueError("n_components: required when there is no truth to take it from")
-        if K > X.shape[0]:
-            raise ValueError(f"n_components={K}: more components than data points ({X.shape[0]})")
+        _check(_is_int(n_components, 1), "n_components", n_components, "must be an integer >= 1")
+        K = int(n_components)
+        check_data(X, K)
         settings = self.settings(X, K, truth)
         engine, compile_time = engines.load(self.engine)  # kernel warm-up, outside wall_time
         if self.symmetric_means and K != 2:
@@ -250,6 +267,48 @@ class EMFitter:
         )
         run = ACCELERATIONS[self.acceleration](X, start, settings, engine)
         return float(run.loglik[0])
+
+
+# ---- input guards (issue 11): data the numerics cannot carry fail here, before compiled code --
+# MAX_ABS_DATA (from workbench.data.dataset): larger values overflow squared distances and
+# scatter sums in float64 (k-means++ then crashes the interpreter inside scipy).
+
+
+def check_data(X: np.ndarray, K: int) -> None:
+    """ValueError (one line) unless X (n, d) is finite, below MAX_ABS_DATA in magnitude, has
+    spread in every column, and holds at least K distinct points."""
+    n, d = X.shape
+    if n == 0 or d == 0:
+        raise ValueError(f"data: shape {X.shape} holds no values")
+    if not np.all(np.isfinite(X)):
+        bad = int(np.sum(~np.isfinite(X)))
+        raise ValueError(f"data: {bad} non-finite values (NaN or inf); EM needs finite data")
+    if K > n:
+        raise ValueError(f"n_components={K}: more components than data points ({n})")
+    largest = float(np.max(np.abs(X)))
+    if largest > MAX_ABS_DATA:
+        raise ValueError(
+            f"data: values as large as {largest:.3g} overflow float64 in squared distances "
+            f"(|x| must stay below {MAX_ABS_DATA:g}); rescale the data"
+        )
+    spread = np.ptp(X, axis=0)
+    flat = np.flatnonzero(~(spread > 0) | ~(X.var(axis=0) > np.finfo(float).tiny))
+    if flat.size:
+        raise ValueError(
+            f"data: column {int(flat[0])} is constant ({X[0, flat[0]]:g}) or has no spread "
+            "float64 can carry; a Gaussian mixture needs a positive variance in every column"
+        )
+    if K > 1 and _n_distinct(X, K) < K:
+        raise ValueError(
+            f"n_components={K}: the data hold only {_n_distinct(X, n)} distinct points"
+        )
+
+
+def _n_distinct(X: np.ndarray, enough: int) -> int:
+    """Distinct rows of X, counted exactly once a quick look at the first rows finds fewer than
+    ``enough``."""
+    head = np.unique(X[: 64 * enough], axis=0).shape[0]
+    return head if head >= enough else np.unique(X, axis=0).shape[0]
 
 
 # ---------------------------------------------------------------------------------------------

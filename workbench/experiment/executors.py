@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 from workbench.experiment.runner import CellOutcome, CellTask, failure, run_cell
@@ -106,16 +107,22 @@ class _Worker:
     no fork, no re-import of the caller's ``__main__``, thread variables set before numpy loads,
     and the parent's ``sys.path`` (so test-registered fitters import)."""
 
-    def __init__(self) -> None:
+    def __init__(self, log_path: Path | None = None) -> None:
         parent, child = socket.socketpair()
         env = {**os.environ, **THREAD_ENV}
         env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "workbench.experiment.executors", str(child.fileno())],
-            pass_fds=(child.fileno(),),
-            env=env,
-            stdin=subprocess.DEVNULL,
-        )
+        log = _open_log(log_path)
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "workbench.experiment.executors", str(child.fileno())],
+                pass_fds=(child.fileno(),),
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stderr=log,
+            )
+        finally:
+            if log is not None:
+                log.close()
         child.close()
         self.conn = multiprocessing.connection.Connection(parent.detach())
         self.task: CellTask | None = None
@@ -142,18 +149,31 @@ class _Worker:
         self.kill()
 
 
-class LocalExecutor:
-    """``n_workers`` spawned worker processes, one cell each at a time."""
+def _open_log(path: Path | None) -> Any:
+    """The run log opened for appending (a worker's stderr: library noise, a dying worker's last
+    words), or None (inherit the terminal) when there is none or it cannot be opened."""
+    if path is None:
+        return None
+    try:
+        return open(path, "ab")  # noqa: SIM115 - handed to the child, closed by the caller
+    except OSError:
+        return None
 
-    def __init__(self, n_workers: int | None = None) -> None:
+
+class LocalExecutor:
+    """``n_workers`` spawned worker processes, one cell each at a time; their stderr goes to
+    ``log_path`` when given."""
+
+    def __init__(self, n_workers: int | None = None, log_path: Path | None = None) -> None:
         self.slots = n_workers or os.cpu_count() or 1
+        self.log_path = log_path
         self._workers: list[_Worker] = []
 
     def _idle(self) -> _Worker:
         for worker in self._workers:
             if worker.task is None:
                 return worker
-        worker = _Worker()
+        worker = _Worker(self.log_path)
         self._workers.append(worker)
         return worker
 
@@ -282,14 +302,17 @@ class DaskExecutor:
             self._cluster.close()
 
 
-def make_executor(kind: str, n_workers: int | None, scheduler: str | None) -> Any:
-    """``serial``, ``local`` or ``dask`` (``scheduler`` given implies dask)."""
+def make_executor(
+    kind: str, n_workers: int | None, scheduler: str | None, log_path: Path | None = None
+) -> Any:
+    """``serial``, ``local`` or ``dask`` (``scheduler`` given implies dask); local workers
+    write their stderr to ``log_path`` (the run log) when given."""
     if scheduler or kind == "dask":
         return DaskExecutor(n_workers, scheduler)
     if kind == "serial":
         return SerialExecutor()
     if kind == "local":
-        return LocalExecutor(n_workers)
+        return LocalExecutor(n_workers, log_path)
     raise ExecutorError(f"--executor {kind}: expected serial, local or dask")
 
 

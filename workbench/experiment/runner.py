@@ -12,6 +12,7 @@ import contextlib
 import ctypes
 import importlib
 import json
+import logging
 import math
 import os
 import signal
@@ -39,6 +40,10 @@ FAILED_STATUSES = (*ERROR_STATUSES, SKIPPED)
 FIT_COLUMNS = ("status", "loglik", "n_iter", "wall_time")
 _DATA_CACHE: OrderedDict[str, Any] = OrderedDict()  # per worker process: recent data sets
 _DATA_CACHE_SIZE = 4
+# Libraries whose log records (pytensor's rewrite tracebacks, numba, PyMC) belong in the run
+# log, not on the terminal: run_cell collects them into CellOutcome.log.
+LIBRARY_LOGGERS = ("pytensor", "pymc", "numba", "arviz", "nutpie")
+MAX_LOG_LINES = 2000
 
 
 class CellTimeout(BaseException):
@@ -102,6 +107,7 @@ class CellOutcome:
     posterior: bytes | None = None  # netCDF file contents
     dataset: dict[str, Any] | None = None
     warnings: list[str] = field(default_factory=list)
+    log: list[str] = field(default_factory=list)  # library log lines (for the run log only)
     worker: str = ""
     started_at: str = ""
     finished_at: str = ""
@@ -168,6 +174,44 @@ def time_limit(seconds: float | None) -> Iterator[None]:
                 ctypes.pythonapi.PyThreadState_SetAsyncExc(ident, None)
 
 
+# ---- library logs --------------------------------------------------------------------------------
+class _LineCollector(logging.Handler):
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self.lines = lines
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if len(self.lines) < MAX_LOG_LINES:
+            try:
+                self.lines.append(f"{record.name} {record.levelname}: {record.getMessage()}")
+            except Exception:  # noqa: BLE001 - a malformed record must not fail the cell
+                self.lines.append(f"{record.name} {record.levelname}: {record.msg!r}")
+
+
+@contextlib.contextmanager
+def library_logs(lines: list[str]) -> Iterator[None]:
+    """Collect the records of LIBRARY_LOGGERS into ``lines`` instead of the terminal."""
+    collector = _LineCollector(lines)
+    saved = []
+    for name in LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.handlers[:], logger.propagate))
+        logger.handlers, logger.propagate = [collector], False
+    try:
+        yield
+    finally:
+        for logger, handlers, propagate in saved:
+            logger.handlers, logger.propagate = handlers, propagate
+
+
+def one_line(text: str, limit: int = 500) -> str:
+    """The first non-empty line of ``text``, at most ``limit`` characters."""
+    for line in text.splitlines():
+        if line.strip():
+            return line.strip()[:limit]
+    return ""
+
+
 # ---- one cell ------------------------------------------------------------------------------------
 def _dataset(task: CellTask) -> Any:
     """The cell's data set; recent ones are reused (the same data serve every fitter)."""
@@ -220,8 +264,17 @@ def run_cell(task: CellTask) -> CellOutcome:
         from workbench.evaluate import evaluate_fit, restart_table
 
         importlib.import_module(task.factory.partition(":")[0])
+        fitters.FITTERS[task.method] = task.factory
+        fitter = fitters.build_fitter(task.method, task.fitter_settings)
+        prepare = getattr(fitter, "prepare", None)
+        if callable(prepare):  # a worker's one-time start-up (e.g. loading compiled kernels)
+            prepare()
         start = time.perf_counter()
-        with time_limit(task.timeout), warnings.catch_warnings(record=True) as caught:
+        with (
+            time_limit(task.timeout),
+            warnings.catch_warnings(record=True) as caught,
+            library_logs(out.log),
+        ):
             warnings.simplefilter("default")
             dataset = _dataset(task)
             out.data_time = time.perf_counter() - start
@@ -232,8 +285,6 @@ def run_cell(task: CellTask) -> CellOutcome:
                 "truth": json.dumps(dataset.truth.to_dict()),
                 "info": json.dumps(dataset.info, default=str),
             }
-            fitters.FITTERS[task.method] = task.factory
-            fitter = fitters.build_fitter(task.method, task.fitter_settings)
             seq = np.random.SeedSequence(task.fit_entropy, spawn_key=(FIT_STREAM,))
             result = fitter.fit(dataset, np.random.default_rng(seq))
             t_eval = time.perf_counter()
@@ -254,8 +305,7 @@ def run_cell(task: CellTask) -> CellOutcome:
         out.message = f"exceeded the cell timeout of {task.timeout:g} s"
     except Exception as err:  # noqa: BLE001 - a failing cell is data, not a crash
         out.status = "error"
-        text = f"{type(err).__name__}: {err}".strip().splitlines()
-        out.message = (text[0] if text else type(err).__name__)[:500]
+        out.message = one_line(f"{type(err).__name__}: {err}") or type(err).__name__
         out.traceback = traceback.format_exc()[-4000:]
     out.total_time = time.perf_counter() - start
     out.finished_at = now()
@@ -270,6 +320,9 @@ def _record_result(out: CellOutcome, task: CellTask, result: Any, metrics: dict)
     out.params = None if result.params is None else json.dumps(result.params.to_dict())
     out.metrics = {k: plain(v) for k, v in metrics.items() if k not in FIT_COLUMNS}
     out.diagnostics = {k: plain(v) for k, v in (result.diagnostics or {}).items()}
+    if out.status in ERROR_STATUSES and not out.message:  # a fitter's own error status
+        reason = one_line(str((result.diagnostics or {}).get("error") or ""))
+        out.message = reason or f"the fitter returned status {out.status!r} without a reason"
     restarts = result.restarts
     if task.em_traces == "all" and restarts is not None and restarts.traces is not None:
         out.traces = [(r, np.asarray(t, dtype=float)) for r, t in enumerate(restarts.traces)]

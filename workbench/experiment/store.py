@@ -96,10 +96,54 @@ CREATE VIEW IF NOT EXISTS bayes_diagnostics AS
     JOIN fitter_conditions f USING (fitter_id) WHERE f.method = 'bayes';
 """
 RESTART_KEYS = ("restart", "loglik", "status", "n_iter", "gap", "failed", "best")
+REQUIRED_TABLES = ("meta", "cells", "fits", "runs", "data_conditions", "fitter_conditions")
+# The outcome of a run whose process ended without closing it (SIGKILL, a crash, power loss),
+# written by the next run that opens the store, and shown by ``status`` meanwhile.
+INTERRUPTED = "interrupted"
 
 
 class StoreError(RuntimeError):
-    """A user-facing store problem: missing store, changed design, store in use."""
+    """A user-facing store problem: missing, unreadable or foreign store, changed design, store
+    in use, unusable directory. One line naming the path."""
+
+
+class StoreWriteError(RuntimeError):
+    """The environment refused a write (disk full, permission, I/O error): one line naming the
+    path; the cell's transaction was rolled back, so the store is as it was."""
+
+
+@contextmanager
+def readable(path: Path) -> Iterator[None]:
+    """Turn SQLite's complaints about a damaged or foreign file into one-line StoreErrors."""
+    try:
+        yield
+    except sqlite3.DatabaseError as err:
+        raise StoreError(f"{path}: not a readable results store ({err})") from None
+
+
+def check_schema(conn: sqlite3.Connection, path: Path, thorough: bool = False) -> None:
+    """StoreError unless ``conn`` holds a workbench results store of this schema version;
+    ``thorough`` also runs SQLite's quick_check over every page."""
+    with readable(path):
+        tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+        missing = [t for t in REQUIRED_TABLES if t not in tables]
+        if missing:
+            raise StoreError(
+                f"{path}: not a workbench results store (no table {missing[0]}); "
+                "use --fresh to replace it"
+            )
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        if row is not None and row[0] != SCHEMA_VERSION:
+            raise StoreError(
+                f"{path}: results store of schema version {row[0]}, this workbench reads "
+                f"{SCHEMA_VERSION}"
+            )
+        if thorough:
+            problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise StoreError(
+                    f"{path}: damaged results store ({problems[0]}); use --fresh to start over"
+                )
 
 
 def connect(path: Path) -> sqlite3.Connection:
@@ -155,14 +199,21 @@ class Store:
         path = Path(directory) / STORE_FILE
         if not path.exists():
             return 0
-        uri = f"file:{path}?mode=ro"
+        if not path.is_file():
+            raise StoreError(f"{path}: not a results store file; use --fresh to replace it")
+        if path.stat().st_size == 0:
+            return 0  # an empty file (a store created but never written): nothing to resume
         try:
-            conn = sqlite3.connect(uri, uri=True)
-            stored = {r[0] for r in conn.execute("SELECT cell_id FROM cells")}
-            done = conn.execute("SELECT COUNT(*) FROM fits").fetchone()[0]
-            conn.close()
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{path}: not a readable results store ({err}); use --fresh") from None
+        try:
+            check_schema(conn, path, thorough=True)
+            with readable(path):
+                stored = {r[0] for r in conn.execute("SELECT cell_id FROM cells")}
+                done = conn.execute("SELECT COUNT(*) FROM fits").fetchone()[0]
+        finally:
+            conn.close()
         wanted = {c.cell_id for c in cells}
         if stored and stored != wanted:
             raise StoreError(
@@ -180,32 +231,99 @@ class Store:
         directory = Path(directory)
         if not fresh:
             cls.check(directory, cells)
-        directory.mkdir(parents=True, exist_ok=True)
-        lock = open(directory / ".lock", "w")  # noqa: SIM115 - held until close()
+        try:
+            directory.mkdir(parents=True, exist_ok=True)
+            lock = open(directory / ".lock", "w")  # noqa: SIM115 - held until close()
+        except OSError as err:
+            raise StoreError(f"{directory}: cannot write results there ({_why(err)})") from None
         try:
             fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
             lock.close()
             raise StoreError(f"{directory}: another workbench run is using it") from None
-        if fresh:
-            for name in (STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", "run.log"):
-                (directory / name).unlink(missing_ok=True)
-            shutil.rmtree(directory / POSTERIOR_DIR, ignore_errors=True)
-        store = cls(directory, connect(directory / STORE_FILE))
+        try:
+            if fresh:
+                for name in (STORE_FILE, STORE_FILE + "-wal", STORE_FILE + "-shm", "run.log"):
+                    (directory / name).unlink(missing_ok=True)
+                shutil.rmtree(directory / POSTERIOR_DIR, ignore_errors=True)
+            store = cls(directory, connect(directory / STORE_FILE))
+        except (OSError, sqlite3.Error) as err:
+            lock.close()
+            raise StoreError(f"{directory}: cannot write results there ({_why(err)})") from None
         store._lock = lock
-        store.conn.executescript(SCHEMA)
-        with store.transaction() as c:
-            if c.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 0:
-                store._write_design(c, spec, cells)
+        try:
+            with store.writing():
+                store.conn.executescript(SCHEMA)
+                with store.transaction() as c:
+                    if c.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 0:
+                        store._write_design(c, spec, cells)
+                    store._close_stale_runs(c)
+        except BaseException:
+            store.close()
+            raise
         return store
 
+    def _close_stale_runs(self, c: sqlite3.Connection) -> None:
+        """Mark runs left ``running`` as interrupted: this process holds the store's lock, so
+        their processes are gone (killed, crashed) without closing them."""
+        c.execute(
+            "UPDATE runs SET outcome = ?, notes = ? WHERE outcome = 'running'",
+            (INTERRUPTED, json.dumps(["marked interrupted by the next run: its process ended "
+                                      "without closing the run (killed or crashed)"])),
+        )  # fmt: skip
+
+    @contextmanager
+    def writing(self) -> Iterator[None]:
+        """Turn a refused write (disk full, read-only file, I/O error) into StoreWriteError."""
+        path = self.directory / STORE_FILE
+        try:
+            yield
+        except sqlite3.DatabaseError as err:
+            raise StoreWriteError(f"{path}: cannot write ({_why(err)})") from None
+        except OSError as err:
+            where = err.filename or path
+            raise StoreWriteError(f"{where}: cannot write ({_why(err)})") from None
+
     @classmethod
-    def open(cls, directory: Path) -> Store:
-        """Open an existing store for reading (status, export, report)."""
+    def open(cls, directory: Path, thorough: bool = False) -> Store:
+        """Open an existing store for reading (status, export, report). StoreError for a
+        missing, foreign or (with ``thorough``: SQLite's quick_check) damaged store."""
         path = Path(directory) / STORE_FILE
         if not path.is_file():
             raise StoreError(f"{directory}: no results store ({STORE_FILE}) found")
-        return cls(Path(directory), sqlite3.connect(f"file:{path}?mode=ro", uri=True))
+        try:
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{path}: not a readable results store ({err})") from None
+        try:
+            check_schema(conn, path, thorough)
+        except BaseException:
+            conn.close()
+            raise
+        return cls(Path(directory), conn)
+
+    def last_run(self) -> tuple | None:
+        """(started_at, ended_at, outcome, executor, workers) of the latest run; a run still
+        marked ``running`` whose process is gone (the store's lock is free) reads
+        ``interrupted``."""
+        with readable(self.directory / STORE_FILE):
+            row = self.conn.execute(
+                "SELECT started_at, ended_at, outcome, executor, workers FROM runs"
+                " ORDER BY run_id DESC LIMIT 1"
+            ).fetchone()
+        if row is not None and row[2] == "running" and not self.locked():
+            row = (*row[:2], f"{INTERRUPTED}: its process is gone", *row[3:])
+        return row
+
+    def locked(self) -> bool:
+        """Whether a run holds this store's lock (True when that cannot be told)."""
+        try:
+            with open(self.directory / ".lock", "a") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        except OSError:
+            return True
+        return False
 
     def close(self) -> None:
         if self._lock is not None:  # the writer leaves a single file (no -wal/-shm)
@@ -277,7 +395,7 @@ class Store:
 
     # ---- runs --------------------------------------------------------------------------------
     def start_run(self, spec: ExperimentSpec, argv: list[str], executor: str, workers: int) -> int:
-        with self.transaction() as c:
+        with self.writing(), self.transaction() as c:
             cur = c.execute(
                 "INSERT INTO runs (started_at, outcome, argv, config_path, config_text, overrides,"
                 " resolved, executor, workers, timeout, versions, platform, cells_run)"
@@ -291,7 +409,7 @@ class Store:
             return int(cur.lastrowid or 0)
 
     def end_run(self, run_id: int, outcome: str, cells_run: int, notes: list[str]) -> None:
-        with self.transaction() as c:
+        with self.writing(), self.transaction() as c:
             c.execute(
                 "UPDATE runs SET ended_at = ?, outcome = ?, cells_run = ?, notes = ?"
                 " WHERE run_id = ?",
@@ -310,6 +428,10 @@ class Store:
 
     def counts(self) -> dict[str, int]:
         """Cells by status, plus ``total`` and ``pending``."""
+        with readable(self.directory / STORE_FILE):
+            return self._counts()
+
+    def _counts(self) -> dict[str, int]:
         out = dict(
             self.conn.execute("SELECT status, COUNT(*) FROM fits GROUP BY status").fetchall()
         )
@@ -324,7 +446,12 @@ class Store:
 
     # ---- one cell ----------------------------------------------------------------------------
     def write(self, cell: Cell, out: CellOutcome, run_id: int) -> None:
-        """Store one finished cell atomically (its posterior file first, then one transaction)."""
+        """Store one finished cell atomically (its posterior file first, then one transaction).
+        Raises StoreWriteError, with the transaction rolled back, when a write is refused."""
+        with self.writing():
+            self._write(cell, out, run_id)
+
+    def _write(self, cell: Cell, out: CellOutcome, run_id: int) -> None:
         posterior_path = None
         if out.posterior:
             folder = self.directory / POSTERIOR_DIR
@@ -380,6 +507,13 @@ class Store:
                 "INSERT INTO intervals VALUES (?, ?, ?, ?, ?, ?)",
                 [(cid, *row) for row in out.intervals],
             )
+
+
+def _why(err: BaseException) -> str:
+    """The reason of an OS or SQLite error, without Python's decoration."""
+    if isinstance(err, OSError) and err.strerror:
+        return err.strerror
+    return str(err) or type(err).__name__
 
 
 def _extra(row: dict[str, Any]) -> str | None:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.experiment.runner import FAILED_STATUSES
-from workbench.experiment.store import TIMING_COLUMNS, Store
+from workbench.experiment.store import STORE_FILE, TIMING_COLUMNS, Store, StoreError, readable
 
 BASE_QUERY = """
 SELECT f.cell_id, c.position, c.replicate, dc.label AS data, fc.label AS fitter,
@@ -44,19 +44,22 @@ def load_table(directory: str | Path) -> pd.DataFrame:
     """Every finished fit of the store in ``directory``, tidy, in design order."""
     store = Store.open(Path(directory))
     try:
-        conn = store.conn
-        cursor = conn.execute(BASE_QUERY)
-        names = [d[0] for d in cursor.description]
-        base = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
-        extra: dict[str, dict[str, Any]] = {r["cell_id"]: {} for r in base}
-        metric_names: set[str] = set()
-        diag_names: set[str] = set()
-        for cell_id, name, value in conn.execute("SELECT cell_id, name, value FROM metrics"):
-            extra[cell_id][name] = value
-            metric_names.add(name)
-        for cell_id, name, value in conn.execute("SELECT cell_id, name, value FROM diagnostics"):
-            extra[cell_id][f"diag.{name}"] = value
-            diag_names.add(f"diag.{name}")
+        with readable(Path(directory) / STORE_FILE):
+            conn = store.conn
+            cursor = conn.execute(BASE_QUERY)
+            names = [d[0] for d in cursor.description]
+            base = [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+            extra: dict[str, dict[str, Any]] = {r["cell_id"]: {} for r in base}
+            metric_names: set[str] = set()
+            diag_names: set[str] = set()
+            for cell_id, name, value in conn.execute("SELECT cell_id, name, value FROM metrics"):
+                extra[cell_id][name] = value
+                metric_names.add(name)
+            for cell_id, name, value in conn.execute(
+                "SELECT cell_id, name, value FROM diagnostics"
+            ):
+                extra[cell_id][f"diag.{name}"] = value
+                diag_names.add(f"diag.{name}")
     finally:
         store.close()
     records = []
@@ -98,6 +101,14 @@ def export_table(directory: str | Path, out: str | Path | None = None) -> list[P
     (default: the experiment directory). Returns the paths written."""
     frame = load_table(directory)
     out = Path(out) if out is not None else Path(directory)
+    try:
+        return _write_tables(frame, out)
+    except OSError as err:
+        why = err.strerror or str(err)
+        raise StoreError(f"{err.filename or out}: cannot write the export ({why})") from None
+
+
+def _write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "results.csv"]
     frame.to_csv(written[0], index=False)

@@ -12,11 +12,13 @@ from typing import Any, NoReturn
 import numpy as np
 
 from workbench.experiment.config import (
+    DEFAULT_MAX_CELLS,
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_POSTERIOR_DRAWS,
     DEFAULT_TIMEOUT,
     NAME_RE,
     REPORT_SECTIONS,
+    SAMPLE_N,
     SECTIONS,
     ConfigError,
     DataCondition,
@@ -24,6 +26,7 @@ from workbench.experiment.config import (
     FitterCondition,
     _varying_label,
     expand_grid,
+    grid_size,
     show,
 )
 from workbench.experiment.hints import (
@@ -36,6 +39,10 @@ from workbench.experiment.hints import (
 )
 
 EM_TRACES = ("all", "best", "none")
+# Methods whose model needs more than one component, and why.
+MIN_COMPONENTS = {"bayes": (2, "the Bayesian mixture model needs at least 2 components")}
+# What a trial build of data or fitter may raise for settings it cannot use.
+SETTING_ERRORS = (ValueError, TypeError, ArithmeticError, MemoryError)
 
 
 # section -> key -> (type, default (... = required), check, rule for the message)
@@ -44,11 +51,12 @@ OPTIONS: dict[str, dict[str, tuple[Any, Any, Any, str]]] = {
         "name": (str, ..., NAME_RE.match, "a name of letters, digits, '_', '.' or '-'"),
         "description": (str, "", None, ""),
         "replicates": (int, ..., lambda v: v >= 1, "an integer >= 1"),
-        "seed": (int, ..., lambda v: 0 <= v < 2**63, "an integer >= 0"),
+        "seed": (int, ..., lambda v: 0 <= v < 2**63, "an integer >= 0 and < 2**63"),
         "timeout": (float, DEFAULT_TIMEOUT, lambda v: 0 < v < math.inf, "a number of seconds > 0"),
         "max_consecutive_errors": (
             int, DEFAULT_MAX_CONSECUTIVE_ERRORS, lambda v: v >= 1, "an integer >= 1"
         ),
+        "max_cells": (int, DEFAULT_MAX_CELLS, lambda v: v >= 1, "an integer >= 1"),
     },
     "report": {
         "sections": (list[str], list(REPORT_SECTIONS[:2]), None, "a list of section names"),
@@ -69,6 +77,7 @@ class Validator:
 
     def __init__(self, path: str) -> None:
         self.path = path
+        self.shapes: dict[str, tuple[int, int, int]] = {}  # data condition -> (n, d, K to fit)
 
     def fail(self, key: str, value: Any, why: str) -> NoReturn:
         raise ConfigError(f"{self.path}: {key} = {show(value)}: {why}")
@@ -125,6 +134,7 @@ class Validator:
             if key not in SECTIONS:
                 self.fail(key, value, f"unknown section (expected one of {', '.join(SECTIONS)})")
         exp = self.options(raw, "experiment", required=True)
+        self.design_size(raw, exp["replicates"], exp["max_cells"])
         data = self.data(raw.get("data"))
         restrictions: list[tuple[str, ...]] = []
         tables = self.table(raw, "fitters", "fitters", required=True)
@@ -238,11 +248,20 @@ class Validator:
                 if point[key] is MISMATCH:
                     self.fail(f"{where}.{key}", value, f"must be {describe(hints[key])}")
             self.ranges(point, where)
+            n = point.get("n", params["n"].default if "n" in params else None)
+            trial = dict(point)
+            if isinstance(n, int) and n > SAMPLE_N:  # a sample checks the settings
+                ks = [v for k, v in point.items() if k.startswith("K") and isinstance(v, int)]
+                trial["n"] = max([SAMPLE_N, *ks])
             try:
-                registry.generate(gen, np.random.default_rng(0), **point)
-            except (ValueError, TypeError) as err:
-                raise ConfigError(f"{self.path}: {where} (generator {gen!r}): {err}") from None
-            out.append(DataCondition(gen, point, where))
+                sample = registry.generate(gen, np.random.default_rng(0), **trial)
+            except SETTING_ERRORS as err:
+                text = str(err).removeprefix(f"generator {gen!r}").lstrip(": ")
+                raise ConfigError(f"{self.path}: {where} (generator {gen!r}): {text}") from None
+            cond = DataCondition(gen, point, where)
+            n = n if isinstance(n, int) else sample.n
+            self.shapes[_key(cond)] = (n, sample.d, sample.n_components_to_fit)
+            out.append(cond)
         return out
 
     def ranges(self, point: dict, where: str) -> None:
@@ -314,24 +333,100 @@ class Validator:
                     point[key] = coerce(value, hints.get(key, Any))
                     if point[key] is MISMATCH:
                         self.fail(f"{where}.{key}", value, f"must be {describe(hints[key])}")
-                k = point.get("n_components")
-                for cond in (c for c in data if not blocks or c.in_blocks(blocks)):
-                    n = cond.settings.get("n")
-                    if isinstance(k, int) and isinstance(n, int) and k > n:
-                        self.fail(
-                            f"{where}.n_components",
-                            k,
-                            f"more components than points (data n = {n})",
-                        )
                 try:
                     factory(**point)
-                except (ValueError, TypeError) as err:
+                except SETTING_ERRORS as err:
                     raise ConfigError(f"{self.path}: {where}: {err}") from None
+                for cond in (c for c in data if not blocks or c.in_blocks(blocks)):
+                    self.components(method, point, cond, where)
                 out.append(FitterCondition(label, method, point, spec, plabel, blocks))
         if not out:
             self.missing("fitters", "at least one enabled [fitters.<name>] table")
         self.duplicates([c.identity() for c in out], [f"fitters.{c.table}" for c in out], "fitters")
         return tuple(out)
+
+    def components(self, method: str, point: dict, cond: DataCondition, where: str) -> None:
+        """Every K a fitter will fit on data condition ``cond`` (n_components, each select_k
+        entry, else the data's own K) against the data's n and the method's minimum K."""
+        n, _, k_data = self.shapes[_key(cond)]
+        low, why = MIN_COMPONENTS.get(method, (1, ""))
+        select = point.get("select_k")
+        if isinstance(select, list) and select:
+            ks = [("select_k", k) for k in select]
+        elif isinstance(point.get("n_components"), int):
+            ks = [("n_components", point["n_components"])]
+        else:
+            ks = [("n_components", k_data)]
+        for key, k in ks:
+            if not isinstance(k, int) or isinstance(k, bool):
+                continue
+            shown = point.get(key, k)
+            if k > n:
+                self.fail(
+                    f"{where}.{key}", shown, f"K = {k}: more components than points in "
+                    f"{cond.block} {cond.label or cond.generator} (n = {n})"
+                )  # fmt: skip
+            if k < low:
+                source = "" if key in point else f" (the K of {cond.block}, {cond.generator})"
+                self.fail(f"{where}.{key}", shown, f"K = {k}{source}: {why}")
+
+    def design_size(self, raw: dict, replicates: int, limit: int) -> None:
+        """Refuse, before building anything, a design of more than ``limit`` cells; the count
+        is arithmetic (grid sizes), so a billion-cell design is refused at once."""
+        total = replicates * self.cells_per_replicate(raw)
+        if total > limit:
+            self.fail(
+                "experiment.max_cells", limit,
+                f"the design has {total:,} cells ({replicates:,} replicates), more than the limit;"
+                " raise experiment.max_cells or pass --max-cells if you mean it",
+            )  # fmt: skip
+
+    def cells_per_replicate(self, raw: dict) -> int:
+        """(data condition, fitter condition) pairs, counted from the grid sizes; 0 where the
+        config is malformed (the full validation then says what is wrong)."""
+        from workbench.data import registry
+        from workbench.fitters import FITTERS
+
+        blocks = raw.get("data")
+        blocks = blocks if isinstance(blocks, list) else [blocks]
+        sizes: dict[str, int] = {}  # block position or name -> data conditions
+        for i, block in enumerate(blocks):
+            if not isinstance(block, dict):
+                return 0
+            where = "data" if isinstance(raw.get("data"), dict) else f"data[{i}]"
+            settings = {k: v for k, v in block.items() if k not in ("generator", "name")}
+            gens = block.get("generator")
+            gens = gens["grid"] if isinstance(gens, dict) and set(gens) == {"grid"} else gens
+            count = 0
+            for gen in gens if isinstance(gens, list) else [gens]:
+                if gen not in registry.GENERATORS:
+                    return 0
+                hints = registry.generator_settings(gen)
+                listy = {k: is_list_valued(p.annotation) for k, p in hints.items()}
+                count += grid_size(settings, listy, self.fail, where)
+            sizes[where] = count
+            if isinstance(block.get("name"), str):
+                sizes[block["name"]] = count
+        positions = [k for k in sizes if k.startswith("data")]
+        tables = raw.get("fitters")
+        if not isinstance(tables, dict):
+            return 0
+        total = 0
+        for label, table in tables.items():
+            if not isinstance(table, dict) or table.get("enabled", True) is False:
+                continue
+            if table.get("method") not in FITTERS:
+                return 0
+            hints, _ = signature_hints(load_factory(FITTERS[table["method"]]))
+            listy = {k: is_list_valued(a) for k, a in hints.items()}
+            settings = {k: v for k, v in table.items() if k not in ("method", "data", "enabled")}
+            refs = table.get("data", positions)
+            refs = [refs] if isinstance(refs, str) else refs
+            if not isinstance(refs, list):
+                return 0
+            data = sum(sizes.get(r, 0) for r in dict.fromkeys(refs) if isinstance(r, str))
+            total += data * grid_size(settings, listy, self.fail, f"fitters.{label}")
+        return total
 
     def duplicates(self, identities: list[dict], where: list[str], what: str) -> None:
         seen: dict[str, str] = {}
@@ -340,3 +435,7 @@ class Validator:
             if key in seen:
                 self.fail(w, ident, f"duplicates a condition already in {seen[key]}")
             seen[key] = w
+
+
+def _key(cond: DataCondition) -> str:
+    return json.dumps([cond.block, cond.identity()], sort_keys=True, default=str)
