@@ -26,7 +26,7 @@ __all__ = [
     "judge",
     "loglik_gap",
     "loglik_tolerance",
-    "lost_component_distance",
+    "cluster_change",
     "match_components",
     "matched_truth_index",
     "matching_cost",
@@ -50,15 +50,16 @@ __all__ = [
 # 0.008 nats below (the smallest gap seen with overlapping components) is still caught at
 # |L| < 8e5; neither term grows like n times a per-point threshold. A run that has not finished
 # converging moves towards the best known fit, so it fails (2) or, still moving after polishing,
-# is "unresolved" (not counted as a local optimum). Severity: GROSS when some component of the
-# best known fit has no fitted mean within GROSS_DISTANCE of its own standard deviation
-# (Mahalanobis): a cluster merged with another or split; MINOR otherwise. Degenerate runs are
-# their own kind, never a local optimum.
+# is "unresolved" (not counted as a local optimum). Severity: GROSS when, after the matching, some
+# component of the best known fit changed beyond GROSS_CHANGE: its matched fitted mean lies more
+# than one of its own standard deviations away (Mahalanobis), or its weight halved or doubled,
+# i.e. a cluster was merged with another, split, or taken by the wrong component; MINOR otherwise.
+# Degenerate runs are their own kind, never a local optimum.
 FAILURE_RULE = "fixed-point-v1"
 LOGLIK_ABS_TOL = 1e-6
 LOGLIK_REL_TOL = 1e-8
 PARAM_TOL = 1e-2
-GROSS_DISTANCE = 1.0
+GROSS_CHANGE = 1.0
 LOCAL_OPTIMUM_KINDS = ("minor", "gross", "below")
 KINDS = ("best", "minor", "gross", "below", "degenerate", "unresolved", "unjudged")
 Z95 = 1.959963984540054
@@ -103,22 +104,24 @@ def loglik_tolerance(reference: float) -> float:
     return LOGLIK_ABS_TOL + LOGLIK_REL_TOL * abs(reference)
 
 
-def _matched(fitted: MixtureParams, best: MixtureParams, sd: np.ndarray):
-    """Weights (K,), means (K, d) and covariances (K, d, d) of both fits in data-sd units, the
-    fitted components reordered to best's by the Hungarian algorithm."""
+def _matched(fitted: MixtureParams, best: MixtureParams, sd: np.ndarray) -> np.ndarray:
+    """Index of the fitted component matched to each of best's (K,), by the Hungarian algorithm
+    on squared differences of weights, means (data sds) and covariances (products of data sds)."""
     scale = np.outer(sd, sd)
-    parts = [
-        (
-            p.weights[:, None],
-            p.means / sd,
-            (p.full_covariances() / scale).reshape(len(p.weights), -1),
+    flat = [
+        np.concatenate(
+            [
+                p.weights[:, None],
+                p.means / sd,
+                (p.full_covariances() / scale).reshape(len(p.weights), -1),
+            ],
+            axis=1,
         )
         for p in (fitted, best)
     ]
-    flat = [np.concatenate(part, axis=1) for part in parts]
     cost = ((flat[0][:, None, :] - flat[1][None, :, :]) ** 2).sum(-1)
     rows, cols = linear_sum_assignment(cost)
-    return flat[0][rows[np.argsort(cols)]], flat[1]
+    return rows[np.argsort(cols)]
 
 
 def parameter_distance(fitted: MixtureParams, best: MixtureParams, sd: np.ndarray) -> float:
@@ -126,18 +129,30 @@ def parameter_distance(fitted: MixtureParams, best: MixtureParams, sd: np.ndarra
     (absolute), means (data sds) or covariance entries (products of data sds). ``sd`` (d,)."""
     if fitted.n_components != best.n_components:
         return np.inf
-    a, b = _matched(fitted, best, np.asarray(sd, dtype=float))
-    return float(np.max(np.abs(a - b)))
+    sd = np.asarray(sd, dtype=float)
+    order = _matched(fitted, best, sd)
+    diffs = (
+        fitted.weights[order] - best.weights,
+        (fitted.means[order] - best.means) / sd,
+        (fitted.full_covariances()[order] - best.full_covariances()) / np.outer(sd, sd),
+    )
+    return float(max(np.max(np.abs(d)) for d in diffs))
 
 
-def lost_component_distance(fitted: MixtureParams, best: MixtureParams) -> float:
-    """max over components k of the best known fit of min over fitted means of the Mahalanobis
-    distance under best's covariance k: above ~1, a best-known cluster has no fitted component."""
-    covs = best.full_covariances()
-    diff = fitted.means[None, :, :] - best.means[:, None, :]  # (K_best, K_fit, d)
-    solved = np.linalg.solve(covs[:, None], diff[..., None])[..., 0]
-    dist = np.sqrt(np.maximum(np.sum(diff * solved, axis=-1), 0.0))
-    return float(np.max(np.min(dist, axis=1)))
+def cluster_change(fitted: MixtureParams, best: MixtureParams, sd: np.ndarray) -> float:
+    """Largest change of a best-known component under the matching: max over k of the
+    Mahalanobis distance (under best's covariance k) from its mean to its matched fitted mean,
+    and of |log2(fitted weight / best weight)|. Above 1 (GROSS_CHANGE): a cluster merged,
+    split or taken by the wrong component."""
+    if fitted.n_components != best.n_components:
+        return np.inf
+    order = _matched(fitted, best, np.asarray(sd, dtype=float))
+    diff = fitted.means[order] - best.means
+    solved = np.linalg.solve(best.full_covariances(), diff[..., None])[..., 0]
+    shift = np.sqrt(np.maximum(np.sum(diff * solved, axis=-1), 0.0))
+    with np.errstate(divide="ignore"):
+        ratio = np.abs(np.log2(fitted.weights[order] / best.weights))
+    return float(max(shift.max(), ratio.max()))
 
 
 def judge(
@@ -145,7 +160,7 @@ def judge(
     gap: float,
     reference: float,
     distance: float = np.nan,
-    lost: float = np.nan,
+    change: float = np.nan,
     polished_status: str = "converged",
 ) -> str:
     """The kind of one fit under FAILURE_RULE: ``best`` (reached the best known optimum),
@@ -162,7 +177,7 @@ def judge(
         return "unresolved"
     if not np.isfinite(distance):
         return "below"
-    return "gross" if lost > GROSS_DISTANCE else "minor"
+    return "gross" if change > GROSS_CHANGE else "minor"
 
 
 def mixture_sd(params: MixtureParams) -> np.ndarray:
@@ -186,17 +201,17 @@ def _restart_verdicts(result: FitResult) -> list[dict[str, Any]]:
     out = []
     for r, (ll, status) in enumerate(zip(restarts.loglik, restarts.status, strict=True)):
         row: dict[str, Any] = {"polished_loglik": float(ll), "polished_status": "converged"}
-        distance = lost = np.nan
+        distance = change = np.nan
         if polished is not None:
             row["polished_loglik"] = float(polished.loglik[r])
             row["polished_status"] = str(polished.status[r])
             row["polished_iter"] = int(polished.n_iter[r])
             if known is not None and polished.params[r] is not None:
                 distance = parameter_distance(polished.params[r], known, sd)
-                lost = lost_component_distance(polished.params[r], known)
+                change = cluster_change(polished.params[r], known, sd)
         gap = float(reference - row["polished_loglik"]) if np.isfinite(reference) else np.nan
-        kind = judge(str(status), gap, reference, distance, lost, row["polished_status"])
-        row.update(gap=gap, param_distance=distance, lost_distance=lost, failure_kind=kind)
+        kind = judge(str(status), gap, reference, distance, change, row["polished_status"])
+        row.update(gap=gap, param_distance=distance, cluster_change=change, failure_kind=kind)
         row["failed"] = kind in LOCAL_OPTIMUM_KINDS
         out.append(row)
     return out
@@ -242,7 +257,7 @@ def evaluate_fit(dataset: Dataset, result: FitResult) -> dict[str, Any]:
 
     With restarts (EM): ``gap`` (nats, polished), ``failure_kind`` and ``failed`` (a local
     optimum under FAILURE_RULE, named in ``failure_rule``) of the returned fit, its
-    ``param_distance`` and ``lost_distance`` to the best known fit, and the fractions of restarts
+    ``param_distance`` and ``cluster_change`` to the best known fit, and the fractions of restarts
     that ended in a local optimum, degenerate or unresolved."""
     metrics: dict[str, Any] = {
         "status": result.status,
@@ -257,7 +272,7 @@ def evaluate_fit(dataset: Dataset, result: FitResult) -> dict[str, Any]:
         verdicts = _restart_verdicts(result)
         mine = verdicts[result.restarts.best]
         kinds = np.array([v["failure_kind"] for v in verdicts])
-        metrics.update({k: mine[k] for k in ("gap", "param_distance", "lost_distance")})
+        metrics.update({k: mine[k] for k in ("gap", "param_distance", "cluster_change")})
         metrics["failure_kind"] = mine["failure_kind"]
         judged = mine["failure_kind"] != "unjudged"
         metrics["failed"] = bool(mine["failed"]) if judged else None
@@ -280,7 +295,7 @@ def evaluate_fit(dataset: Dataset, result: FitResult) -> dict[str, Any]:
 def restart_table(result: FitResult, n: int | None = None) -> list[dict[str, Any]]:
     """One row per restart: restart, loglik, status, n_iter, gap, failed (a local optimum), and
     the verdict's inputs and kind (polished_loglik, polished_status, polished_iter,
-    param_distance, lost_distance, failure_kind). ``n`` is accepted for compatibility."""
+    param_distance, cluster_change, failure_kind). ``n`` is accepted for compatibility."""
     if result.restarts is None:
         return []
     restarts = result.restarts
@@ -305,7 +320,9 @@ def wilson_interval(successes: float, trials: float, z: float = Z95) -> tuple[fl
     denom = 1.0 + z**2 / trials
     centre = (p + z**2 / (2 * trials)) / denom
     half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
-    return float(max(0.0, centre - half)), float(min(1.0, centre + half))
+    lower = 0.0 if successes <= 0 else max(0.0, centre - half)  # exact at the ends, no round-off
+    upper = 1.0 if successes >= trials else min(1.0, centre + half)
+    return float(lower), float(upper)
 
 
 def rate_interval(flags, clusters=None) -> dict[str, float]:
