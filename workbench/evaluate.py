@@ -54,14 +54,18 @@ __all__ = [
 # component of the best known fit changed beyond GROSS_CHANGE: its matched fitted mean lies more
 # than one of its own standard deviations away (Mahalanobis), or its weight halved or doubled,
 # i.e. a cluster was merged with another, split, or taken by the wrong component; MINOR otherwise.
-# Degenerate runs are their own kind, never a local optimum.
+# A polished fit whose EM-map Jacobian has an eigenvalue above 1 + SADDLE_TOL is a SADDLE (a
+# fixed point EM leaves, however slowly: with overlapping components it can pass a relative
+# change of 1e-12 and climb to the best known optimum thousands of iterations later): not a local
+# optimum. Degenerate runs are their own kind, never a local optimum either.
 FAILURE_RULE = "fixed-point-v1"
 LOGLIK_ABS_TOL = 1e-6
 LOGLIK_REL_TOL = 1e-8
 PARAM_TOL = 1e-2
 GROSS_CHANGE = 1.0
+SADDLE_TOL = 1e-6  # >> the ~1e-10 error of the central-difference Jacobian
 LOCAL_OPTIMUM_KINDS = ("minor", "gross", "below")
-KINDS = ("best", "minor", "gross", "below", "degenerate", "unresolved", "unjudged")
+KINDS = ("best", "minor", "gross", "below", "degenerate", "saddle", "unresolved", "unjudged")
 Z95 = 1.959963984540054
 
 
@@ -162,10 +166,12 @@ def judge(
     distance: float = np.nan,
     change: float = np.nan,
     polished_status: str = "converged",
+    max_eigenvalue: float = np.nan,
 ) -> str:
     """The kind of one fit under FAILURE_RULE: ``best`` (reached the best known optimum),
     ``minor`` / ``gross`` (a local optimum), ``below`` (below it, parameters not compared),
-    ``degenerate``, ``unresolved`` (still moving after polishing) or ``unjudged`` (no reference).
+    ``degenerate``, ``saddle`` (EM-map Jacobian eigenvalue above 1), ``unresolved`` (still
+    moving after polishing) or ``unjudged`` (no reference).
     ``gap`` is measured from the polished log-likelihood."""
     if status == "degenerate" or polished_status == "degenerate":
         return "degenerate"
@@ -175,6 +181,8 @@ def judge(
         return "best"
     if polished_status != "converged":
         return "unresolved"
+    if max_eigenvalue > 1.0 + SADDLE_TOL:
+        return "saddle"
     if not np.isfinite(distance):
         return "below"
     return "gross" if change > GROSS_CHANGE else "minor"
@@ -206,11 +214,14 @@ def _restart_verdicts(result: FitResult) -> list[dict[str, Any]]:
             row["polished_loglik"] = float(polished.loglik[r])
             row["polished_status"] = str(polished.status[r])
             row["polished_iter"] = int(polished.n_iter[r])
+            if polished.max_eigenvalue is not None:
+                row["max_eigenvalue"] = float(polished.max_eigenvalue[r])
             if known is not None and polished.params[r] is not None:
                 distance = parameter_distance(polished.params[r], known, sd)
                 change = cluster_change(polished.params[r], known, sd)
         gap = float(reference - row["polished_loglik"]) if np.isfinite(reference) else np.nan
-        kind = judge(str(status), gap, reference, distance, change, row["polished_status"])
+        eig = row.get("max_eigenvalue", np.nan)
+        kind = judge(str(status), gap, reference, distance, change, row["polished_status"], eig)
         row.update(gap=gap, param_distance=distance, cluster_change=change, failure_kind=kind)
         row["failed"] = kind in LOCAL_OPTIMUM_KINDS
         out.append(row)
@@ -281,6 +292,7 @@ def evaluate_fit(dataset: Dataset, result: FitResult) -> dict[str, Any]:
             metrics["restart_failure_rate"] = float(np.isin(kinds, LOCAL_OPTIMUM_KINDS).mean())
             metrics["restart_degenerate_rate"] = float(np.mean(kinds == "degenerate"))
             metrics["restart_unresolved_rate"] = float(np.mean(kinds == "unresolved"))
+            metrics["restart_saddle_rate"] = float(np.mean(kinds == "saddle"))
     else:  # no restarts (Bayes): the gap alone, no verdict
         gap = float(loglik_gap(result.loglik, reference)) if np.isfinite(reference) else np.nan
         metrics["gap"] = gap

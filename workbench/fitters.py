@@ -31,13 +31,16 @@ class PolishedRestarts(NamedTuple):
 
     status: ``converged`` (at the tight tolerance), ``max_iter`` (still moving: unresolved) or
     ``degenerate`` (degenerate in the run, or while polishing). params: the polished mixture per
-    restart (None where degenerate).
+    restart (None where degenerate). max_eigenvalue: largest real eigenvalue of the EM map's
+    Jacobian at the polished fit, computed for restarts below the best known optimum (NaN
+    elsewhere): above 1 the fixed point is a saddle EM slowly leaves, not a local maximum.
     """
 
     loglik: np.ndarray
     status: np.ndarray  # str
     n_iter: np.ndarray  # further iterations
     params: list[MixtureParams | None]
+    max_eigenvalue: np.ndarray | None = None
 
 
 class BestKnown(NamedTuple):

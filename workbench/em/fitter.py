@@ -262,8 +262,10 @@ class EMFitter:
             X, K, settings, starts, engine, runner, truth_start
         )
         polished = bank.polish_restarts(X, run, settings, engine)
-        n_starts = 1 + sum(starts.values())
-        return truth_loglik, bank.best_known(optimum, polished, n_starts), polished
+        known = bank.best_known(optimum, polished, 1 + sum(starts.values()))
+        if known is not None:
+            polished = bank.with_stability(X, polished, known.loglik, settings)
+        return truth_loglik, known, polished
 
 
 # ---------------------------------------------------------------------------------------------

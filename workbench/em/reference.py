@@ -18,6 +18,7 @@ import numpy as np
 from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INITS, small_em
 from workbench.em.steps import convert_covariances
+from workbench.em.theory import dm_jacobian, single_state
 from workbench.fitters import BestKnown, PolishedRestarts
 from workbench.params import MixtureParams
 
@@ -28,6 +29,9 @@ from workbench.params import MixtureParams
 # iterations is left "unresolved" rather than guessed.
 POLISH_TOL = 1e-12
 POLISH_MAX_ITER = 2000
+# Stability is checked (EM-map Jacobian) for polished restarts more than this many nats below
+# the best known optimum: the verdict's own tolerance is never smaller.
+STABILITY_GAP = 1e-6
 DEFAULT_STARTS = {"kmeans++": 4, "random_from_data": 4}
 if "spikes" in INITS:  # K data points as narrow spike components (scikit-learn's random_from_data)
     DEFAULT_STARTS["spikes"] = 4
@@ -126,6 +130,31 @@ def bank_optimum(
     params = _params(polished.state, best_state, settings.covariance_type)
     optimum = BestKnown(float(polished.loglik[best_state]), params, labels[best], len(labels))
     return optimum, truth_loglik
+
+
+def max_eigenvalue(X, params: MixtureParams, settings: EMSettings) -> float:
+    """Largest real eigenvalue of the EM map's Jacobian (numerical, central differences) at
+    ``params``: below 1 at a local maximum, above 1 at a saddle. NaN when it cannot be formed."""
+    state = single_state(params.weights, params.means, params.covariances, settings, X)
+    try:
+        with np.errstate(all="ignore"):
+            eig = np.linalg.eigvals(dm_jacobian(X, state, settings))
+    except (TypeError, ValueError, np.linalg.LinAlgError):
+        return np.nan
+    return float(np.max(eig.real)) if eig.size and np.all(np.isfinite(eig)) else np.nan
+
+
+def with_stability(
+    X, polished: PolishedRestarts, reference: float, settings: EMSettings
+) -> PolishedRestarts:
+    """``polished`` with ``max_eigenvalue`` filled in for the restarts more than STABILITY_GAP
+    nats below ``reference`` (the only ones a verdict could call a local optimum)."""
+    eig = np.full(len(polished.loglik), np.nan)
+    below = np.isfinite(polished.loglik) & (polished.loglik < reference - STABILITY_GAP)
+    for r in np.flatnonzero(below):
+        if polished.params[r] is not None and polished.status[r] == "converged":
+            eig[r] = max_eigenvalue(X, polished.params[r], settings)
+    return polished._replace(max_eigenvalue=eig)
 
 
 def best_known(bank: BestKnown | None, polished: PolishedRestarts | None, n_starts: int):

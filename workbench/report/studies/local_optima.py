@@ -88,7 +88,7 @@ def restart_outcomes(exp: Experiment) -> pd.DataFrame:
         rows[column] = rows[column].fillna(default) if column in rows else default
     kind = rows["failure_kind"].astype(str)
     rows["failed"] = kind.isin(LOCAL_OPTIMUM_KINDS).astype(float)
-    for name in ("gross", "minor", "degenerate", "unresolved"):
+    for name in ("gross", "minor", "degenerate", "saddle", "unresolved"):
         rows[name] = (kind == name).astype(float)
     best = pd.to_numeric(rows["best"], errors="coerce").fillna(0).astype(bool)
     returned = rows.loc[best, ["cell_id", "failed"]].rename(columns={"failed": "cell_failed"})
@@ -259,7 +259,7 @@ TABLE_BY = ["arm", "data.weights", "data.d", "data.separation", "fit.init", "dat
 
 def rate_table(outcomes: pd.DataFrame) -> pd.DataFrame:
     """Per arm, weights, d, separation, init and K: starts, local-optimum rate (95% CI, k/n),
-    gross / minor / degenerate / unresolved counts, the returned fit's local-optimum rate and
+    gross / minor / degenerate / saddle / unresolved counts, the returned fit's local-optimum rate and
     the median gap of the local optima."""
     rows = []
     for key, group in outcomes.groupby(TABLE_BY, sort=True):
@@ -275,6 +275,7 @@ def rate_table(outcomes: pd.DataFrame) -> pd.DataFrame:
                 "gross": int(group["gross"].sum()),
                 "minor": int(group["minor"].sum()),
                 "degenerate": int(group["degenerate"].sum()),
+                "saddle": int(group["saddle"].sum()),
                 "unresolved": int(group["unresolved"].sum()),
                 "returned fit a local optimum": rate_text(returned, "fits"),
                 "median gap (nats)": float(gaps.median()) if len(gaps) else np.nan,
@@ -310,9 +311,9 @@ def _counts_sentence(outcomes: pd.DataFrame) -> str:
         f"{len(outcomes)} EM fits (restarts) in {outcomes['cell_id'].nunique()} cells on "
         f"{outcomes.groupby(DATA_SET).ngroups} data sets, judged by rule {rules}: "
         f"{get('minor') + get('gross') + get('below')} local optima ({get('gross')} gross, "
-        f"{get('minor')} minor{below or ''}), {get('degenerate')} degenerate and "
-        f"{get('unresolved')} unresolved (still moving after polishing), none of which counts "
-        "as a local optimum; "
+        f"{get('minor')} minor{below or ''}), {get('degenerate')} degenerate, {get('saddle')} "
+        f"saddle points (EM-map Jacobian eigenvalue above 1) and {get('unresolved')} "
+        "unresolved (still moving after polishing), none of which counts as a local optimum; "
         f"{get('best')} reached the best known optimum."
     )
 
@@ -466,8 +467,9 @@ def local_optima_section(ctx: ReportContext, section: Section) -> None:
         "reference bank (EM from the truth and from k-means++ and random-data-point starts, "
         "seeded by the data, so every cell on one data set shares it) and the cell's own "
         "polished restarts. Gross local optima merge, split or swap a cluster; minor ones do "
-        "not. Degenerate runs and runs still moving after polishing (unresolved) are counted "
-        "apart. Rates carry 95% Wilson intervals and their counts. A small_em restart is itself "
+        "not. Degenerate runs, saddle points (the EM map's Jacobian at the polished fit has an "
+        "eigenvalue above 1, so EM would leave it, however slowly) and runs still moving after "
+        "polishing (unresolved) are counted apart. Rates carry 95% Wilson intervals and their counts. A small_em restart is itself "
         "the best of many short EM runs, so it costs more than one start of the other strategies."
     )
     arms = list(dict.fromkeys(outcomes.loc[outcomes["equal_weights"], "arm"]))
