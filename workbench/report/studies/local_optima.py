@@ -259,8 +259,8 @@ TABLE_BY = ["arm", "data.weights", "data.d", "data.separation", "fit.init", "dat
 
 def rate_table(outcomes: pd.DataFrame) -> pd.DataFrame:
     """Per arm, weights, d, separation, init and K: starts, local-optimum rate (95% CI, k/n),
-    gross / minor / degenerate / saddle / unresolved counts, the returned fit's local-optimum rate and
-    the median gap of the local optima."""
+    gross / minor / degenerate / saddle / unresolved counts, the returned fit's local-optimum
+    rate and the median gap of the local optima."""
     rows = []
     for key, group in outcomes.groupby(TABLE_BY, sort=True):
         stats = rate_ci(group["failed"].to_numpy(), group[DATA_SET].astype(str).agg("|".join, 1))
@@ -469,8 +469,8 @@ def local_optima_section(ctx: ReportContext, section: Section) -> None:
         "polished restarts. Gross local optima merge, split or swap a cluster; minor ones do "
         "not. Degenerate runs, saddle points (the EM map's Jacobian at the polished fit has an "
         "eigenvalue above 1, so EM would leave it, however slowly) and runs still moving after "
-        "polishing (unresolved) are counted apart. Rates carry 95% Wilson intervals and their counts. A small_em restart is itself "
-        "the best of many short EM runs, so it costs more than one start of the other strategies."
+        "polishing (unresolved) are counted apart. Rates carry 95% Wilson intervals and their "
+        "counts. A small_em restart is itself the best of many short EM runs, so it costs more than one start of the other strategies."
     )
     arms = list(dict.fromkeys(outcomes.loc[outcomes["equal_weights"], "arm"]))
     drawn = [figure_vs_k(outcomes, arm, ctx.figures_dir) for arm in arms]
