@@ -470,7 +470,8 @@ def local_optima_section(ctx: ReportContext, section: Section) -> None:
         "not. Degenerate runs, saddle points (the EM map's Jacobian at the polished fit has an "
         "eigenvalue above 1, so EM would leave it, however slowly) and runs still moving after "
         "polishing (unresolved) are counted apart. Rates carry 95% Wilson intervals and their "
-        "counts. A small_em restart is itself the best of many short EM runs, so it costs more than one start of the other strategies."
+        "counts. A small_em restart is itself the best of many short EM runs, so it costs more "
+        "than one start of the other strategies."
     )
     arms = list(dict.fromkeys(outcomes.loc[outcomes["equal_weights"], "arm"]))
     drawn = [figure_vs_k(outcomes, arm, ctx.figures_dir) for arm in arms]
