@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binomtest
 
 from workbench.report import build_report
 from workbench.report.summary import (
@@ -21,6 +22,7 @@ from workbench.report.summary import (
     load_experiment,
     paired,
     pairs,
+    rate_ci,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -181,7 +183,11 @@ def test_summaries_come_from_replicate_rows_with_mc_errors(stored):
         flags = rows["failed"].astype(float).to_numpy()
         p = flags.mean()
         assert row["failure rate"] == pytest.approx(p)
-        assert row["failure rate se"] == pytest.approx(np.sqrt(p * (1 - p) / len(flags)))
+        lower, upper = binomtest(int(flags.sum()), len(flags)).proportion_ci(method="wilson")
+        stats = rate_ci(flags)
+        assert (stats["lower"], stats["upper"]) == pytest.approx((lower, upper), abs=1e-6)
+        assert f"; {int(flags.sum())}/{len(flags)} fits)" in row["failure rate (95% CI)"]
+        assert "failure rate se" not in row  # never "0 ± 0" from a handful of replicates
         rmse = rows["overall_rmse"].to_numpy(dtype=float)
         got = row[["overall RMSE", "overall RMSE se"]].to_numpy(dtype=float)
         np.testing.assert_allclose(got, [rmse.mean(), rmse.std(ddof=1) / np.sqrt(len(rmse))])

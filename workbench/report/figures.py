@@ -225,9 +225,10 @@ def failure_rate_figures(data: ReportData, out: Path) -> list[Figure]:
               "per-start failure rate", unit=True),
     ]  # fmt: skip
     note = (
-        "A fit fails when its log-likelihood is more than 1e-3 nats per point below the best "
-        "known optimum (truth-started fit and all restarts). Binomial error bars for the "
-        "returned fit, sd/sqrt(m) for the per-start rate."
+        "A fit fails when, polished to its fixed point, it is a local optimum: more than "
+        "1e-6 + 1e-8 |L| nats below the best known optimum (reference bank and all restarts) "
+        "with parameters that differ (rule fixed-point-v1; degenerate fits are not failures). "
+        "Binomial error bars for the returned fit, sd/sqrt(m) for the per-start rate."
     )
     return metric_figures(data, out, "failure_rate", "Failure rate", panels, note)
 
