@@ -264,7 +264,7 @@ class EMFitter:
         polished = bank.polish_restarts(X, run, settings, engine)
         known = bank.best_known(optimum, polished, 1 + sum(starts.values()))
         if known is not None:
-            polished = bank.with_stability(X, polished, known.loglik, settings)
+            polished = bank.with_stability(X, polished, known.loglik, settings, engine)
         return truth_loglik, known, polished
 
 
