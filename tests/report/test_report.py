@@ -182,11 +182,11 @@ def test_summaries_come_from_replicate_rows_with_mc_errors(stored):
         rows = table[(table["fitter"] == row["fitter"]) & (table["data"] == row["data"])]
         flags = rows["failed"].astype(float).to_numpy()
         p = flags.mean()
-        assert row["failure rate"] == pytest.approx(p)
+        assert row["local-optimum rate"] == pytest.approx(p)
         lower, upper = binomtest(int(flags.sum()), len(flags)).proportion_ci(method="wilson")
         stats = rate_ci(flags)
         assert (stats["lower"], stats["upper"]) == pytest.approx((lower, upper), abs=1e-6)
-        assert f"; {int(flags.sum())}/{len(flags)} fits)" in row["failure rate (95% CI)"]
+        assert f"; {int(flags.sum())}/{len(flags)} fits)" in row["local-optimum rate (95% CI)"]
         assert "failure rate se" not in row  # never "0 ± 0" from a handful of replicates
         rmse = rows["overall_rmse"].to_numpy(dtype=float)
         got = row[["overall RMSE", "overall RMSE se"]].to_numpy(dtype=float)

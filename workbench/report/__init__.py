@@ -222,13 +222,14 @@ def findings(data: ReportData) -> list[str]:
         low = min(r[0]["rate"] for r in rates)
         if high == low:
             out.append(
-                f"Failure rate (returned fit a local optimum) {high:.3g} in every condition: "
+                f"Local-optimum rate of the returned fit {high:.3g} in every condition: "
                 + "; ".join(f"{name}: {rate_text(stats)}" for stats, name in rates)
                 + "."
             )
         else:
             out.append(
-                f"Highest failure rate: {_extreme(rates, high)}; lowest: {_extreme(rates, low)}."
+                f"Highest local-optimum rate of the returned fit: {_extreme(rates, high)}; lowest: "
+                f"{_extreme(rates, low)}."
             )
     for a, b in pairs(table):
         mean, se, m = mean_se(paired(table, a, b, "overall_rmse")["difference"].to_numpy())

@@ -311,7 +311,7 @@ def _restart_rate(ok: pd.DataFrame) -> dict[str, float] | None:
 
 def condition_summary(table: pd.DataFrame) -> pd.DataFrame:
     """One row per (experiment, fitter, data) condition: fits, errors, the returned fit's
-    failure (local-optimum) rate with ``failure rate`` its value and ``failure rate (95% CI)``
+    local-optimum rate with ``local-optimum rate`` its value and ``local-optimum rate (95% CI)``
     its Wilson interval and counts, the degenerate share and the per-start local-optimum rate
     likewise, and each mean quantity as (value, se) pairs in columns ``<name>`` and
     ``<name> se``."""
@@ -323,8 +323,8 @@ def condition_summary(table: pd.DataFrame) -> pd.DataFrame:
         row["errors"] = int(len(group) - len(ok))
         if "failed" in ok and ok["failed"].notna().any():
             stats = rate_ci(pd.to_numeric(ok["failed"], errors="coerce").to_numpy(dtype=float))
-            row["failure rate"] = stats["rate"]
-            row["failure rate (95% CI)"] = rate_text(stats)
+            row["local-optimum rate"] = stats["rate"]
+            row["local-optimum rate (95% CI)"] = rate_text(stats)
         if ok["method"].eq("em").any():
             stats = rate_ci((ok["status"] == "degenerate").to_numpy(dtype=float))
             row["degenerate (95% CI)"] = rate_text(stats)
