@@ -156,6 +156,18 @@ def test_best_known_parameters_are_carried_and_shared_by_every_init():
     assert np.array_equal(first, data_rng(data.X.copy()).integers(1 << 30, size=4))
 
 
+def test_a_wrong_k_fit_is_judged_against_the_bank_and_no_reference_means_no_verdict():
+    data = generate("gaussian_mixture", np.random.default_rng(0), n=300, K=3, d=1,
+                    separation=3.0)  # fmt: skip
+    wrong_k = EMFitter(n_components=2, n_restarts=5).fit(data, np.random.default_rng(0))
+    assert wrong_k.diagnostics["reference_starts"] == 8  # the bank, without a truth start
+    assert np.isnan(wrong_k.diagnostics["truth_start_loglik"])
+    assert evaluate_fit(data, wrong_k)["failure_kind"] == "best"
+    alone = EMFitter(n_restarts=5, reference=False).fit(data, np.random.default_rng(0))
+    metrics = evaluate_fit(data, alone)
+    assert metrics["failure_kind"] == "unjudged" and metrics["failed"] is None
+
+
 def test_reference_starts_are_validated():
     with pytest.raises(ValueError, match="reference_starts"):
         EMFitter(reference_starts={"nope": 3})

@@ -222,6 +222,8 @@ def _restart_verdicts(result: FitResult) -> list[dict[str, Any]]:
         gap = float(reference - row["polished_loglik"]) if np.isfinite(reference) else np.nan
         eig = row.get("max_eigenvalue", np.nan)
         kind = judge(str(status), gap, reference, distance, change, row["polished_status"], eig)
+        if polished is None and kind != "degenerate":
+            kind = "unjudged"  # no reference bank, no polishing: no verdict
         row.update(gap=gap, param_distance=distance, cluster_change=change, failure_kind=kind)
         row["failed"] = kind in LOCAL_OPTIMUM_KINDS
         out.append(row)

@@ -39,7 +39,8 @@ class EMFitter:
     runs, from the truth and from ``reference_starts`` (init name -> number of starts; None: the
     default bank of :mod:`workbench.em.reference`), seeded from the data so that every cell on one
     data set shares it; every restart and the bank's best are then polished (EM to a tight
-    tolerance) so that a verdict judges fixed points. Needs a truth with the fitted K and d.
+    tolerance) so that a verdict judges fixed points. The truth start needs a truth with the
+    fitted K and d; without a reference no verdict is given (``failure_kind`` unjudged).
     engine: ``numpy`` (the reference step functions), ``numba`` (fused kernels) or ``auto``.
     acceleration: None (plain EM) or ``"squarem"`` (Varadhan & Roland 2008; restarts then run
     one after another, and ``n_iter`` counts EM-map evaluations).
@@ -248,21 +249,23 @@ class EMFitter:
         return weights, means, convert_covariances(full, weights, cov_type)
 
     def _reference(self, X, K, truth, settings, engine, run: EMRun):
-        """(truth-start log-likelihood, best known optimum, polished restarts); the last two
-        None without a reference (``reference = false``, or no truth with this K and d)."""
-        if not self.reference or truth is None or truth.n_components != K:
+        """(truth-start log-likelihood, best known optimum, polished restarts); NaN / None
+        without a reference (``reference = false``). The truth start joins the bank when the
+        data set has a truth with this K and d."""
+        if not self.reference:
             return np.nan, None, None
-        if truth.n_features != X.shape[1]:
-            return np.nan, None, None
-        given = _truth_in_type(truth, K, self.covariance_type, "init")
-        truth_start = tuple(given[k][None] for k in ("weights", "means", "covariances"))
+        truth_start = None
+        if truth is not None and truth.n_components == K and truth.n_features == X.shape[1]:
+            given = _truth_in_type(truth, K, self.covariance_type, "init")
+            truth_start = tuple(given[k][None] for k in ("weights", "means", "covariances"))
         runner = lambda X, start: ACCELERATIONS[self.acceleration](X, start, settings, engine)  # noqa: E731
         starts = bank.DEFAULT_STARTS if self.reference_starts is None else self.reference_starts
         optimum, truth_loglik = bank.bank_optimum(
             X, K, settings, starts, engine, runner, truth_start
         )
         polished = bank.polish_restarts(X, run, settings, engine)
-        known = bank.best_known(optimum, polished, 1 + sum(starts.values()))
+        n_starts = (truth_start is not None) + sum(starts.values())
+        known = bank.best_known(optimum, polished, n_starts)
         if known is not None:
             polished = bank.with_stability(X, polished, known.loglik, settings, engine)
         return truth_loglik, known, polished
