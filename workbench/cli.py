@@ -372,8 +372,17 @@ def _fmt(value: Any, se: Any) -> str:
     )
 
 
+def _fmt_rate(row: Any, name: str) -> str | None:
+    """A rate with its 95% Wilson interval, ``0.25 [0.14, 0.4]``; None for other columns."""
+    lower = row.get(f"{name}_lower")
+    if lower is None or row.get(name) is None or math.isnan(row.get(name)):
+        return None
+    return f"{row[name]:.3g} [{lower:.2g}, {row[f'{name}_upper']:.2g}]"
+
+
 def print_summary(directory: Path) -> None:
-    """Failure rate and mean metrics per fitter x data condition, with MC standard errors."""
+    """Failure rate (95% Wilson interval) and mean metrics (± MC standard error) per fitter x
+    data condition."""
     from rich.console import Console
     from rich.table import Table
 
@@ -383,14 +392,16 @@ def print_summary(directory: Path) -> None:
     if summary.empty:
         print("no finished fits yet")
         return
-    table = Table(title=f"{directory}: mean ± Monte Carlo standard error over replicates")
+    table = Table(
+        title=f"{directory}: rate [95% Wilson interval]; mean ± Monte Carlo standard error"
+    )
     metrics = [c for c in summary.columns if c not in ("fitter", "data", "fits", "errors")]
-    metrics = [c for c in metrics if not c.endswith("_se")]
+    metrics = [c for c in metrics if not c.endswith(("_se", "_lower", "_upper", "_n"))]
     for column in ("fitter", "data", "fits", "errors", *metrics):
         table.add_column(column, justify="left" if column in ("fitter", "data") else "right")
     for _, row in summary.iterrows():
         cells = [str(row["fitter"]), str(row["data"]), str(row["fits"]), str(row["errors"])]
-        cells += [_fmt(row.get(m), row.get(f"{m}_se")) for m in metrics]
+        cells += [_fmt_rate(row, m) or _fmt(row.get(m), row.get(f"{m}_se")) for m in metrics]
         table.add_row(*cells)
     Console(width=None if sys.stdout.isatty() else 160).print(table)
     if "compile_time" in summary:

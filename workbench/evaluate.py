@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from scipy.optimize import linear_sum_assignment
 from scipy.special import comb
 
 from workbench.data.dataset import Dataset
@@ -17,27 +18,55 @@ from workbench.fitters import FitResult
 from workbench.matching import match_components, matched_truth_index, matching_cost
 from workbench.params import MixtureParams
 
-# A fit "fails" when its log-likelihood is more than this many nats per data point below the
-# best known optimum. Why 1e-3: a converged EM run at tol=1e-8 sits within ~1e-8 |L| / (1 - rate)
-# of its optimum (<< 1e-3 n even at rate 0.999), while a genuine local optimum that merges or
-# splits a true cluster loses O(n / K) nats, i.e. O(0.1) per point or more.
 __all__ = [
-    "FAILURE_GAP_PER_POINT",
+    "FAILURE_RULE",
     "adjusted_rand_index",
     "evaluate_fit",
     "interval_coverage",
-    "is_failure",
+    "judge",
     "loglik_gap",
+    "loglik_tolerance",
+    "cluster_change",
     "match_components",
     "matched_truth_index",
     "matching_cost",
     "mc_standard_error_mean",
     "mc_standard_error_rate",
+    "parameter_distance",
+    "rate_interval",
     "recovery_errors",
     "restart_table",
+    "wilson_interval",
 ]
 
-FAILURE_GAP_PER_POINT = 1e-3
+# ---- the failure rule ----------------------------------------------------------------------------
+# A fit (one EM restart) is a LOCAL OPTIMUM when, judged at its polished fixed point (EM continued
+# to a relative change of 1e-12, workbench.em.reference), (1) its log-likelihood lies more than
+# LOGLIK_ABS_TOL + LOGLIK_REL_TOL * |L_best| nats below the best known optimum L_best, and (2) its
+# Hungarian-matched parameters differ from the best known fit's by more than PARAM_TOL: weights
+# (absolute), means (in data standard deviations per dimension) or covariance entries (in products
+# of data sds). Why these: after polishing, a run sits within ~1e-9 |L| of its fixed point (rate
+# <= 0.999), so the relative tolerance 1e-8 |L| is ten times that, and a different fixed point
+# 0.008 nats below (the smallest gap seen with overlapping components) is still caught at
+# |L| < 8e5; neither term grows like n times a per-point threshold. A run that has not finished
+# converging moves towards the best known fit, so it fails (2) or, still moving after polishing,
+# is "unresolved" (not counted as a local optimum). Severity: GROSS when, after the matching, some
+# component of the best known fit changed beyond GROSS_CHANGE: its matched fitted mean lies more
+# than one of its own standard deviations away (Mahalanobis), or its weight halved or doubled,
+# i.e. a cluster was merged with another, split, or taken by the wrong component; MINOR otherwise.
+# A polished fit whose EM-map Jacobian has an eigenvalue above 1 + SADDLE_TOL is a SADDLE (a
+# fixed point EM leaves, however slowly: with overlapping components it can pass a relative
+# change of 1e-12 and climb to the best known optimum thousands of iterations later): not a local
+# optimum. Degenerate runs are their own kind, never a local optimum either.
+FAILURE_RULE = "fixed-point-v1"
+LOGLIK_ABS_TOL = 1e-6
+LOGLIK_REL_TOL = 1e-8
+PARAM_TOL = 1e-2
+GROSS_CHANGE = 1.0
+SADDLE_TOL = 1e-6  # >> the ~1e-10 error of the central-difference Jacobian
+LOCAL_OPTIMUM_KINDS = ("minor", "gross", "below")
+KINDS = ("best", "minor", "gross", "below", "degenerate", "saddle", "unresolved", "unjudged")
+Z95 = 1.959963984540054
 
 
 def recovery_errors(fitted: MixtureParams, truth: MixtureParams) -> dict[str, Any]:
@@ -74,9 +103,131 @@ def loglik_gap(loglik: float | np.ndarray, reference: float) -> float | np.ndarr
     return reference - np.asarray(loglik, dtype=float)
 
 
-def is_failure(gap, n: int, threshold_per_point: float = FAILURE_GAP_PER_POINT):
-    """True where the gap exceeds ``threshold_per_point * n`` nats."""
-    return np.asarray(gap) > threshold_per_point * n
+def loglik_tolerance(reference: float) -> float:
+    """Nats a polished fit may lie below the best known optimum and still count as reaching it."""
+    return LOGLIK_ABS_TOL + LOGLIK_REL_TOL * abs(reference)
+
+
+def _matched(fitted: MixtureParams, best: MixtureParams, sd: np.ndarray) -> np.ndarray:
+    """Index of the fitted component matched to each of best's (K,), by the Hungarian algorithm
+    on squared differences of weights, means (data sds) and covariances (products of data sds)."""
+    scale = np.outer(sd, sd)
+    flat = [
+        np.concatenate(
+            [
+                p.weights[:, None],
+                p.means / sd,
+                (p.full_covariances() / scale).reshape(len(p.weights), -1),
+            ],
+            axis=1,
+        )
+        for p in (fitted, best)
+    ]
+    cost = ((flat[0][:, None, :] - flat[1][None, :, :]) ** 2).sum(-1)
+    rows, cols = linear_sum_assignment(cost)
+    return rows[np.argsort(cols)]
+
+
+def parameter_distance(fitted: MixtureParams, best: MixtureParams, sd: np.ndarray) -> float:
+    """Largest difference of a matched parameter between two K-component fits: weights
+    (absolute), means (data sds) or covariance entries (products of data sds). ``sd`` (d,)."""
+    if fitted.n_components != best.n_components:
+        return np.inf
+    sd = np.asarray(sd, dtype=float)
+    order = _matched(fitted, best, sd)
+    diffs = (
+        fitted.weights[order] - best.weights,
+        (fitted.means[order] - best.means) / sd,
+        (fitted.full_covariances()[order] - best.full_covariances()) / np.outer(sd, sd),
+    )
+    return float(max(np.max(np.abs(d)) for d in diffs))
+
+
+def cluster_change(fitted: MixtureParams, best: MixtureParams, sd: np.ndarray) -> float:
+    """Largest change of a best-known component under the matching: max over k of the
+    Mahalanobis distance (under best's covariance k) from its mean to its matched fitted mean,
+    and of |log2(fitted weight / best weight)|. Above 1 (GROSS_CHANGE): a cluster merged,
+    split or taken by the wrong component."""
+    if fitted.n_components != best.n_components:
+        return np.inf
+    order = _matched(fitted, best, np.asarray(sd, dtype=float))
+    diff = fitted.means[order] - best.means
+    solved = np.linalg.solve(best.full_covariances(), diff[..., None])[..., 0]
+    shift = np.sqrt(np.maximum(np.sum(diff * solved, axis=-1), 0.0))
+    with np.errstate(divide="ignore"):
+        ratio = np.abs(np.log2(fitted.weights[order] / best.weights))
+    return float(max(shift.max(), ratio.max()))
+
+
+def judge(
+    status: str,
+    gap: float,
+    reference: float,
+    distance: float = np.nan,
+    change: float = np.nan,
+    polished_status: str = "converged",
+    max_eigenvalue: float = np.nan,
+) -> str:
+    """The kind of one fit under FAILURE_RULE: ``best`` (reached the best known optimum),
+    ``minor`` / ``gross`` (a local optimum), ``below`` (below it, parameters not compared),
+    ``degenerate``, ``saddle`` (EM-map Jacobian eigenvalue above 1), ``unresolved`` (still
+    moving after polishing) or ``unjudged`` (no reference).
+    ``gap`` is measured from the polished log-likelihood."""
+    if status == "degenerate" or polished_status == "degenerate":
+        return "degenerate"
+    if not (np.isfinite(gap) and np.isfinite(reference)):
+        return "unjudged"
+    if gap <= loglik_tolerance(reference) or distance <= PARAM_TOL:
+        return "best"
+    if polished_status != "converged":
+        return "unresolved"
+    if max_eigenvalue > 1.0 + SADDLE_TOL:
+        return "saddle"
+    if not np.isfinite(distance):
+        return "below"
+    return "gross" if change > GROSS_CHANGE else "minor"
+
+
+def mixture_sd(params: MixtureParams) -> np.ndarray:
+    """Per-dimension standard deviation (d,) of the mixture's marginal distribution. At a
+    maximum-likelihood fit with free parameters it equals the data's (EM preserves the first two
+    moments), so it serves as the data-sd unit of :func:`parameter_distance`."""
+    w = params.weights[:, None]
+    mean = (w * params.means).sum(axis=0)
+    second = w * (np.diagonal(params.full_covariances(), axis1=1, axis2=2) + params.means**2)
+    sd = np.sqrt(np.maximum(second.sum(axis=0) - mean**2, 0.0))
+    return np.where(sd > 0, sd, 1.0)
+
+
+def _restart_verdicts(result: FitResult) -> list[dict[str, Any]]:
+    """Per restart: polished log-likelihood, gap, parameter distances and kind."""
+    reference = result.diagnostics.get("reference_loglik", np.nan)
+    known = result.best_known.params if result.best_known is not None else None
+    sd = mixture_sd(known) if known is not None else None
+    restarts = result.restarts
+    polished = restarts.polished
+    out = []
+    for r, (ll, status) in enumerate(zip(restarts.loglik, restarts.status, strict=True)):
+        row: dict[str, Any] = {"polished_loglik": float(ll), "polished_status": "converged"}
+        distance = change = np.nan
+        if polished is not None:
+            row["polished_loglik"] = float(polished.loglik[r])
+            row["polished_status"] = str(polished.status[r])
+            row["polished_iter"] = int(polished.n_iter[r])
+            if polished.max_eigenvalue is not None:
+                row["max_eigenvalue"] = float(polished.max_eigenvalue[r])
+            if known is not None and polished.params[r] is not None:
+                distance = parameter_distance(polished.params[r], known, sd)
+                change = cluster_change(polished.params[r], known, sd)
+        gap = float(reference - row["polished_loglik"]) if np.isfinite(reference) else np.nan
+        eig = row.get("max_eigenvalue", np.nan)
+        kind = judge(str(status), gap, reference, distance, change, row["polished_status"], eig)
+        if polished is None and kind != "degenerate":
+            kind = "unjudged"  # no reference bank, no polishing: no verdict
+        row.update(gap=gap, param_distance=distance, cluster_change=change, failure_kind=kind)
+        row["failed"] = kind in LOCAL_OPTIMUM_KINDS
+        out.append(row)
+    return out
 
 
 def adjusted_rand_index(labels_true: np.ndarray, labels_pred: np.ndarray) -> float:
@@ -115,7 +266,12 @@ def interval_coverage(
 
 
 def evaluate_fit(dataset: Dataset, result: FitResult) -> dict[str, Any]:
-    """Flat metrics of one fit for the results store (numbers and short strings)."""
+    """Flat metrics of one fit for the results store (numbers and short strings).
+
+    With restarts (EM): ``gap`` (nats, polished), ``failure_kind`` and ``failed`` (a local
+    optimum under FAILURE_RULE, named in ``failure_rule``) of the returned fit, its
+    ``param_distance`` and ``cluster_change`` to the best known fit, and the fractions of restarts
+    that ended in a local optimum, degenerate or unresolved."""
     metrics: dict[str, Any] = {
         "status": result.status,
         "loglik": result.loglik,
@@ -125,42 +281,94 @@ def evaluate_fit(dataset: Dataset, result: FitResult) -> dict[str, Any]:
     reference = result.diagnostics.get("reference_loglik", np.nan)
     if result.params is None:
         return metrics
-    n = dataset.n
-    gap = float(loglik_gap(result.loglik, reference)) if np.isfinite(reference) else np.nan
-    metrics["gap"] = gap
-    metrics["failed"] = bool(is_failure(gap, n)) if np.isfinite(gap) else None
+    if result.restarts is not None:
+        verdicts = _restart_verdicts(result)
+        mine = verdicts[result.restarts.best]
+        kinds = np.array([v["failure_kind"] for v in verdicts])
+        metrics.update({k: mine[k] for k in ("gap", "param_distance", "cluster_change")})
+        metrics["failure_kind"] = mine["failure_kind"]
+        judged = mine["failure_kind"] != "unjudged"
+        metrics["failed"] = bool(mine["failed"]) if judged else None
+        metrics["failure_rule"] = FAILURE_RULE
+        if judged:
+            metrics["restart_failure_rate"] = float(np.isin(kinds, LOCAL_OPTIMUM_KINDS).mean())
+            metrics["restart_degenerate_rate"] = float(np.mean(kinds == "degenerate"))
+            metrics["restart_unresolved_rate"] = float(np.mean(kinds == "unresolved"))
+            metrics["restart_saddle_rate"] = float(np.mean(kinds == "saddle"))
+    else:  # no restarts (Bayes): the gap alone, no verdict
+        gap = float(loglik_gap(result.loglik, reference)) if np.isfinite(reference) else np.nan
+        metrics["gap"] = gap
     errors = recovery_errors(result.params, dataset.truth)
     metrics.update({k: v for k, v in errors.items() if np.isscalar(v)})
     metrics["ari"] = adjusted_rand_index(dataset.labels, result.params.predict(dataset.X))
     if result.intervals:
         metrics.update(interval_coverage(result.intervals, result.params, dataset.truth))
-    if result.restarts is not None and np.isfinite(reference):
-        gaps = loglik_gap(result.restarts.loglik, reference)
-        failed = is_failure(gaps, n) | (result.restarts.status == "degenerate")
-        metrics["restart_failure_rate"] = float(np.mean(failed))
     return metrics
 
 
-def restart_table(result: FitResult, n: int) -> list[dict[str, Any]]:
-    """One row per restart: restart, loglik, status, n_iter, gap and failed."""
+def restart_table(result: FitResult, n: int | None = None) -> list[dict[str, Any]]:
+    """One row per restart: restart, loglik, status, n_iter, gap, failed (a local optimum), and
+    the verdict's inputs and kind (polished_loglik, polished_status, polished_iter,
+    param_distance, cluster_change, failure_kind). ``n`` is accepted for compatibility."""
     if result.restarts is None:
         return []
-    reference = result.diagnostics.get("reference_loglik", np.nan)
-    rows = []
-    for r, (ll, status, iters) in enumerate(zip(*result.restarts[:3], strict=True)):
-        gap = float(reference - ll) if np.isfinite(reference) else np.nan
-        failed = bool(status == "degenerate" or (np.isfinite(gap) and is_failure(gap, n)))
-        rows.append(
-            {
-                "restart": r,
-                "loglik": float(ll),
-                "status": str(status),
-                "n_iter": int(iters),
-                "gap": gap,
-                "failed": failed,
-            }
-        )
-    return rows
+    restarts = result.restarts
+    return [
+        {
+            "restart": r,
+            "loglik": float(restarts.loglik[r]),
+            "status": str(restarts.status[r]),
+            "n_iter": int(restarts.n_iter[r]),
+            **verdict,
+        }
+        for r, verdict in enumerate(_restart_verdicts(result))
+    ]
+
+
+def wilson_interval(successes: float, trials: float, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval (default 95%) for a binomial proportion; (nan, nan) without trials.
+    ``successes`` and ``trials`` may be effective (non-integer) counts."""
+    if not trials > 0:
+        return np.nan, np.nan
+    p = successes / trials
+    denom = 1.0 + z**2 / trials
+    centre = (p + z**2 / (2 * trials)) / denom
+    half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
+    lower = 0.0 if successes <= 0 else max(0.0, centre - half)  # exact at the ends, no round-off
+    upper = 1.0 if successes >= trials else min(1.0, centre + half)
+    return float(lower), float(upper)
+
+
+def rate_interval(flags, clusters=None) -> dict[str, float]:
+    """A rate of 0/1 ``flags`` (NaN dropped) with its Wilson 95% interval.
+
+    ``clusters`` (same length): labels of correlated groups (e.g. restarts on one data set).
+    The interval then uses Kish's effective sample size n / deff, with the design effect deff
+    (>= 1) from the cluster-robust variance of the rate; 0/n and n/n keep deff = 1.
+    Returns rate, lower, upper, k (successes), n (trials), n_eff, clusters.
+    """
+    x = np.asarray(flags, dtype=float)
+    keep = np.isfinite(x)
+    x = x[keep]
+    n, k = x.size, float(x.sum())
+    out = {"rate": np.nan, "lower": np.nan, "upper": np.nan, "k": k, "n": n, "n_eff": float(n)}
+    out["clusters"] = n
+    if n == 0:
+        return out
+    p = k / n
+    deff = 1.0
+    if clusters is not None:
+        labels = np.asarray(clusters)[keep]
+        _, groups = np.unique(labels, return_inverse=True)
+        c = groups.max() + 1
+        out["clusters"] = int(c)
+        if c > 1 and 0 < p < 1:
+            resid = np.bincount(groups, weights=x - p, minlength=c)
+            robust = c / (c - 1) * np.sum(resid**2) / n**2
+            deff = max(1.0, robust / (p * (1 - p) / n))
+    lower, upper = wilson_interval(p * n / deff, n / deff)
+    out.update(rate=p, lower=lower, upper=upper, n_eff=n / deff)
+    return out
 
 
 def mc_standard_error_rate(rate: float, n_replicates: int) -> float:

@@ -23,6 +23,35 @@ class RestartSummary(NamedTuple):
     n_iter: np.ndarray
     best: int  # index of the restart returned as the fit
     traces: list[np.ndarray] | None = None  # per restart: objective per iteration
+    polished: PolishedRestarts | None = None  # each restart continued to a tight tolerance
+
+
+class PolishedRestarts(NamedTuple):
+    """Every restart continued by EM to a tight tolerance before it is judged (arrays (R,)).
+
+    status: ``converged`` (at the tight tolerance), ``max_iter`` (still moving: unresolved) or
+    ``degenerate`` (degenerate in the run, or while polishing). params: the polished mixture per
+    restart (None where degenerate). max_eigenvalue: largest real eigenvalue of the EM map's
+    Jacobian at the polished fit, computed for restarts below the best known optimum (NaN
+    elsewhere): above 1 the fixed point is a saddle EM slowly leaves, not a local maximum.
+    """
+
+    loglik: np.ndarray
+    status: np.ndarray  # str
+    n_iter: np.ndarray  # further iterations
+    params: list[MixtureParams | None]
+    max_eigenvalue: np.ndarray | None = None
+
+
+class BestKnown(NamedTuple):
+    """The best known optimum of a data set and model: log-likelihood (nats), the polished
+    parameters, where it came from (``truth``, an init name of the reference bank, or
+    ``restart <r>``) and the number of bank starts behind it."""
+
+    loglik: float
+    params: MixtureParams | None
+    source: str
+    n_starts: int
 
 
 @dataclass(frozen=True, eq=False)
@@ -41,6 +70,7 @@ class FitResult:
     intervals: per parameter name ("weights", "means", "scales"), (lower, upper) arrays in the
     same component order as ``params``, or None.
     posterior: an ArviZ InferenceData for Bayes fits, else None.
+    best_known: the optimum a failure verdict is measured against (EM with a reference), or None.
     """
 
     method: str
@@ -54,6 +84,7 @@ class FitResult:
     restarts: RestartSummary | None = None
     intervals: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     posterior: Any = None
+    best_known: BestKnown | None = None
 
 
 class Fitter(Protocol):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import binomtest
 
 from workbench.report import build_report
 from workbench.report.bayes_figures import converged_ok, diagnostics_table
@@ -22,6 +23,7 @@ from workbench.report.summary import (
     load_experiment,
     paired,
     pairs,
+    rate_ci,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -187,8 +189,12 @@ def test_summaries_come_from_replicate_rows_with_mc_errors(stored):
         rows = table[(table["fitter"] == row["fitter"]) & (table["data"] == row["data"])]
         flags = rows["failed"].astype(float).to_numpy()
         p = flags.mean()
-        assert row["failure rate"] == pytest.approx(p)
-        assert row["failure rate se"] == pytest.approx(np.sqrt(p * (1 - p) / len(flags)))
+        assert row["local-optimum rate"] == pytest.approx(p)
+        lower, upper = binomtest(int(flags.sum()), len(flags)).proportion_ci(method="wilson")
+        stats = rate_ci(flags)
+        assert (stats["lower"], stats["upper"]) == pytest.approx((lower, upper), abs=1e-6)
+        assert f"; {int(flags.sum())}/{len(flags)} fits)" in row["local-optimum rate (95% CI)"]
+        assert "failure rate se" not in row  # never "0 ± 0" from a handful of replicates
         rmse = rows["overall_rmse"].to_numpy(dtype=float)
         got = row[["overall RMSE", "overall RMSE se"]].to_numpy(dtype=float)
         np.testing.assert_allclose(got, [rmse.mean(), rmse.std(ddof=1) / np.sqrt(len(rmse))])

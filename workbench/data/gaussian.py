@@ -24,6 +24,11 @@ from workbench.data.dataset import Dataset
 from workbench.params import MixtureParams
 
 WEIGHT_MODES = ("equal", "dirichlet")
+PLACEMENTS = ("compact", "random_box")
+# random_box: the box's side is BOX_SPREAD * K^(1/d) * min_distance, so the K centres fill a
+# volume BOX_SPREAD^d times what they need; rejection sampling gives up after BOX_TRIES draws.
+BOX_SPREAD = 2.0
+BOX_TRIES = 100_000
 COVARIANCE_MODES = ("identity", "spherical", "diag", "full")
 WEIGHT_SUM_TOL = 1e-8
 
@@ -220,6 +225,35 @@ def place_means(rng: np.random.Generator, K: int, d: int, min_distance: float) -
     return points * (min_distance / min_mean_distance(points))
 
 
+def place_means_in_box(rng: np.random.Generator, K: int, d: int, min_distance: float) -> np.ndarray:
+    """Means (K, d) uniform at random in a box, no two closer than min_distance (Jin et al.'s
+    well-separated, spread-out centres), then centred and rescaled so that the minimum pairwise
+    distance equals min_distance exactly.
+
+    Sequential rejection sampling: each candidate is drawn uniformly in the cube of side
+    ``BOX_SPREAD * K^(1/d) * min_distance`` and kept when at least min_distance from every kept
+    centre. Raises ValueError if BOX_TRIES candidates do not suffice (cannot happen for d >= 1 at
+    this spread).
+    """
+    if K == 1:
+        return np.zeros((1, d))
+    if min_distance == 0:
+        return np.zeros((K, d))
+    side = BOX_SPREAD * K ** (1.0 / d) * min_distance
+    kept: list[np.ndarray] = []
+    for _ in range(BOX_TRIES):
+        point = rng.uniform(0.0, side, size=d)
+        if all(np.linalg.norm(point - other) >= min_distance for other in kept):
+            kept.append(point)
+            if len(kept) == K:
+                break
+    else:
+        raise bad_setting("placement", "random_box", f"could not place {K} centres in d={d}")
+    points = np.array(kept)
+    points -= points.mean(axis=0)
+    return points * (min_distance / min_mean_distance(points))
+
+
 def mixture_truth(
     rng: np.random.Generator,
     *,
@@ -233,11 +267,15 @@ def mixture_truth(
     max_condition: float,
     min_variance: float,
     max_variance: float,
+    placement: str = "compact",
 ) -> MixtureParams:
     """Validated weights, covariances and c-separated means, as a ``full`` MixtureParams.
 
+    placement: ``compact`` (:func:`place_means`) or ``random_box`` (:func:`place_means_in_box`).
     Draw order (fixed, for determinism): weights, covariances, means.
     """
+    if placement not in PLACEMENTS:
+        raise bad_setting("placement", placement, f"expected one of {', '.join(PLACEMENTS)}")
     K = check_int("K", K)
     d = check_int("d", d)
     separation = check_number("separation", separation, minimum=0.0)
@@ -246,7 +284,8 @@ def mixture_truth(
     covs = component_covariances(
         rng, K, d, covariance, variances, max_condition, min_variance, max_variance
     )
-    means = place_means(rng, K, d, separation * separation_unit(covs))
+    place = place_means if placement == "compact" else place_means_in_box
+    means = place(rng, K, d, separation * separation_unit(covs))
     return MixtureParams(w, means, covs, "full")
 
 
@@ -284,6 +323,7 @@ def gaussian_mixture(
     max_condition: float = 10.0,
     min_variance: float = 0.5,
     max_variance: float = 2.0,
+    placement: str = "compact",
 ) -> Dataset:
     """n points from a K-component Gaussian mixture in d dimensions, means c-separated.
 
@@ -294,12 +334,15 @@ def gaussian_mixture(
     variances: None for random covariances, else given: K variances (spherical), K lists of d
     variances (diag) or K d x d matrices (full); squared data units. max_condition, min_variance
     and max_variance shape random covariances only (module docstring).
+    placement: 'compact' (the default: greedy farthest points in a ball, rescaled, so the means
+    are packed about as tightly as the separation allows) or 'random_box' (uniform in a box with
+    a minimum distance, rejection-sampled: spread-out centres as in Jin et al. 2016).
     Returns X (n, d), labels (n,), truth as ``full`` MixtureParams, n_components_to_fit = K.
     """
     settings = {k: v for k, v in locals().items() if k != "rng"}
     K = check_int("K", K)
     n = check_n(n, K)
-    truth = mixture_truth(rng, **{k: settings[k] for k in TRUTH_SETTINGS})
+    truth = mixture_truth(rng, **{k: settings[k] for k in TRUTH_SETTINGS}, placement=placement)
     X, labels = truth.sample(n, rng)
     info = generator_info("gaussian_mixture", settings, family="gaussian", **distance_info(truth))
     return Dataset(X=X, labels=labels, truth=truth, n_components_to_fit=K, info=info)

@@ -10,13 +10,14 @@ import numpy as np
 
 from workbench.data.dataset import MAX_ABS_DATA, Dataset
 from workbench.em import engines
+from workbench.em import reference as bank
 from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INIT_NAMES, INITS, small_em
 from workbench.em.squarem import run_squarem
 from workbench.em.steps import convert_covariances, default_prior
 from workbench.em.theory import dm_rate, trace_rate
 from workbench.em.uncertainty import wald_intervals
-from workbench.fitters import FitResult, RestartSummary
+from workbench.fitters import BestKnown, FitResult, PolishedRestarts, RestartSummary
 from workbench.gaussian import COVARIANCE_TYPES
 from workbench.params import MixtureParams, as_data_matrix
 
@@ -33,8 +34,13 @@ class EMFitter:
     ``covariances`` (covariance-type shapes). fixed_weights / fixed_means / fixed_covariances:
     values held fixed in every iteration, or ``"truth"`` for the generating values.
     prior: None (maximum likelihood), ``"default"`` (Fraley & Raftery 2007 / mclust defaults), or
-    a dict overriding some of shrinkage, mean, dof, scale. reference: also run EM from the truth
-    (same settings) so that ``reference_loglik`` is the best known optimum.
+    a dict overriding some of shrinkage, mean, dof, scale. reference: find the best known optimum
+    (``best_known`` of the result, ``reference_loglik`` of the diagnostics) with a bank of EM
+    runs, from the truth and from ``reference_starts`` (init name -> number of starts; None: the
+    default bank of :mod:`workbench.em.reference`), seeded from the data so that every cell on one
+    data set shares it; every restart and the bank's best are then polished (EM to a tight
+    tolerance) so that a verdict judges fixed points. The truth start needs a truth with the
+    fitted K and d; without a reference no verdict is given (``failure_kind`` unjudged).
     engine: ``numpy`` (the reference step functions), ``numba`` (fused kernels) or ``auto``.
     acceleration: None (plain EM) or ``"squarem"`` (Varadhan & Roland 2008; restarts then run
     one after another, and ``n_iter`` counts EM-map evaluations).
@@ -61,6 +67,7 @@ class EMFitter:
     fixed_means: Any = None
     fixed_covariances: Any = None
     reference: bool = True
+    reference_starts: dict[str, int] | None = None
     engine: str = "auto"
     acceleration: str | None = None
     interval_level: float | None = None
@@ -117,6 +124,14 @@ class EMFitter:
             self.acceleration,
             "expected none or 'squarem'",
         )
+        if self.reference_starts is not None:
+            _check(
+                isinstance(self.reference_starts, dict),
+                "reference_starts",
+                self.reference_starts,
+                "expected a table of init name -> number of starts",
+            )
+            bank.check_starts(self.reference_starts)
         for name in ("fixed_weights", "fixed_means", "fixed_covariances"):
             value = getattr(self, name)
             is_truth = isinstance(value, str) and value == "truth"
@@ -194,8 +209,8 @@ class EMFitter:
             means = np.stack([half, -half], axis=1)
         start = init_state(weights, means, covs, settings, X.var(axis=0))
         run = ACCELERATIONS[self.acceleration](X, start, settings, engine)
-        reference = self._reference_loglik(X, K, truth, settings, engine)
-        result = _fit_result(run, settings, X, reference)
+        reference = self._reference(X, K, truth, settings, engine, run)
+        result = _fit_result(run, settings, X, *reference)
         result.diagnostics["compile_time"] = compile_time
         best = result.restarts.best
         state = EMState(*(a[best : best + 1] for a in run.state))
@@ -252,21 +267,27 @@ class EMFitter:
             weights, means, full = INITS[self.init](X, K, R, rng)
         return weights, means, convert_covariances(full, weights, cov_type)
 
-    def _reference_loglik(self, X, K, truth, settings, engine) -> float:
-        if not self.reference or truth is None or truth.n_components != K:
-            return np.nan
-        if truth.n_features != X.shape[1]:
-            return np.nan
-        given = _truth_in_type(truth, K, self.covariance_type, "init")
-        start = init_state(
-            given["weights"][None],
-            given["means"][None],
-            given["covariances"][None],
-            settings,
-            X.var(axis=0),
+    def _reference(self, X, K, truth, settings, engine, run: EMRun):
+        """(truth-start log-likelihood, best known optimum, polished restarts); NaN / None
+        without a reference (``reference = false``). The truth start joins the bank when the
+        data set has a truth with this K and d."""
+        if not self.reference:
+            return np.nan, None, None
+        truth_start = None
+        if truth is not None and truth.n_components == K and truth.n_features == X.shape[1]:
+            given = _truth_in_type(truth, K, self.covariance_type, "init")
+            truth_start = tuple(given[k][None] for k in ("weights", "means", "covariances"))
+        runner = lambda X, start: ACCELERATIONS[self.acceleration](X, start, settings, engine)  # noqa: E731
+        starts = bank.DEFAULT_STARTS if self.reference_starts is None else self.reference_starts
+        optimum, truth_loglik = bank.bank_optimum(
+            X, K, settings, starts, engine, runner, truth_start
         )
-        run = ACCELERATIONS[self.acceleration](X, start, settings, engine)
-        return float(run.loglik[0])
+        polished = bank.polish_restarts(X, run, settings, engine)
+        n_starts = (truth_start is not None) + sum(starts.values())
+        known = bank.best_known(optimum, polished, n_starts)
+        if known is not None:
+            polished = bank.with_stability(X, polished, known.loglik, settings, engine)
+        return truth_loglik, known, polished
 
 
 # ---- input guards (issue 11): data the numerics cannot carry fail here, before compiled code --
@@ -312,7 +333,14 @@ def _n_distinct(X: np.ndarray, enough: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
-def _fit_result(run: EMRun, settings: EMSettings, X: np.ndarray, truth_loglik: float):
+def _fit_result(
+    run: EMRun,
+    settings: EMSettings,
+    X: np.ndarray,
+    truth_loglik: float,
+    optimum: BestKnown | None = None,
+    polished: PolishedRestarts | None = None,
+):
     score = np.where(run.status == "degenerate", -np.inf, run.objective)
     score = np.nan_to_num(score, nan=-np.inf)
     if not np.isfinite(score).any():  # every restart degenerate: keep the best finite one
@@ -323,11 +351,19 @@ def _fit_result(run: EMRun, settings: EMSettings, X: np.ndarray, truth_loglik: f
         s.weights[best], s.means[best], s.covariances[best], settings.covariance_type
     )
     loglik = float(run.loglik[best])
-    finite = run.loglik[np.isfinite(run.loglik) & (run.status != "degenerate")]
-    best_known = max([x for x in (truth_loglik, *finite) if np.isfinite(x)], default=np.nan)
+    if optimum is None:  # no reference bank: the best restart is the best known
+        finite = run.loglik[np.isfinite(run.loglik) & (run.status != "degenerate")]
+        best_known = max([x for x in (truth_loglik, *finite) if np.isfinite(x)], default=np.nan)
+        source, n_starts, known_params = "restarts", 0, None
+    else:
+        best_known, source, n_starts = optimum.loglik, optimum.source, optimum.n_starts
+        known_params = None if optimum.params is None else optimum.params.to_dict()
     n = X.shape[0]
     diagnostics = {
         "reference_loglik": best_known,
+        "reference_source": source,
+        "reference_starts": n_starts,
+        "best_known_params": known_params,
         "truth_start_loglik": truth_loglik,
         "objective": float(run.objective[best]),
         "n_restarts": len(run.status),
@@ -342,7 +378,12 @@ def _fit_result(run: EMRun, settings: EMSettings, X: np.ndarray, truth_loglik: f
         "aic": float(-2 * loglik + 2 * params.n_free_parameters()),
     }
     summary = RestartSummary(
-        run.loglik.copy(), run.status.copy(), run.n_iter.copy(), best, traces=run.traces
+        run.loglik.copy(),
+        run.status.copy(),
+        run.n_iter.copy(),
+        best,
+        traces=run.traces,
+        polished=polished,
     )
     return FitResult(
         method="em",
@@ -354,6 +395,7 @@ def _fit_result(run: EMRun, settings: EMSettings, X: np.ndarray, truth_loglik: f
         diagnostics=diagnostics,
         trace=run.traces[best],
         restarts=summary,
+        best_known=optimum,
     )
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from workbench.evaluate import rate_interval
 from workbench.experiment.runner import FAILED_STATUSES
 from workbench.experiment.store import STORE_FILE, TIMING_COLUMNS, Store, StoreError, readable
 
@@ -137,9 +138,9 @@ def _mean_se(values: pd.Series) -> tuple[float, float]:
 
 
 def summary_table(frame: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Per (fitter, data) condition: fits, errors, failure rate and mean metrics, each with its
-    Monte Carlo standard error (binomial for the rate, sd / sqrt(m) for means), computed from
-    the per-replicate rows."""
+    """Per (fitter, data) condition: fits, errors, failure rate with its 95% Wilson interval
+    (``failure_rate_lower`` / ``_upper``) and count ``failure_rate_n``, and mean metrics with
+    their Monte Carlo standard error sd / sqrt(m), computed from the per-replicate rows."""
     rows = []
     if frame.empty:
         return pd.DataFrame(rows)
@@ -148,10 +149,10 @@ def summary_table(frame: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRIC
         row: dict[str, Any] = {"fitter": fitter, "data": data, "fits": len(group)}
         row["errors"] = int(len(group) - len(ok))
         if "failed" in ok and ok["failed"].notna().any():
-            flags = pd.to_numeric(ok["failed"], errors="coerce").dropna()
-            p = float(flags.mean())
-            row["failure_rate"] = p
-            row["failure_rate_se"] = math.sqrt(p * (1 - p) / len(flags))
+            stats = rate_interval(pd.to_numeric(ok["failed"], errors="coerce").to_numpy(float))
+            row["failure_rate"] = stats["rate"]
+            row["failure_rate_lower"], row["failure_rate_upper"] = stats["lower"], stats["upper"]
+            row["failure_rate_n"] = stats["n"]
         for name in metrics:
             if name in ok and ok[name].notna().any():
                 short = name.removeprefix("diag.")

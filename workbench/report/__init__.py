@@ -44,7 +44,8 @@ from workbench.report.summary import (
     numbers,
     paired,
     pairs,
-    rate_se,
+    rate_ci,
+    rate_text,
     status_counts,
 )
 
@@ -129,8 +130,9 @@ _figure_section(
 def _summary(ctx: ReportContext, section: Section) -> None:
     table = ctx.data.table
     section.text(
-        "Per fitter and data condition, from the per-replicate rows: mean (or rate) ± its "
-        "Monte Carlo standard error (binomial for rates, sd/sqrt(m) for means)."
+        "Per fitter and data condition, from the per-replicate rows: rates with their 95% Wilson "
+        "interval and counts (the per-start rate treats the restarts of one fit as correlated), "
+        "means ± their Monte Carlo standard error sd/sqrt(m)."
     )
     drop = ["experiment"] if len(ctx.data.experiments) == 1 else []
     summary = condition_summary(table)
@@ -224,13 +226,21 @@ def findings(data: ReportData) -> list[str]:
     if not with_flags.empty:
         rates = []
         for (series, cond), group in with_flags.groupby(["series", "data"], sort=False):
-            p, se, m = rate_se(pd.to_numeric(group["failed"]).to_numpy())
-            rates.append((p, se, m, series, cond))
-        hi, lo = max(rates), min(rates)
-        out.append(
-            f"Highest failure rate: {hi[0]:.3g} ± {hi[1]:.2g} ({hi[3]} on {hi[4]}, "
-            f"{hi[2]} fits); lowest: {lo[0]:.3g} ± {lo[1]:.2g} ({lo[3]} on {lo[4]})."
-        )
+            stats = rate_ci(pd.to_numeric(group["failed"]).to_numpy(dtype=float))
+            rates.append((stats, f"{series} on {cond}"))
+        high = max(r[0]["rate"] for r in rates)
+        low = min(r[0]["rate"] for r in rates)
+        if high == low:
+            out.append(
+                f"Local-optimum rate of the returned fit {high:.3g} in every condition: "
+                + "; ".join(f"{name}: {rate_text(stats)}" for stats, name in rates)
+                + "."
+            )
+        else:
+            out.append(
+                f"Highest local-optimum rate of the returned fit: {_extreme(rates, high)}; lowest: "
+                f"{_extreme(rates, low)}."
+            )
     for a, b in pairs(table):
         mean, se, m = mean_se(paired(table, a, b, "overall_rmse")["difference"].to_numpy())
         if not m:
@@ -260,6 +270,13 @@ def findings(data: ReportData) -> list[str]:
                     f"time against a nominal {nominal:g} ({m} fits)."
                 )
     return out
+
+
+def _extreme(rates: list[tuple[dict, str]], value: float) -> str:
+    """Every condition whose rate equals ``value``, with its interval (ties listed, none
+    picked arbitrarily)."""
+    tied = [f"{rate_text(stats)} ({name})" for stats, name in rates if stats["rate"] == value]
+    return tied[0] if len(tied) == 1 else f"tied between {len(tied)}: " + "; ".join(tied)
 
 
 @register_section("walkthrough", "The founding walkthrough")

@@ -20,6 +20,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from workbench.evaluate import FAILURE_RULE  # noqa: E402
 from workbench.report.summary import (  # noqa: E402
     ReportData,
     completed,
@@ -220,14 +221,16 @@ def metric_figures(
 def failure_rate_figures(data: ReportData, out: Path) -> list[Figure]:
     """Failure rate of the returned fit and of single starts against each grid variable."""
     panels = [
-        Panel("failed", "returned fit (best of its restarts)", "failure rate", "rate", unit=True),
-        Panel("restart_failure_rate", "single start (fraction of restarts failing)",
-              "per-start failure rate", unit=True),
+        Panel("failed", "returned fit (best of its restarts)", "local-optimum rate", "rate",
+              unit=True),
+        Panel("restart_failure_rate", "single start (fraction of restarts at a local optimum)",
+              "per-start local-optimum rate", unit=True),
     ]  # fmt: skip
     note = (
-        "A fit fails when its log-likelihood is more than 1e-3 nats per point below the best "
-        "known optimum (truth-started fit and all restarts). Binomial error bars for the "
-        "returned fit, sd/sqrt(m) for the per-start rate."
+        "A fit fails when, polished to its fixed point, it is a local optimum: more than "
+        "1e-6 + 1e-8 |L| nats below the best known optimum (reference bank and all restarts) "
+        f"with parameters that differ (rule {FAILURE_RULE}; degenerate fits are not failures). "
+        "Binomial error bars for the returned fit, sd/sqrt(m) for the per-start rate."
     )
     return metric_figures(data, out, "failure_rate", "Failure rate", panels, note)
 

@@ -27,6 +27,7 @@ from workbench.experiment.runner import ERROR_STATUSES, FAILED_STATUSES
 from workbench.experiment.store import Store
 from workbench.experiment.tables import load_table
 from workbench.params import MixtureParams
+from workbench.report.rates import rate_ci, rate_text, summarise_rate  # noqa: F401 - re-exported
 
 # Columns of the tidy table that describe a fitter condition or bookkeeping, not a grid axis.
 NOT_AXES = ("data.generator",)
@@ -243,8 +244,6 @@ def completed(table: pd.DataFrame) -> pd.DataFrame:
 
 
 SUMMARY_COLUMNS = (
-    ("failure rate", "failed", "rate"),
-    ("per-start failure rate", "restart_failure_rate", "mean"),
     ("overall RMSE", "overall_rmse", "mean"),
     ("means RMSE", "means_rmse", "mean"),
     ("ARI", "ari", "mean"),
@@ -255,15 +254,47 @@ SUMMARY_COLUMNS = (
 )
 
 
+# Rates of the returned fit: (label, 0/1 column or a failure_kind to count).
+def _restart_rate(ok: pd.DataFrame) -> dict[str, float] | None:
+    """The per-start local-optimum rate pooled over every restart of the condition (k = rate x
+    restarts per cell), each cell's restarts a correlated cluster."""
+    if "restart_failure_rate" not in ok or "diag.n_restarts" not in ok:
+        return None
+    rate = pd.to_numeric(ok["restart_failure_rate"], errors="coerce")
+    size = pd.to_numeric(ok["diag.n_restarts"], errors="coerce")
+    keep = rate.notna() & size.notna() & (size > 0)
+    if not keep.any():
+        return None
+    flags, cells = [], []
+    for i, (r, m) in enumerate(zip(rate[keep], size[keep].astype(int), strict=True)):
+        k = int(round(r * m))
+        flags += [1.0] * k + [0.0] * (m - k)
+        cells += [i] * m
+    return rate_ci(np.asarray(flags), np.asarray(cells))
+
+
 def condition_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (experiment, fitter, data) condition: fits, errors, and each summary
-    quantity as (value, se) pairs in columns ``<name>`` and ``<name> se``."""
+    """One row per (experiment, fitter, data) condition: fits, errors, the returned fit's
+    local-optimum rate with ``local-optimum rate`` its value and ``local-optimum rate (95% CI)``
+    its Wilson interval and counts, the degenerate share and the per-start local-optimum rate
+    likewise, and each mean quantity as (value, se) pairs in columns ``<name>`` and
+    ``<name> se``."""
     rows = []
     for (exp, fitter, data), group in table.groupby(["experiment", "fitter", "data"], sort=False):
         ok = completed(group)
         row: dict[str, Any] = {"experiment": exp, "fitter": fitter, "data": data}
         row["fits"] = len(group)
         row["errors"] = int(len(group) - len(ok))
+        if "failed" in ok and ok["failed"].notna().any():
+            stats = rate_ci(pd.to_numeric(ok["failed"], errors="coerce").to_numpy(dtype=float))
+            row["local-optimum rate"] = stats["rate"]
+            row["local-optimum rate (95% CI)"] = rate_text(stats)
+        if ok["method"].eq("em").any():
+            stats = rate_ci((ok["status"] == "degenerate").to_numpy(dtype=float))
+            row["degenerate (95% CI)"] = rate_text(stats)
+        per_start = _restart_rate(ok)
+        if per_start is not None:
+            row["per-start local-optimum rate (95% CI)"] = rate_text(per_start, "starts")
         for label, column, kind in SUMMARY_COLUMNS:
             if column in ok and ok[column].notna().any():
                 func = rate_se if kind == "rate" else mean_se
