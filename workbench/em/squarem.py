@@ -15,7 +15,16 @@ import time
 
 import numpy as np
 
-from workbench.em.fit import NUMPY_ENGINE, EMRun, EMSettings, EMState, Engine, step
+from workbench.em.fit import (
+    NUMPY_ENGINE,
+    EMRun,
+    EMSettings,
+    EMState,
+    Engine,
+    converged,
+    label_solutions,
+    step,
+)
 from workbench.em.vector import em_map, from_vector, to_vector
 
 STEP_MAX_START = 1.0  # bound on the step length, grown x4 when reached (R package SQUAREM)
@@ -35,7 +44,7 @@ def run_squarem(X, start: EMState, settings: EMSettings, engine: Engine = NUMPY_
     col = list(zip(*[run[1:] for run in runs], strict=True))
     traces, n_evals, statuses = col[0], col[1], col[2]
     objective = np.array([t[-1] for t in traces])
-    return EMRun(
+    run = EMRun(
         state=state,
         loglik=np.array(col[3]),
         objective=objective,
@@ -46,8 +55,11 @@ def run_squarem(X, start: EMState, settings: EMSettings, engine: Engine = NUMPY_
         traces=[np.asarray(t) for t in traces],
         n_decreases=np.zeros(len(runs), dtype=int),
         max_decrease=np.zeros(len(runs)),
-        wall_time=time.perf_counter() - t0,
+        wall_time=0.0,
+        nk=np.concatenate(col[4]),
     )
+    run = label_solutions(run, settings, X.var(axis=0))
+    return run._replace(wall_time=time.perf_counter() - t0)
 
 
 def _one(X, state: EMState, settings: EMSettings, engine: Engine):
@@ -60,7 +72,8 @@ def _one(X, state: EMState, settings: EMSettings, engine: Engine):
     theta1, obj0 = F(theta0)
     evals, trace, status, step_max = 1, [obj0], "max_iter", STEP_MAX_START
     if theta1 is None or not np.isfinite(obj0):
-        return state, [obj0], evals, "degenerate", obj0
+        nk = np.full(state.weights.shape, np.nan)
+        return state, [obj0], evals, "degenerate", obj0, nk
     while evals < settings.max_iter:
         theta2, _ = F(theta1)
         evals += 1
@@ -83,14 +96,15 @@ def _one(X, state: EMState, settings: EMSettings, engine: Engine):
             status = "degenerate"
             break
         stabilised, next_theta1, obj_new, _ = accepted
-        converged = abs(obj_new - obj0) < settings.tol * abs(obj_new)
+        done = converged(obj_new - obj0, X.shape[0], settings.tol)
         theta0, theta1, obj0 = stabilised, next_theta1, obj_new
         trace.append(obj0)
-        if converged:
+        if done:
             status = "converged"
             break
     final = from_vector(theta0, state, settings, data_variance)
-    return final, trace, evals, status, _loglik(X, theta0, state, settings, data_variance, engine)
+    loglik, nk = _loglik(X, theta0, state, settings, data_variance, engine)
+    return final, trace, evals, status, loglik, nk
 
 
 def _stabilise(F, candidate, obj0: float, settings: EMSettings):
@@ -105,7 +119,8 @@ def _stabilise(F, candidate, obj0: float, settings: EMSettings):
     return stabilised, next_theta1, obj_new, 2
 
 
-def _loglik(X, theta, template, settings, data_variance, engine) -> float:
+def _loglik(X, theta, template, settings, data_variance, engine):
+    """Log-likelihood (float) and expected counts (1, K) at theta."""
     state = from_vector(theta, template, settings, data_variance)
     _, info = step(X, state, settings, data_variance, engine)
-    return float(info.loglik[0])
+    return float(info.loglik[0]), info.nk
