@@ -115,6 +115,7 @@ def test_component_on_duplicates_is_a_floor_spike_at_every_scale(scale, engine):
     assert result.status == "degenerate"
     assert set(result.restarts.status) == {"degenerate"}
     assert result.diagnostics["degenerate_kind"] == "floor"
+    assert result.diagnostics["n_degenerate_floor"] == 10
     spike = result.diagnostics["degenerate_component"]
     assert result.params.means[spike, 0] == pytest.approx(8.0 * scale, rel=1e-9)
     assert result.params.covariances[spike, 0, 0] == pytest.approx(1e-6 * X.var(), rel=1e-9)
@@ -124,6 +125,17 @@ def test_component_on_duplicates_is_a_floor_spike_at_every_scale(scale, engine):
     assert chosen.diagnostics["chosen_k"] == 1
     assert chosen.status == "converged"
     assert chosen.diagnostics["select_k_all_degenerate"] == 0
+
+
+def test_squarem_gives_the_same_verdicts_in_any_units():
+    """SQUAREM (its own loop) applies the same stopping rule and the same final verdicts."""
+    X = far_duplicates()
+    options = {"init": "kmeans++", "n_restarts": 3, "n_components": 2, "acceleration": "squarem"}
+    base = fit(X, **options)
+    assert set(base.restarts.status) == {"degenerate"}
+    assert base.diagnostics["degenerate_kind"] == "floor"
+    assert_equivariant(base, fit(X * 1e4, **options), 1e4, len(X))
+    assert_equivariant(base, fit(X * 1e-4, **options), 1e-4, len(X))
 
 
 def test_select_k_says_when_every_k_is_degenerate():

@@ -192,6 +192,25 @@ def test_many_restarts_with_degenerate_ones():
     assert_same_run(got, ref, rtol=1e-9)
 
 
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+def test_fixed_weights_with_empty_components_match_generic_loop(cov_type):
+    """Fixed weights, one mean far from the data (n_k ~ 1e-100: the exact M-step moves it) and
+    one so far that n_k underflows to 0 (kept): the same run as the reference, relative floor
+    and final verdicts included."""
+    X = mixture_data(N, 2, seed=15)
+    weights = np.array([[0.4, 0.3, 0.3]])
+    means = np.array([[[0.0, 0.0], [30.0, 30.0], [1e4, 1e4]]])
+    covs = steps.convert_covariances(np.stack([np.eye(2)] * 3)[None], weights, cov_type)
+    settings = EMSettings(covariance_type=cov_type, max_iter=80, fixed_weights=weights[0])
+    start = init_state(weights, means, covs, settings, X.var(axis=0))
+    ref = run_em(X, start, settings, NUMPY_ENGINE)
+    got = run_em(X, start, settings, fast_engine.FAST_ENGINE)
+    assert ref.n_iter[0] > 1 and ref.degenerate_kind[0] != "weight"
+    assert np.all(ref.state.means[0, 2] == 1e4)
+    assert_same_run(got, ref)
+    np.testing.assert_allclose(got.nk, ref.nk, rtol=1e-9, atol=1e-300)
+
+
 def test_prior_and_unknown_settings_use_generic_loop():
     X = mixture_data(N, 2, seed=9)
     prior = steps.default_prior(X, 3, "full")

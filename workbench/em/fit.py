@@ -180,8 +180,8 @@ def step(X, state: EMState, settings: EMSettings, data_variance, engine=NUMPY_EN
 
     With fixed weights a component cannot collapse in weight: its M-step stays the exact one
     (mean sum_i r_ik x_i / n_k, however small n_k), and only where n_k underflows
-    (< EMPTY_COUNT, the responsibilities are zero) are its mean and covariance kept, which
-    leaves the M-step objective unchanged (it does not depend on them there)."""
+    (< EMPTY_COUNT, the responsibilities are zero; without a prior) are its mean and covariance
+    kept: the M-step objective does not depend on them there, so EM stays monotone."""
     cov_type = settings.covariance_type
     with np.errstate(divide="ignore"):
         log_weights = np.log(state.weights)
@@ -197,7 +197,9 @@ def step(X, state: EMState, settings: EMSettings, data_variance, engine=NUMPY_EN
     else:
         weight_collapsed = np.zeros(stats.nk.shape, dtype=bool)
         weights = state.weights
-    empty = weight_collapsed | ~(stats.nk >= EMPTY_COUNT)
+    empty = weight_collapsed  # the M-step is undefined there (0/0) without a prior
+    if settings.prior is None:
+        empty = empty | ~(stats.nk >= EMPTY_COUNT)
     means = steps.estimate_means(stats.nk, stats.sum_x, settings.prior)
     if settings.symmetric_means:
         means = steps.estimate_symmetric_means(stats.nk, stats.sum_x, state.prec_chol, cov_type)

@@ -10,6 +10,7 @@ import numpy as np
 
 from workbench.data.dataset import Dataset
 from workbench.em import engines
+from workbench.em.fit import DEGENERATE_KINDS as KINDS
 from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INIT_NAMES, INITS, small_em
 from workbench.em.squarem import run_squarem
@@ -286,6 +287,7 @@ def _fit_result(run: EMRun, settings: EMSettings, X: np.ndarray, truth_loglik: f
         "n_restarts": len(run.status),
         "n_converged": int(np.sum(run.status == "converged")),
         "n_degenerate": int(np.sum(run.status == "degenerate")),
+        **{f"n_degenerate_{kind}": int(np.sum(run.degenerate_kind == kind)) for kind in KINDS},
         "n_max_iter": int(np.sum(run.status == "max_iter")),
         "degenerate_component": int(run.degenerate_component[best]),
         "degenerate_kind": str(run.degenerate_kind[best]),

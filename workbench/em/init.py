@@ -80,8 +80,9 @@ def spikes(X, K, R, rng) -> Start:
 def params_from_partition(X: np.ndarray, labels: np.ndarray, K: int) -> Start:
     """Hard M-step: weights, means and covariances of a partition, as a batch of one.
 
-    A part with fewer than d + 1 points gets the data covariance (its own would be singular).
-    An empty part (possible only when data points repeat) sits at the data mean with weight 1/n.
+    A part whose own covariance is singular (fewer than d + 1 points, or repeated points) gets
+    the data covariance. An empty part (possible only when data points repeat) sits at the data
+    mean with weight 1/n.
     """
     n, d = X.shape
     counts = np.bincount(labels, minlength=K).astype(float)
@@ -91,11 +92,12 @@ def params_from_partition(X: np.ndarray, labels: np.ndarray, K: int) -> Start:
     for k in range(K):
         members = X[labels == k]
         means[k] = members.mean(axis=0) if len(members) else X.mean(axis=0)
+        covs[k] = fallback
         if len(members) > d:
             centred = members - means[k]
-            covs[k] = centred.T @ centred / len(members)
-        else:
-            covs[k] = fallback
+            own = centred.T @ centred / len(members)
+            if np.linalg.eigvalsh(own)[0] > 0:
+                covs[k] = own
     weights = np.maximum(counts, 1.0)
     return (weights / weights.sum())[None], means[None], covs[None]
 

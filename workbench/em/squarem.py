@@ -1,8 +1,10 @@
 """SQUAREM: squared extrapolation of the EM map (Varadhan & Roland 2008, scheme SqS3).
 
 One cycle from theta0 with theta1 = F(theta0) known: theta2 = F(theta1), r = theta1 - theta0,
-v = theta2 - theta1 - r, step a = ||r|| / ||v|| clipped to [1, a_max], theta' = theta0 + 2 a r +
-a^2 v, then a stabilising EM step theta_new = F(theta'). a_max starts at 1 and grows 4x each
+v = theta2 - theta1 - r, step a = ||r|| / ||v|| (each entry in the data's units,
+:func:`workbench.em.vector.vector_units`, so that no unit of the data changes a step) clipped
+to [1, a_max], theta' = theta0 + 2 a r + a^2 v, then a stabilising EM step
+theta_new = F(theta'). a_max starts at 1 and grows 4x each
 time it is reached, as in the R package SQUAREM. If theta' leaves the parameter space or
 theta_new lowers the objective, the cycle falls back to plain EM (theta' = theta2, a = 1) and
 a_max shrinks 4x, so every cycle is monotone. The F evaluation at theta_new that checks it also
@@ -25,7 +27,7 @@ from workbench.em.fit import (
     label_solutions,
     step,
 )
-from workbench.em.vector import em_map, from_vector, to_vector
+from workbench.em.vector import em_map, from_vector, to_vector, vector_units
 
 STEP_MAX_START = 1.0  # bound on the step length, grown x4 when reached (R package SQUAREM)
 STEP_FACTOR = 4.0
@@ -69,6 +71,7 @@ def _one(X, state: EMState, settings: EMSettings, engine: Engine):
         return em_map(X, theta, state, settings, engine, data_variance)
 
     theta0 = to_vector(state, settings)
+    unit = vector_units(state, settings, data_variance)  # step lengths in the data's units
     theta1, obj0 = F(theta0)
     evals, trace, status, step_max = 1, [obj0], "max_iter", STEP_MAX_START
     if theta1 is None or not np.isfinite(obj0):
@@ -82,8 +85,9 @@ def _one(X, state: EMState, settings: EMSettings, engine: Engine):
             break
         r = theta1 - theta0
         v = theta2 - theta1 - r
-        norm_v = np.linalg.norm(v)
-        step = 1.0 if norm_v == 0 else float(np.clip(np.linalg.norm(r) / norm_v, 1.0, step_max))
+        norm_v = np.linalg.norm(v / unit)
+        ratio = np.linalg.norm(r / unit) / norm_v if norm_v > 0 else 1.0
+        step = float(np.clip(ratio, 1.0, step_max))
         candidate = theta2 if step == 1.0 else theta0 + 2 * step * r + step**2 * v
         accepted = _stabilise(F, candidate, obj0, settings)
         evals += accepted[3]
