@@ -72,6 +72,17 @@ def test_rescaling_the_data_changes_nothing(cov_type, engine):
             assert_equivariant(base, fit(X * scale, engine, **options), scale, len(X))
 
 
+@pytest.mark.parametrize("init", ["kmeans", "small_em", "spikes", "random_from_data"])
+def test_every_start_and_the_default_prior_are_equivariant(init):
+    """The other starts, and MAP-EM with the default prior (in data units), scale too."""
+    X = three_clusters(4)
+    for extra in ({}, {"prior": "default"}):
+        options = {"init": init, "n_restarts": 3, "n_components": 3, **extra}
+        base = fit(X, "numba", **options)
+        for scale in (1e-4, 1e4):
+            assert_equivariant(base, fit(X * scale, "numba", **options), scale, len(X))
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("cov_type", ["full", "diag", "tied"])
 def test_each_feature_in_its_own_units(cov_type, engine):
