@@ -255,14 +255,14 @@ def label_solutions(run: EMRun, settings: EMSettings, data_variance) -> EMRun:
     the first such one. EM itself ran to its end: the floor keeps it monotone and bounded."""
     cov_type = settings.covariance_type
     R, K, d = run.state.means.shape
-    floor = steps.variance_floor(settings.reg_covar, data_variance, cov_type)
-    held = steps.at_floor(run.state.covariances, cov_type, floor)
-    if cov_type == "tied":
-        held = np.broadcast_to(held[:, None], (R, K))
-    if settings.fixed_covariances is not None:
-        held = np.zeros((R, K), dtype=bool)
+    held = np.zeros((R, K), dtype=bool)
+    if settings.fixed_covariances is None:
+        floor = steps.variance_floor(settings.reg_covar, data_variance, cov_type)
+        held |= steps.at_floor(run.state.covariances, cov_type, floor).reshape(R, -1)
     thin = ~(run.nk >= min_support(settings, d))
-    open_ = np.isin(run.status, ("converged", "max_iter"))
+    open_ = (run.status == "converged") | (run.status == "max_iter")
+    if not np.any(open_[:, None] & (held | thin)):
+        return run
     status, kind = run.status.astype(object), run.degenerate_kind.astype(object)
     component = run.degenerate_component.copy()
     for name, mask in (("spurious", thin), ("floor", held)):  # floor wins when both

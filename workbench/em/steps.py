@@ -161,6 +161,8 @@ def variance_scale(data_variance: np.ndarray) -> np.ndarray:
     (variance 0) takes the mean of the others' (1 when every feature is constant)."""
     var = np.asarray(data_variance, dtype=float).reshape(-1)
     positive = var > 0
+    if positive.all():
+        return var
     fallback = var[positive].mean() if positive.any() else 1.0
     return np.where(positive, var, fallback)
 
