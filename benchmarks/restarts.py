@@ -15,10 +15,11 @@ is greedy k-means++ (2 + log K candidate seeds per step), the workbench's is sci
 Same stopping rule: a fixed budget of 100 EM iterations per restart (tol=0 on both sides), so
 both do the same amount of EM work. Tolerance-based stopping is not comparable:
 sklearn stops on an absolute change of the per-point mean lower bound (default 1e-3), the
-workbench on a relative change of the total log-likelihood. A workbench restart stops earlier
-only when it degenerates (a component collapsing in weight or covariance); sklearn has no such
-status and keeps iterating. Both use reg_covar=1e-6 (sklearn adds it to the variances, the
-workbench floors the eigenvalues at it). The iteration counts actually run are printed.
+workbench on a change of the total log-likelihood below tol nats per point. A workbench restart
+stops earlier only when it degenerates (a component collapsing in weight or covariance);
+sklearn has no such status and keeps iterating. Both use reg_covar=1e-6 (sklearn adds it to the
+variances, the workbench floors the variances at it times the data's, per feature). The
+iteration counts actually run are printed.
 
 Timings are the best of 3 repeats (alternating), after warming up numba's compilation. The
 workbench's time includes its initialisation, which is also timed on its own. Threads: the

@@ -2,11 +2,12 @@
 
 Setup (issue 6, item 2): two unit Gaussians, weights 1/2, means +-1 (Delta = 2, where plain EM's
 rate is about 0.995), n = 2000 in 1-D, all five parameters free. For each of ``DATA_SETS`` data
-sets both schemes start from the same k-means++ start and run to tol = 1e-13 (relative change of
-the log-likelihood), on the same engine (the numpy reference steps), so that wall times compare
-the algorithms and not the engines. The numba engine, which the workbench uses by default, is
-timed too: plain EM runs its fused compiled loop, SQUAREM evaluates the EM map one step at a time
-through the engine's compiled data passes (what ``EMFitter(acceleration="squarem")`` does).
+sets both schemes start from the same k-means++ start and run to tol = 1e-13 (change of the
+log-likelihood in nats per point), on the same engine (the numpy reference steps), so that wall
+times compare the algorithms and not the engines. The numba engine, which the workbench uses by
+default, is timed too: plain EM runs its fused compiled loop, SQUAREM evaluates the EM map one
+step at a time through the engine's compiled data passes (what
+``EMFitter(acceleration="squarem")`` does).
 
 Accuracy: the best known optimum of a data set is the larger final log-likelihood of the two.
 Plain EM's evaluations to come within 1e-6 nats of it are read from its trace (one evaluation

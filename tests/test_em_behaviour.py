@@ -95,14 +95,18 @@ def test_collapse_is_degenerate_without_floor():
 
 
 def test_collapse_is_finite_with_floor_and_with_prior():
+    """With the floor, the collapsing component ends held at it (reg_covar times the data
+    variance): finite, but degenerate of kind floor. With the prior it stays a real component."""
     X, init = collapse_data()
     rng = np.random.default_rng(0)
-    for fitter in (
-        EMFitter(init=init, reg_covar=1e-6),
-        EMFitter(init=init, reg_covar=0.0, prior="default"),
-    ):
-        result = fitter.fit_array(X, rng, n_components=2)
-        assert result.status in ("converged", "max_iter")
+    floored = EMFitter(init=init, reg_covar=1e-6).fit_array(X, rng, n_components=2)
+    assert floored.status == "degenerate"
+    assert floored.diagnostics["degenerate_kind"] == "floor"
+    assert floored.diagnostics["degenerate_component"] == 1
+    assert floored.params.covariances[1, 0, 0] == pytest.approx(1e-6 * X.var(), rel=1e-12)
+    prior = EMFitter(init=init, reg_covar=0.0, prior="default").fit_array(X, rng, n_components=2)
+    assert prior.status == "converged"
+    for result in (floored, prior):
         assert np.isfinite(result.loglik)
         assert np.all(np.isfinite(result.params.covariances))
         assert np.all(result.params.covariances > 0)
@@ -240,14 +244,16 @@ def test_same_seed_same_numbers():
     np.testing.assert_array_equal(fits[0].params.means, fits[1].params.means)
 
 
-def test_stops_on_relative_change():
+def test_stops_on_change_per_point():
+    """EM stops at the first change of the log-likelihood below tol nats per point."""
     X = np.random.default_rng(15).normal(size=(300, 1))
     result = EMFitter(init="random_params", tol=1e-6, max_iter=10000).fit_array(
         X, np.random.default_rng(0), n_components=2
     )
     trace = result.trace
-    assert abs(trace[-1] - trace[-2]) < 1e-6 * abs(trace[-1])
-    assert np.all(np.abs(np.diff(trace[:-1])) >= 1e-6 * np.abs(trace[1:-1]))
+    n = len(X)
+    assert abs(trace[-1] - trace[-2]) < 1e-6 * n
+    assert np.all(np.abs(np.diff(trace[:-1])) >= 1e-6 * n)
     assert len(trace) == result.n_iter + 1
     assert result.loglik == trace[-1]
 

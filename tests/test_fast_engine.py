@@ -155,23 +155,28 @@ def test_run_block_matches_generic_loop_in_higher_dimension(cov_type):
 
 @pytest.mark.parametrize("d", [1, 2])
 def test_collapse_onto_a_point(d):
-    """A component started on an outlier collapses onto it: degenerate without the variance
-    floor, in the same iteration and with the same trace as the reference; finite with it."""
+    """A component started on an outlier collapses onto it: degenerate (kind covariance)
+    without the variance floor, in the same iteration and with the same trace as the
+    reference; with the floor it stays finite, runs to convergence and is labelled degenerate
+    of kind floor, held at reg_covar times the data variance."""
     rng = np.random.default_rng(5)
     X = np.vstack([rng.normal(size=(300, d)), np.full((1, d), 40.0)])
     weights = np.array([[0.5, 0.5]])
     means = np.stack([np.zeros(d), np.full(d, 40.0)])[None]
     covs = np.stack([np.eye(d), 0.01 * np.eye(d)])[None]
-    for reg_covar, expected in ((0.0, "degenerate"), (1e-6, "converged")):
+    for reg_covar, kind in ((0.0, "covariance"), (1e-6, "floor")):
         settings = EMSettings(covariance_type="full", reg_covar=reg_covar, max_iter=200)
         start = init_state(weights, means, covs, settings, X.var(axis=0))
         ref = run_em(X, start, settings, NUMPY_ENGINE)
         got = run_em(X, start, settings, fast_engine.FAST_ENGINE)
-        assert ref.status[0] == expected
+        assert ref.status[0] == "degenerate"
+        assert ref.degenerate_kind[0] == kind and ref.degenerate_component[0] == 1
         assert_same_run(got, ref)
         assert np.all(np.isfinite(got.state.covariances))
-    floored = np.linalg.eigvalsh(got.state.covariances[0, 1]).min()
-    assert floored >= 1e-6 * (1 - 1e-9)  # the floor holds: the component stays a Gaussian
+    assert ref.n_iter[0] > 1  # with the floor, EM ran on to its fixed point
+    floor = 1e-6 * X.var(axis=0)
+    whitened = got.state.covariances[0, 1] / np.sqrt(np.outer(floor, floor))
+    assert np.linalg.eigvalsh(whitened).min() == pytest.approx(1.0, rel=1e-9)  # at the floor
 
 
 def test_many_restarts_with_degenerate_ones():
@@ -185,6 +190,25 @@ def test_many_restarts_with_degenerate_ones():
     got = run_em(X, start, settings, fast_engine.FAST_ENGINE)
     assert "degenerate" in set(ref.status)
     assert_same_run(got, ref, rtol=1e-9)
+
+
+@pytest.mark.parametrize("cov_type", COVARIANCE_TYPES)
+def test_fixed_weights_with_empty_components_match_generic_loop(cov_type):
+    """Fixed weights, one mean far from the data (n_k ~ 1e-100: the exact M-step moves it) and
+    one so far that n_k underflows to 0 (kept): the same run as the reference, relative floor
+    and final verdicts included."""
+    X = mixture_data(N, 2, seed=15)
+    weights = np.array([[0.4, 0.3, 0.3]])
+    means = np.array([[[0.0, 0.0], [30.0, 30.0], [1e4, 1e4]]])
+    covs = steps.convert_covariances(np.stack([np.eye(2)] * 3)[None], weights, cov_type)
+    settings = EMSettings(covariance_type=cov_type, max_iter=80, fixed_weights=weights[0])
+    start = init_state(weights, means, covs, settings, X.var(axis=0))
+    ref = run_em(X, start, settings, NUMPY_ENGINE)
+    got = run_em(X, start, settings, fast_engine.FAST_ENGINE)
+    assert ref.n_iter[0] > 1 and ref.degenerate_kind[0] != "weight"
+    assert np.all(ref.state.means[0, 2] == 1e4)
+    assert_same_run(got, ref)
+    np.testing.assert_allclose(got.nk, ref.nk, rtol=1e-9, atol=1e-300)
 
 
 def test_prior_and_unknown_settings_use_generic_loop():

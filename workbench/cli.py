@@ -225,7 +225,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor.close()
         progress.close()
         totals = _close_run(store, run_id, outcome, sum(counts.values()), notes)
-        _set_signals(*saved)
+        if outcome == "finished":  # after an interrupt a further one keeps exiting quietly
+            _set_signals(*saved)
     if failure is not None:
         raise failure
     wall = time.monotonic() - t0

@@ -40,7 +40,7 @@ from workbench.em.fast_loop import (
     step_m,
 )
 from workbench.em.fit import EMRun, EMSettings, EMState, Engine
-from workbench.em.steps import EStats
+from workbench.em.steps import EStats, variance_floor, variance_scale
 from workbench.gaussian import check_covariance_type, log_det_precision_cholesky
 
 # ---------------------------------------------------------------------------------------------
@@ -210,7 +210,7 @@ def supports(settings: EMSettings) -> bool:
     return True
 
 
-def _chunks_in_threads(X, n, B, restarts, state, outs, codes, reals, thr) -> None:
+def _chunks_in_threads(X, n, B, restarts, state, outs, codes, reals, limits) -> None:
     """The loop of :func:`em_restarts` driven from Python, restart after restart, with every
     data pass split over threads by chunks (few restarts on many points). The same kernels in
     the same order: bitwise the same results."""
@@ -236,7 +236,7 @@ def _chunks_in_threads(X, n, B, restarts, state, outs, codes, reals, thr) -> Non
                     for lo, hi in ranges
                 ])  # fmt: skip
             if not step_m(
-                r, it, code == SCATTER, parts, state, new, totals, outs, codes, reals, thr
+                r, it, code == SCATTER, parts, state, new, totals, outs, codes, reals, limits
             ):
                 break
 
@@ -262,16 +262,21 @@ def run_block(X, state: EMState, settings: EMSettings, data_variance) -> EMRun |
     max_iter = int(settings.max_iter)
     fixed = [getattr(settings, f"fixed_{name}") is not None for name in FIXABLE]
     codes = np.array([TYPE_CODES[cov_type], *fixed, 0], dtype=np.int64)  # [4]: set per block
-    data_variance = np.asarray(data_variance, dtype=float)
-    thr = np.ascontiguousarray(settings.collapse_tol * data_variance, dtype=float)
-    thr_spherical = settings.collapse_tol * data_variance.mean()
-    reals = np.array(
-        [settings.tol, settings.reg_covar, settings.min_count, settings.decrease_tol, thr_spherical]
-    )
+    scale = variance_scale(data_variance)
+    limits = np.ascontiguousarray([
+        settings.collapse_tol * scale, variance_floor(settings.reg_covar, data_variance, cov_type),
+        np.zeros(d),
+    ])  # fmt: skip
+    min_count = settings.min_count if settings.fixed_weights is None else -np.inf
+    reals = np.array([
+        settings.tol * n, settings.reg_covar, min_count, settings.decrease_tol,
+        settings.collapse_tol * scale.mean(),
+    ])  # fmt: skip
     out_f = np.full((R, 3), np.nan)
     out_f[:, 2] = 0.0
     out_i = np.zeros((R, 5), dtype=np.int64)
     out_i[:, 2] = -1
+    out_nk = np.full((R, K), np.nan)
     n_threads = threads()
     n_chunks = Xc.shape[0]
     split_passes = (
@@ -279,7 +284,7 @@ def run_block(X, state: EMState, settings: EMSettings, data_variance) -> EMRun |
         and R < MAX_RESTARTS_PER_THREAD * n_threads
     )  # fmt: skip
     traces = _run_in_blocks(
-        Xc, n, B, unified, out_f, out_i, codes, reals, thr, max_iter, split_passes
+        Xc, n, B, unified, out_f, out_i, out_nk, codes, reals, limits, max_iter, split_passes
     )
     n_iter = out_i[:, 0].copy()
     return EMRun(
@@ -294,6 +299,7 @@ def run_block(X, state: EMState, settings: EMSettings, data_variance) -> EMRun |
         n_decreases=out_i[:, 4].copy(),
         max_decrease=out_f[:, 2].copy(),
         wall_time=0.0,
+        nk=out_nk,
     )
 
 
@@ -307,7 +313,9 @@ FIRST_BLOCK = 64
 BLOCK_WORK = 1_000_000_000
 
 
-def _run_in_blocks(Xc, n, B, unified, out_f, out_i, codes, reals, thr, max_iter, split_passes):
+def _run_in_blocks(
+    Xc, n, B, unified, out_f, out_i, out_nk, codes, reals, limits, max_iter, split_passes
+):
     """Run the fused loop of every restart to its end, a block of iterations per call; returns
     each restart's trace, (n_iter + 1,).
 
@@ -326,7 +334,7 @@ def _run_in_blocks(Xc, n, B, unified, out_f, out_i, codes, reals, thr, max_iter,
         codes[4] = limit
         trace = np.full((limit + 1, R), np.nan)
         before = out_i[active, 0].copy()
-        args = (unified, (out_f, out_i, trace), codes, reals, thr)
+        args = (unified, (out_f, out_i, trace, out_nk), codes, reals, limits)
         if split_passes:
             _chunks_in_threads(Xc, n, B, active, *args)
         else:  # restarts in small groups, handed out to the threads as they come free

@@ -46,6 +46,9 @@ FUSED_SETTINGS = frozenset(
 # iteration cost more than they save, above all on a loaded machine.
 MIN_PASS_WORK = 5_000_000
 MAX_RESTARTS_PER_THREAD = 4
+EMPTY_COUNT = float(np.finfo(np.float64).tiny)  # as fit.EMPTY_COUNT
+# Rows of the ``limits`` array (3, d): collapse thresholds, variance floors, zeros.
+COLLAPSE, FLOOR, ZERO = 0, 1, 2
 
 
 # ---------------------------------------------------------------------------------------------
@@ -53,24 +56,29 @@ MAX_RESTARTS_PER_THREAD = 4
 # ---------------------------------------------------------------------------------------------
 @kernel
 def new_weights_means(nk, sx, w_old, mu_old, fix_w, fix_mu, w_new, mu_new) -> None:
-    """Weights nk / n and means sum_x / nk (or the fixed values)."""
+    """Weights nk / n and means sum_x / nk (or the fixed values); a mean stays where nk
+    underflowed (nk < EMPTY_COUNT), as in fit.step."""
     K, d = mu_old.shape
     total = 0.0
     for k in range(K):
         total += nk[k]
     for k in range(K):
         w_new[k] = w_old[k] if fix_w else nk[k] / total
+        keep = fix_mu or not nk[k] >= EMPTY_COUNT
         for l in range(d):
-            mu_new[k, l] = mu_old[k, l] if fix_mu else sx[k, l] / nk[k]
+            mu_new[k, l] = mu_old[k, l] if keep else sx[k, l] / nk[k]
 
 
 @kernel
 def covariances(S, nk, cov_type, cov) -> None:
     """Covariances from the centred scatter S (K, d, d) into cov (K, d, d), as
-    steps.estimate_covariances without a prior, before the variance floor."""
+    steps.raw_covariances without a prior, before the variance floor. A component whose nk
+    underflowed keeps the covariance already in cov (the previous one), as in fit.step."""
     K, d = S.shape[0], S.shape[1]
     if cov_type == FULL:
         for k in range(K):
+            if not nk[k] >= EMPTY_COUNT:
+                continue
             for l in range(d):
                 for m in range(d):
                     cov[k, l, m] = S[k, l, m] / nk[k]
@@ -86,10 +94,14 @@ def covariances(S, nk, cov_type, cov) -> None:
                 cov[0, l, m] = t / total
     elif cov_type == DIAG:
         for k in range(K):
+            if not nk[k] >= EMPTY_COUNT:
+                continue
             for j in range(d):
                 cov[k, j, j] = S[k, j, j] / nk[k]
     else:
         for k in range(K):
+            if not nk[k] >= EMPTY_COUNT:
+                continue
             t = S[k, 0, 0]
             for j in range(1, d):
                 t += S[k, j, j]
@@ -110,11 +122,11 @@ def _finite(A) -> bool:
 
 @kernel
 def _cholesky(A, shift, L) -> bool:
-    """The Cholesky factor of A - shift I (A symmetric, finite) into the lower triangle of L;
-    False as soon as a pivot is not positive (L then partly written)."""
+    """The Cholesky factor of A - diag(shift) (A symmetric, finite; shift (d,)) into the lower
+    triangle of L; False as soon as a pivot is not positive (L then partly written)."""
     d = A.shape[0]
     for j in range(d):
-        s = A[j, j] - shift
+        s = A[j, j] - shift[j]
         for p in range(j):
             s -= L[j, p] * L[j, p]
         if not s > 0.0:
@@ -132,25 +144,31 @@ def _cholesky(A, shift, L) -> bool:
 @kernel
 def _floor_matrix(A, floor, L) -> None:
     """steps.apply_variance_floor on one finite symmetric matrix (d, d), in place: unchanged when
-    A - floor I has a Cholesky factor, else eigenvalues below the floor raised to it."""
+    A - diag(floor) has a Cholesky factor, else the eigenvalues of F^-1/2 A F^-1/2 below 1
+    raised to 1 (F = diag(floor), floor (d,))."""
     if not _finite(A) or _cholesky(A, floor, L):
         return
     d = A.shape[0]
-    values, vectors = np.linalg.eigh(A)
-    if values[0] < floor:
+    root = np.sqrt(floor)
+    W = np.empty((d, d))
+    for i in range(d):
+        for j in range(d):
+            W[i, j] = A[i, j] / (root[i] * root[j])
+    values, vectors = np.linalg.eigh(W)
+    if values[0] < 1.0:
         for i in range(d):
             for j in range(d):
                 t = 0.0
                 for p in range(d):
-                    t += vectors[i, p] * max(values[p], floor) * vectors[j, p]
-                A[i, j] = t
+                    t += vectors[i, p] * max(values[p], 1.0) * vectors[j, p]
+                A[i, j] = t * (root[i] * root[j])
 
 
 @kernel
 def variance_floor(cov, cov_type, floor, L) -> None:
-    """steps.apply_variance_floor in the unified layout, in place: no eigenvalue (variance) of
-    a covariance below ``floor``; nothing when floor <= 0. L: (d, d) scratch."""
-    if not floor > 0.0:
+    """steps.apply_variance_floor in the unified layout, in place, with the floors (d,) of
+    steps.variance_floor (spherical: all equal); nothing when they are 0. L: (d, d) scratch."""
+    if not floor[0] > 0.0:
         return
     K, d = cov.shape[0], cov.shape[1]
     if cov_type == FULL or cov_type == TIED:
@@ -159,15 +177,15 @@ def variance_floor(cov, cov_type, floor, L) -> None:
     else:
         for k in range(K):
             for j in range(d):
-                if cov[k, j, j] < floor:
-                    cov[k, j, j] = floor
+                if cov[k, j, j] < floor[j]:
+                    cov[k, j, j] = floor[j]
 
 
 @kernel
-def _chol_precision(A, thr, P, L) -> bool:
+def _chol_precision(A, thr, zero, P, L) -> bool:
     """Cholesky A = L L^T and P = L^-T (upper); False (P untouched) when A is not finite, not
-    positive definite, or a conditional variance L_jj^2 falls below thr[j]."""
-    if not _finite(A) or not _cholesky(A, 0.0, L):
+    positive definite, or a conditional variance L_jj^2 falls below thr[j]. zero: (d,) zeros."""
+    if not _finite(A) or not _cholesky(A, zero, L):
         return False
     d = A.shape[0]
     for j in range(d):
@@ -187,15 +205,17 @@ def _chol_precision(A, thr, P, L) -> bool:
 
 
 @kernel
-def precisions(cov, cov_type, thr, thr_spherical, P, logdet, bad, L) -> bool:
+def precisions(cov, cov_type, limits, thr_spherical, P, logdet, bad, L) -> bool:
     """Precision factors and log|P| of cov (unified layout), with fit.safe_precision_cholesky's
-    collapse rule; bad[k] marks collapsed components, which get an identity factor (diag:
-    unit entries where the variance is bad). Returns whether any collapsed. L: (d, d) scratch."""
+    collapse rule (thresholds limits[COLLAPSE]); bad[k] marks collapsed components, which get an
+    identity factor (diag: unit entries where the variance is bad). Returns whether any
+    collapsed. L: (d, d) scratch."""
     K, d = cov.shape[0], cov.shape[1]
+    thr = limits[COLLAPSE]
     if cov_type == FULL or cov_type == TIED:
         n_mats = K if cov_type == FULL else 1
         for k in range(n_mats):
-            ok = _chol_precision(cov[k], thr, P[k], L)
+            ok = _chol_precision(cov[k], thr, limits[ZERO], P[k], L)
             bad[k] = not ok
             if not ok:
                 for i in range(d):
@@ -247,9 +267,13 @@ def _copy2(src, dst) -> None:
 def _after_e_step(r, it, ll, nk, reals, outs) -> bool:
     """Record iteration ``it`` of restart r (E-step done: log-likelihood ll, counts nk) and say
     whether its M-step is needed. outs: out_f (R, 3) loglik, objective, max decrease; out_i
-    (R, 5) n_iter, status, degenerate component, degenerate kind, n_decreases; trace."""
-    out_f, out_i, trace = outs
+    (R, 5) n_iter, status, degenerate component, degenerate kind, n_decreases; trace; out_nk
+    (R, K) the counts of the last E-step. reals[0] is tol * n (fit.converged), reals[2] the
+    min_count of a weight collapse (-inf with fixed weights)."""
+    out_f, out_i, trace, out_nk = outs
     tol, min_count, decrease_tol = reals[0], reals[2], reals[3]
+    for k in range(nk.shape[0]):
+        out_nk[r, k] = nk[k]
     trace[it, r] = ll
     previous = out_f[r, 1]
     decrease = previous - ll
@@ -263,7 +287,7 @@ def _after_e_step(r, it, ll, nk, reals, outs) -> bool:
         out_i[r, 1] = DEGENERATE
         out_i[r, 3] = KIND_NAN
         return False
-    if abs(ll - previous) < tol * abs(ll):
+    if abs(ll - previous) < tol:
         out_i[r, 1] = CONVERGED
         return False
     for k in range(nk.shape[0]):
@@ -308,10 +332,11 @@ def step_e(r, it, parts, state, new, totals, outs, codes, reals) -> int:
 
 
 @kernel
-def step_m(r, it, scattered, parts, state, new, totals, outs, codes, reals, thr) -> bool:
+def step_m(r, it, scattered, parts, state, new, totals, outs, codes, reals, limits) -> bool:
     """Finish the M-step of iteration ``it`` of restart r (after the scatter pass when
-    ``scattered``): covariances with the variance floor, precision factors, collapse rule.
-    Returns whether the restart moves on; if so its state (and log weights) are updated."""
+    ``scattered``): covariances with the variance floor (limits[FLOOR]), precision factors,
+    collapse rule (limits[COLLAPSE]). Returns whether the restart moves on; if so its state
+    (and log weights) are updated."""
     part_S = parts[3]
     w, mu, cov, P, logdet, logw = state
     w_new, mu_new, cov_new, P_new, ld_new, bad = new
@@ -328,8 +353,8 @@ def step_m(r, it, scattered, parts, state, new, totals, outs, codes, reals, thr)
                         t += part_S[0, c, k, l, m]
                     S[k, l, m] = t
         covariances(S, nk, codes[0], cov_new)
-        variance_floor(cov_new, codes[0], reals[1], L)
-        any_bad = precisions(cov_new, codes[0], thr, reals[4], P_new, ld_new, bad, L)
+        variance_floor(cov_new, codes[0], limits[FLOOR], L)
+        any_bad = precisions(cov_new, codes[0], limits, reals[4], P_new, ld_new, bad, L)
     if any_bad:
         out_i[r, 1] = DEGENERATE
         out_i[r, 3] = KIND_COVARIANCE
@@ -370,13 +395,13 @@ def buffers(K, d, nc):
 
 
 @njit(cache=True, error_model="numpy", nogil=True)
-def em_restarts(X, n, B, r_lo, r_hi, state, outs, codes, reals, thr) -> None:
+def em_restarts(X, n, B, r_lo, r_hi, state, outs, codes, reals, limits) -> None:
     """The whole EM loop of restarts r_lo .. r_hi, one after the other, single-threaded
     (releases the GIL), updating the batched unified state (w, mu, cov, P, logdet, log w) in
     place. codes: [covariance type, fixed weights, fixed means, fixed covariances, max_iter];
-    reals: [tol, reg_covar, min_count, decrease_tol, spherical collapse threshold]; thr (d,):
-    collapse threshold per dimension; outs as in :func:`_after_e_step`. X: chunked data
-    (n_chunks, d, B)."""
+    reals: [tol * n, reg_covar, min_count (-inf with fixed weights), decrease_tol, spherical
+    collapse threshold]; limits (3, d): collapse threshold and variance floor per dimension, and
+    zeros; outs as in :func:`_after_e_step`. X: chunked data (n_chunks, d, B)."""
     w, mu, cov, P, logdet, logw = state
     nc, d = X.shape[0], X.shape[1]
     K = mu.shape[1]
@@ -392,6 +417,6 @@ def em_restarts(X, n, B, r_lo, r_hi, state, outs, codes, reals, thr) -> None:
             if code == SCATTER:
                 s_pass(X, B, r, r + 1, 0, nc, resp, new[1], tri, parts[3])
             if not step_m(
-                r, it, code == SCATTER, parts, state, new, totals, outs, codes, reals, thr
+                r, it, code == SCATTER, parts, state, new, totals, outs, codes, reals, limits
             ):
                 break

@@ -11,6 +11,7 @@ import numpy as np
 from workbench.data.dataset import MAX_ABS_DATA, Dataset
 from workbench.em import engines
 from workbench.em import reference as bank
+from workbench.em.fit import DEGENERATE_KINDS as KINDS
 from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INIT_NAMES, INITS, small_em
 from workbench.em.squarem import run_squarem
@@ -51,7 +52,10 @@ class EMFitter:
     symmetric_means: K = 2 with mu_2 = -mu_1 (the over-specified model of Dwivedi et al. 2020;
     starting means are symmetrised as (mu_1 - mu_2) / 2).
     select_k: fit every K in the list and return the fit with the lowest BIC
-    (-2 loglik + p log n); diagnostics gain ``chosen_k`` and ``bic_k<K>`` per K.
+    (-2 loglik + p log n) among those that are not ``degenerate`` (a fit on a spike or a
+    spurious component is never chosen); diagnostics gain ``chosen_k``, ``bic_k<K>`` and
+    ``status_k<K>`` per K, and ``select_k_all_degenerate`` (1 when every K's fit was degenerate:
+    the lowest finite BIC among them is returned, with its ``degenerate`` status).
     """
 
     method: str = field(default="em", init=False)
@@ -152,28 +156,8 @@ class EMFitter:
                 f"dataset: expected a workbench Dataset (with .X and .truth), not "
                 f"{type(dataset).__name__}; use fit_array(X, rng) for a bare array"
             )
-        if self.select_k:
-            return self._select_k(dataset, rng)
-        return self.fit_array(
-            dataset.X,
-            rng,
-            truth=dataset.truth,
-            n_components=self.n_components or dataset.n_components_to_fit,
-        )
-
-    def _select_k(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
-        fits = {
-            k: dataclasses.replace(self, select_k=None, n_components=k).fit(dataset, rng)
-            for k in self.select_k
-        }
-        bics = {k: fit.diagnostics["bic"] for k, fit in fits.items()}
-        finite = {k: b for k, b in bics.items() if np.isfinite(b)}
-        chosen = min(finite, key=finite.get) if finite else self.select_k[0]
-        best = fits[chosen]
-        extra = {"chosen_k": chosen, **{f"bic_k{k}": b for k, b in bics.items()}}
-        wall = sum(fit.wall_time for fit in fits.values())
-        extra["compile_time"] = sum(fit.diagnostics["compile_time"] for fit in fits.values())
-        return dataclasses.replace(best, diagnostics={**best.diagnostics, **extra}, wall_time=wall)
+        K = None if self.select_k else self.n_components or dataset.n_components_to_fit
+        return self.fit_array(dataset.X, rng, truth=dataset.truth, n_components=K)
 
     def fit_array(
         self,
@@ -182,7 +166,8 @@ class EMFitter:
         truth: MixtureParams | None = None,
         n_components: int | None = None,
     ) -> FitResult:
-        """Fit an (n, d) or (n,) array. ``n_components`` defaults to the setting, then truth's K.
+        """Fit an (n, d) or (n,) array. ``n_components`` defaults to the setting, then truth's K;
+        with ``select_k``, every K of the list is fitted and the BIC chooses.
 
         Raises ValueError, before any compiled code runs, for data EM cannot carry (see
         :func:`check_data`)."""
@@ -192,6 +177,14 @@ class EMFitter:
             X = as_data_matrix(X)
         except (TypeError, ValueError) as err:
             raise ValueError(f"data: not an array of numbers ({err})") from None
+        if not self.select_k:
+            return self._fit_k(X, rng, truth, n_components)
+        if n_components is not None:
+            raise ValueError(f"n_components={n_components}: not with select_k={self.select_k}")
+        fits = {k: self._fit_k(X, rng, truth, k) for k in self.select_k}
+        return choose_by_bic(fits)
+
+    def _fit_k(self, X, rng, truth: MixtureParams | None, n_components: int | None) -> FitResult:
         if n_components is None:
             n_components = self.n_components or (truth.n_components if truth else None)
         if n_components is None:
@@ -333,6 +326,28 @@ def _n_distinct(X: np.ndarray, enough: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------
+def choose_by_bic(fits: dict[int, FitResult]) -> FitResult:
+    """The fit with the lowest finite BIC among those not ``degenerate`` (all of them when every
+    one is degenerate, flagged by ``select_k_all_degenerate``), with the per-K BICs and statuses
+    in its diagnostics and the summed wall time."""
+    bics = {k: fit.diagnostics["bic"] for k, fit in fits.items()}
+    usable = {k: b for k, b in bics.items() if fits[k].status != "degenerate" and np.isfinite(b)}
+    all_degenerate = not usable
+    if all_degenerate:
+        usable = {k: b for k, b in bics.items() if np.isfinite(b)}
+    chosen = min(usable, key=usable.get) if usable else next(iter(fits))
+    best = fits[chosen]
+    extra = {
+        "chosen_k": chosen,
+        "select_k_all_degenerate": int(all_degenerate),
+        **{f"bic_k{k}": b for k, b in bics.items()},
+        **{f"status_k{k}": fit.status for k, fit in fits.items()},
+    }
+    extra["compile_time"] = sum(fit.diagnostics["compile_time"] for fit in fits.values())
+    wall = sum(fit.wall_time for fit in fits.values())
+    return dataclasses.replace(best, diagnostics={**best.diagnostics, **extra}, wall_time=wall)
+
+
 def _fit_result(
     run: EMRun,
     settings: EMSettings,
@@ -369,6 +384,7 @@ def _fit_result(
         "n_restarts": len(run.status),
         "n_converged": int(np.sum(run.status == "converged")),
         "n_degenerate": int(np.sum(run.status == "degenerate")),
+        **{f"n_degenerate_{kind}": int(np.sum(run.degenerate_kind == kind)) for kind in KINDS},
         "n_max_iter": int(np.sum(run.status == "max_iter")),
         "degenerate_component": int(run.degenerate_component[best]),
         "degenerate_kind": str(run.degenerate_kind[best]),

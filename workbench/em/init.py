@@ -6,6 +6,13 @@
   (independent dimensions), weights from a flat Dirichlet.
 - ``random_from_data``: means at K distinct random data points, every covariance the data's
   covariance, equal weights.
+- ``spikes``: as scikit-learn's ``random_from_data`` behaves: means at K distinct random data
+  points (the same draws as ``random_from_data``), each component a narrow spike, variance
+  SPIKE_FRACTION (1e-4) of the data's in each feature (standard deviations 1% of the data's, so
+  scale-equivariant, and 100 times the default variance floor), equal weights. The first
+  E-step then gives each point to its nearest spike, almost a hard partition (scikit-learn gets
+  there by an M-step from one-hot responsibilities on the K points, whose variances are 0 plus
+  its absolute ``reg_covar``).
 - ``kmeans++``: scipy's k-means++ seeding; each point goes to its nearest seed and the Gaussian
   parameters are the (hard) M-step of that partition.
 - ``kmeans``: the same partition after Lloyd's k-means (scipy ``kmeans2``, 30 iterations) from
@@ -25,7 +32,7 @@ import numpy as np
 from scipy.cluster.vq import kmeans2
 
 from workbench.em.fit import EMSettings, init_state, run_em
-from workbench.em.steps import convert_covariances
+from workbench.em.steps import convert_covariances, variance_scale
 from workbench.gaussian import full_covariances
 
 Start = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -34,6 +41,7 @@ SMALL_EM_TRIES = 50
 SMALL_EM_ITERATIONS = 5
 SMALL_EM_TOL = 1e-3
 KMEANS_ITERATIONS = 30
+SPIKE_FRACTION = 1e-4
 
 
 def data_covariance(X: np.ndarray) -> np.ndarray:
@@ -62,11 +70,19 @@ def random_from_data(X, K, R, rng) -> Start:
     return weights, means, covs
 
 
+def spikes(X, K, R, rng) -> Start:
+    weights, means, _ = random_from_data(X, K, R, rng)
+    variance = SPIKE_FRACTION * variance_scale(X.var(axis=0))
+    covs = np.broadcast_to(np.diag(variance), (R, K, X.shape[1], X.shape[1])).copy()
+    return weights, means, covs
+
+
 def params_from_partition(X: np.ndarray, labels: np.ndarray, K: int) -> Start:
     """Hard M-step: weights, means and covariances of a partition, as a batch of one.
 
-    A part with fewer than d + 1 points gets the data covariance (its own would be singular).
-    An empty part (possible only when data points repeat) sits at the data mean with weight 1/n.
+    A part whose own covariance is singular (fewer than d + 1 points, or repeated points) gets
+    the data covariance. An empty part (possible only when data points repeat) sits at the data
+    mean with weight 1/n.
     """
     n, d = X.shape
     counts = np.bincount(labels, minlength=K).astype(float)
@@ -76,11 +92,12 @@ def params_from_partition(X: np.ndarray, labels: np.ndarray, K: int) -> Start:
     for k in range(K):
         members = X[labels == k]
         means[k] = members.mean(axis=0) if len(members) else X.mean(axis=0)
+        covs[k] = fallback
         if len(members) > d:
             centred = members - means[k]
-            covs[k] = centred.T @ centred / len(members)
-        else:
-            covs[k] = fallback
+            own = centred.T @ centred / len(members)
+            if np.linalg.eigvalsh(own)[0] > 0:
+                covs[k] = own
     weights = np.maximum(counts, 1.0)
     return (weights / weights.sum())[None], means[None], covs[None]
 
@@ -122,6 +139,7 @@ def small_em(X, K, R, rng, settings: EMSettings | None = None, engine=None) -> S
 INITS: dict[str, Callable[..., Start]] = {
     "random_params": random_params,
     "random_from_data": random_from_data,
+    "spikes": spikes,
     "kmeans++": kmeans_plusplus,
     "kmeans": kmeans,
     "small_em": small_em,

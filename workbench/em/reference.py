@@ -23,8 +23,9 @@ from workbench.em.vector import em_map, to_vector
 from workbench.fitters import BestKnown, PolishedRestarts
 from workbench.params import MixtureParams
 
-# Polishing: stop when |L_t - L_{t-1}| < POLISH_TOL * |L_t|. With a linear rate r <= 0.999 the
-# distance left to the fixed point is below POLISH_TOL * |L| * r / (1 - r) <= 1e-9 |L|, a tenth of
+# Polishing: stop when |L_t - L_{t-1}| < POLISH_TOL * n (the stopping rule of workbench.em.fit, in
+# nats per point). With a linear rate r <= 0.999 the distance left to the fixed point is below
+# POLISH_TOL * n * r / (1 - r) <= 1e-9 n nats, of the order of a tenth of
 # the verdict's relative log-likelihood tolerance (workbench.evaluate); 1e-12 is still ~100x above
 # the round-off of an n-term log-likelihood sum. A run that needs more than POLISH_MAX_ITER further
 # iterations is left "unresolved" rather than guessed.
@@ -33,9 +34,9 @@ POLISH_MAX_ITER = 2000
 # Stability is checked (EM-map Jacobian) for polished restarts more than this many nats below
 # the best known optimum: the verdict's own tolerance is never smaller.
 STABILITY_GAP = 1e-6
-DEFAULT_STARTS = {"kmeans++": 4, "random_from_data": 4}
-if "spikes" in INITS:  # K data points as narrow spike components (scikit-learn's random_from_data)
-    DEFAULT_STARTS["spikes"] = 4
+# spikes: K data points as narrow spike components (scikit-learn's random_from_data), which find
+# optima with narrow components that broad starts miss.
+DEFAULT_STARTS = {"kmeans++": 4, "random_from_data": 4, "spikes": 4}
 
 Runner = Callable[[np.ndarray, EMState], EMRun]
 

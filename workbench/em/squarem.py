@@ -1,8 +1,10 @@
 """SQUAREM: squared extrapolation of the EM map (Varadhan & Roland 2008, scheme SqS3).
 
 One cycle from theta0 with theta1 = F(theta0) known: theta2 = F(theta1), r = theta1 - theta0,
-v = theta2 - theta1 - r, step a = ||r|| / ||v|| clipped to [1, a_max], theta' = theta0 + 2 a r +
-a^2 v, then a stabilising EM step theta_new = F(theta'). a_max starts at 1 and grows 4x each
+v = theta2 - theta1 - r, step a = ||r|| / ||v|| (each entry in the data's units,
+:func:`workbench.em.vector.vector_units`, so that no unit of the data changes a step) clipped
+to [1, a_max], theta' = theta0 + 2 a r + a^2 v, then a stabilising EM step
+theta_new = F(theta'). a_max starts at 1 and grows 4x each
 time it is reached, as in the R package SQUAREM. If theta' leaves the parameter space or
 theta_new lowers the objective, the cycle falls back to plain EM (theta' = theta2, a = 1) and
 a_max shrinks 4x, so every cycle is monotone. The F evaluation at theta_new that checks it also
@@ -15,8 +17,17 @@ import time
 
 import numpy as np
 
-from workbench.em.fit import NUMPY_ENGINE, EMRun, EMSettings, EMState, Engine, step
-from workbench.em.vector import em_map, from_vector, to_vector
+from workbench.em.fit import (
+    NUMPY_ENGINE,
+    EMRun,
+    EMSettings,
+    EMState,
+    Engine,
+    converged,
+    label_solutions,
+    step,
+)
+from workbench.em.vector import em_map, from_vector, to_vector, vector_units
 
 STEP_MAX_START = 1.0  # bound on the step length, grown x4 when reached (R package SQUAREM)
 STEP_FACTOR = 4.0
@@ -35,7 +46,7 @@ def run_squarem(X, start: EMState, settings: EMSettings, engine: Engine = NUMPY_
     col = list(zip(*[run[1:] for run in runs], strict=True))
     traces, n_evals, statuses = col[0], col[1], col[2]
     objective = np.array([t[-1] for t in traces])
-    return EMRun(
+    run = EMRun(
         state=state,
         loglik=np.array(col[3]),
         objective=objective,
@@ -46,8 +57,11 @@ def run_squarem(X, start: EMState, settings: EMSettings, engine: Engine = NUMPY_
         traces=[np.asarray(t) for t in traces],
         n_decreases=np.zeros(len(runs), dtype=int),
         max_decrease=np.zeros(len(runs)),
-        wall_time=time.perf_counter() - t0,
+        wall_time=0.0,
+        nk=np.concatenate(col[4]),
     )
+    run = label_solutions(run, settings, X.var(axis=0))
+    return run._replace(wall_time=time.perf_counter() - t0)
 
 
 def _one(X, state: EMState, settings: EMSettings, engine: Engine):
@@ -57,10 +71,12 @@ def _one(X, state: EMState, settings: EMSettings, engine: Engine):
         return em_map(X, theta, state, settings, engine, data_variance)
 
     theta0 = to_vector(state, settings)
+    unit = vector_units(state, settings, data_variance)  # step lengths in the data's units
     theta1, obj0 = F(theta0)
     evals, trace, status, step_max = 1, [obj0], "max_iter", STEP_MAX_START
     if theta1 is None or not np.isfinite(obj0):
-        return state, [obj0], evals, "degenerate", obj0
+        nk = np.full(state.weights.shape, np.nan)
+        return state, [obj0], evals, "degenerate", obj0, nk
     while evals < settings.max_iter:
         theta2, _ = F(theta1)
         evals += 1
@@ -69,8 +85,9 @@ def _one(X, state: EMState, settings: EMSettings, engine: Engine):
             break
         r = theta1 - theta0
         v = theta2 - theta1 - r
-        norm_v = np.linalg.norm(v)
-        step = 1.0 if norm_v == 0 else float(np.clip(np.linalg.norm(r) / norm_v, 1.0, step_max))
+        norm_v = np.linalg.norm(v / unit)
+        ratio = np.linalg.norm(r / unit) / norm_v if norm_v > 0 else 1.0
+        step = float(np.clip(ratio, 1.0, step_max))
         candidate = theta2 if step == 1.0 else theta0 + 2 * step * r + step**2 * v
         accepted = _stabilise(F, candidate, obj0, settings)
         evals += accepted[3]
@@ -83,14 +100,15 @@ def _one(X, state: EMState, settings: EMSettings, engine: Engine):
             status = "degenerate"
             break
         stabilised, next_theta1, obj_new, _ = accepted
-        converged = abs(obj_new - obj0) < settings.tol * abs(obj_new)
+        done = converged(obj_new - obj0, X.shape[0], settings.tol)
         theta0, theta1, obj0 = stabilised, next_theta1, obj_new
         trace.append(obj0)
-        if converged:
+        if done:
             status = "converged"
             break
     final = from_vector(theta0, state, settings, data_variance)
-    return final, trace, evals, status, _loglik(X, theta0, state, settings, data_variance, engine)
+    loglik, nk = _loglik(X, theta0, state, settings, data_variance, engine)
+    return final, trace, evals, status, loglik, nk
 
 
 def _stabilise(F, candidate, obj0: float, settings: EMSettings):
@@ -105,7 +123,8 @@ def _stabilise(F, candidate, obj0: float, settings: EMSettings):
     return stabilised, next_theta1, obj_new, 2
 
 
-def _loglik(X, theta, template, settings, data_variance, engine) -> float:
+def _loglik(X, theta, template, settings, data_variance, engine):
+    """Log-likelihood (float) and expected counts (1, K) at theta."""
     state = from_vector(theta, template, settings, data_variance)
     _, info = step(X, state, settings, data_variance, engine)
-    return float(info.loglik[0])
+    return float(info.loglik[0]), info.nk

@@ -107,17 +107,23 @@ def estimate_covariances(
     nk: np.ndarray,
     means: np.ndarray,
     covariance_type: str,
-    reg_covar: float,
+    floor: np.ndarray | float,
     prior: Prior | None,
 ) -> np.ndarray:
     """Covariances from centred scatter (see :func:`centred_scatter`), with the variance floor
-    ``reg_covar`` (:func:`apply_variance_floor`). Without a prior, scatter_k / n_k (tied:
-    sum_k scatter_k / n; diag: its diagonal; spherical: the mean of the diagonal). With a prior,
-    the posterior mode of Fraley & Raftery (2007):
+    (:func:`apply_variance_floor`; ``floor`` from :func:`variance_floor`). Without a prior,
+    scatter_k / n_k (tied: sum_k scatter_k / n; diag: its diagonal; spherical: the mean of the
+    diagonal). With a prior, the posterior mode of Fraley & Raftery (2007):
     S_k = [scale + scatter_k + shrinkage (mu_k - m)(mu_k - m)^T] / (dof + n_k + d + 2) (full),
     with the matching denominators (dof + n_k + 3) per variance (diag),
     (dof + (n_k + 1) d + 2) (spherical) and (dof + n + K + d + 1) (tied).
     """
+    cov = raw_covariances(scatter, nk, means, covariance_type, prior)
+    return apply_variance_floor(cov, covariance_type, floor)
+
+
+def raw_covariances(scatter, nk, means, covariance_type: str, prior: Prior | None) -> np.ndarray:
+    """The covariances of :func:`estimate_covariances` before the variance floor."""
     d = means.shape[-1]
     n_components = means.shape[-2]
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -129,57 +135,109 @@ def estimate_covariances(
                 numer = scatter + prior.shrinkage * dev**2
         if covariance_type == "full":
             if prior is None:
-                cov = scatter / nk[..., None, None]
-            else:
-                cov = (prior.scale + numer) / (prior.dof + nk + d + 2.0)[..., None, None]
-        elif covariance_type == "tied":
+                return scatter / nk[..., None, None]
+            return (prior.scale + numer) / (prior.dof + nk + d + 2.0)[..., None, None]
+        if covariance_type == "tied":
             n = nk.sum(axis=-1)
             if prior is None:
-                cov = scatter.sum(axis=-3) / n[..., None, None]
-            else:
-                denom = prior.dof + n + n_components + d + 1.0
-                cov = (prior.scale + numer.sum(axis=-3)) / denom[..., None, None]
-        elif covariance_type == "diag":
+                return scatter.sum(axis=-3) / n[..., None, None]
+            denom = prior.dof + n + n_components + d + 1.0
+            return (prior.scale + numer.sum(axis=-3)) / denom[..., None, None]
+        if covariance_type == "diag":
             if prior is None:
-                cov = scatter / nk[..., None]
-            else:
-                cov = (prior.scale + numer) / (prior.dof + nk + 3.0)[..., None]
-        elif prior is None:  # spherical
-            cov = scatter.mean(axis=-1) / nk
-        else:
-            denom = prior.dof + (nk + 1.0) * d + 2.0
-            cov = (prior.scale + numer.sum(axis=-1)) / denom
-    return apply_variance_floor(cov, covariance_type, reg_covar)
+                return scatter / nk[..., None]
+            return (prior.scale + numer) / (prior.dof + nk + 3.0)[..., None]
+        if prior is None:  # spherical
+            return scatter.mean(axis=-1) / nk
+        denom = prior.dof + (nk + 1.0) * d + 2.0
+        return (prior.scale + numer.sum(axis=-1)) / denom
 
 
-def apply_variance_floor(cov: np.ndarray, covariance_type: str, floor: float) -> np.ndarray:
-    """Raise every eigenvalue below ``floor`` to ``floor``.
+# ---------------------------------------------------------------------------------------------
+# The variance floor, relative to the data's scale
+# ---------------------------------------------------------------------------------------------
+def variance_scale(data_variance: np.ndarray) -> np.ndarray:
+    """Each feature's unit of variance, (d,): its variance in the data; a constant feature
+    (variance 0) takes the mean of the others' (1 when every feature is constant)."""
+    var = np.asarray(data_variance, dtype=float).reshape(-1)
+    positive = var > 0
+    if positive.all():
+        return var
+    fallback = var[positive].mean() if positive.any() else 1.0
+    return np.where(positive, var, fallback)
 
-    This is the exact maximiser of the M-step objective over {S : S - floor I is positive
-    semi-definite} (Ingrassia 2004; Hathaway 1985's constraint for variances), so EM stays
-    monotone, and it changes nothing while every eigenvalue is above the floor. scikit-learn's
+
+def variance_floor(reg_covar: float, data_variance: np.ndarray, covariance_type: str):
+    """The variance floor per feature, (d,): ``reg_covar`` times the feature's variance
+    (:func:`variance_scale`); for ``spherical`` (one variance, the mean over the features of
+    each feature's variance) ``reg_covar`` times the mean of the features' variances, repeated.
+    Relative floors make EM equivariant under any rescaling of each feature: the same data in
+    other units give the same iterations, statuses and verdicts."""
+    scale = variance_scale(data_variance)
+    if covariance_type == "spherical":
+        scale = np.full_like(scale, scale.mean())
+    return reg_covar * scale
+
+
+def apply_variance_floor(cov: np.ndarray, covariance_type: str, floor) -> np.ndarray:
+    """Raise the covariances to the floor F = diag(floor) ((d,) or a scalar): full and tied,
+    every eigenvalue of F^-1/2 S F^-1/2 below 1 raised to 1 (S - F stays positive
+    semi-definite); diag, every variance below its floor raised to it; spherical, the variance
+    to floor[0].
+
+    This is the exact maximiser of the M-step objective over {S : S - F positive semi-definite}
+    (Ingrassia 2004, in the coordinates x F^-1/2; Hathaway 1985's constraint for variances), so
+    EM stays monotone, and it changes nothing while the floor is inactive. scikit-learn's
     ``reg_covar`` instead adds the floor to every diagonal, which biases all covariances and can
     make the log-likelihood fall by O(n reg^2 ||S^-1||^2).
     """
-    if floor <= 0:
+    d = cov.shape[-1] if covariance_type != "spherical" else None
+    floor = np.asarray(floor, dtype=float)
+    if not np.all(floor > 0):
         return cov
-    if covariance_type in ("diag", "spherical"):
-        return np.where(cov < floor, floor, cov)  # NaN stays NaN
-    eye = np.eye(cov.shape[-1])
+    if covariance_type == "spherical":
+        lowest = floor.reshape(-1)[0]
+        return np.where(cov < lowest, lowest, cov)  # NaN stays NaN
+    floor = np.broadcast_to(floor, (d,))
+    if covariance_type == "diag":
+        return np.where(cov < floor, floor, cov)
     try:
-        np.linalg.cholesky(cov - floor * eye)  # all eigenvalues above the floor: common case
+        np.linalg.cholesky(cov - np.diag(floor))  # all above the floor: the common case
         return cov
     except np.linalg.LinAlgError:
         pass
+    root = np.sqrt(floor)
     out = cov.copy()
     for idx in np.ndindex(cov.shape[:-2]):
         matrix = cov[idx]
         if not np.all(np.isfinite(matrix)):
             continue
-        values, vectors = np.linalg.eigh(matrix)
-        if values[0] < floor:
-            out[idx] = (vectors * np.maximum(values, floor)) @ vectors.T
+        values, vectors = np.linalg.eigh(matrix / np.outer(root, root))
+        if values[0] < 1.0:
+            out[idx] = (vectors * np.maximum(values, 1.0)) @ vectors.T * np.outer(root, root)
     return out
+
+
+def at_floor(cov: np.ndarray, covariance_type: str, floor, rtol: float = 1e-9) -> np.ndarray:
+    """Which covariances are held at the variance floor: a variance (diag, spherical) or an
+    eigenvalue of F^-1/2 S F^-1/2 (full, tied) at most (1 + rtol) times its floor. Shape
+    (R, K), or (R,) for tied. All False without a floor."""
+    floor = np.asarray(floor, dtype=float).reshape(-1)
+    trailing = {"full": 2, "tied": 2, "diag": 1, "spherical": 0}[covariance_type]
+    lead = cov.shape[: cov.ndim - trailing]
+    if not np.all(floor > 0):
+        return np.zeros(lead, dtype=bool)
+    limit = 1.0 + rtol
+    with np.errstate(invalid="ignore"):
+        if covariance_type == "spherical":
+            return cov <= floor[0] * limit
+        if covariance_type == "diag":
+            return np.any(cov <= floor * limit, axis=-1)
+        whitened = cov / np.sqrt(np.outer(floor, floor))
+    finite = np.all(np.isfinite(whitened), axis=(-1, -2))
+    lowest = np.full(lead, np.inf)
+    lowest[finite] = np.linalg.eigvalsh(whitened[finite])[..., 0]
+    return lowest <= limit
 
 
 def log_prior_density(

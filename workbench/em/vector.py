@@ -11,6 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.em.fit import NUMPY_ENGINE, EMSettings, EMState, init_state, step
+from workbench.em.steps import variance_scale
 
 
 def _blocks(state: EMState, settings: EMSettings) -> list[str]:
@@ -39,6 +40,24 @@ def to_vector(state: EMState, settings: EMSettings) -> np.ndarray:
             value = value[..., _tril(value.shape[-1])[0], _tril(value.shape[-1])[1]]
         parts.append(np.ravel(value))
     return np.concatenate(parts) if parts else np.zeros(0)
+
+
+def vector_units(state: EMState, settings: EMSettings, data_variance) -> np.ndarray:
+    """The data's unit of every entry of :func:`to_vector`: 1 for weights, the feature's
+    standard deviation for means, sd_i sd_j for covariance entries (spherical: the mean
+    variance), from :func:`workbench.em.steps.variance_scale`. Dividing by it makes norms of
+    parameter vectors independent of the data's units."""
+    var = variance_scale(data_variance)
+    sd = np.sqrt(var)
+    K, d = state.means.shape[1:]
+    covariances = {
+        "full": np.broadcast_to(np.outer(sd, sd), (K, d, d)),
+        "tied": np.outer(sd, sd),
+        "diag": np.broadcast_to(var, (K, d)),
+        "spherical": np.full(K, var.mean()),
+    }[settings.covariance_type]
+    units = EMState(np.ones((1, K)), np.broadcast_to(sd, (1, K, d)), covariances[None], None)
+    return to_vector(units, settings)
 
 
 def from_vector(vector: np.ndarray, template: EMState, settings: EMSettings, data_variance):
