@@ -11,7 +11,7 @@ from workbench.data import generate
 from workbench.data.gaussian import c_separation, min_mean_distance, place_means
 from workbench.em import EMFitter
 from workbench.em.fit import init_state, run_em
-from workbench.em.reference import data_rng
+from workbench.em.reference import DEFAULT_STARTS, data_rng
 from workbench.evaluate import (
     FAILURE_RULE,
     evaluate_fit,
@@ -149,7 +149,7 @@ def test_best_known_parameters_are_carried_and_shared_by_every_init():
         known = result.best_known
         assert known.params.log_likelihood(data.X) == pytest.approx(known.loglik, abs=1e-8)
         assert result.diagnostics["reference_loglik"] == known.loglik
-        assert result.diagnostics["reference_starts"] == 1 + 8
+        assert result.diagnostics["reference_starts"] == 1 + sum(DEFAULT_STARTS.values())
     a, b = (r.diagnostics["reference_loglik"] for r in results)
     assert a == pytest.approx(b, abs=loglik_tolerance(a))
     first = data_rng(data.X).integers(1 << 30, size=4)
@@ -160,7 +160,7 @@ def test_a_wrong_k_fit_is_judged_against_the_bank_and_no_reference_means_no_verd
     data = generate("gaussian_mixture", np.random.default_rng(0), n=300, K=3, d=1,
                     separation=3.0)  # fmt: skip
     wrong_k = EMFitter(n_components=2, n_restarts=5).fit(data, np.random.default_rng(0))
-    assert wrong_k.diagnostics["reference_starts"] == 8  # the bank, without a truth start
+    assert wrong_k.diagnostics["reference_starts"] == sum(DEFAULT_STARTS.values())  # no truth
     assert np.isnan(wrong_k.diagnostics["truth_start_loglik"])
     assert evaluate_fit(data, wrong_k)["failure_kind"] == "best"
     alone = EMFitter(n_restarts=5, reference=False).fit(data, np.random.default_rng(0))
