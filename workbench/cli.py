@@ -207,9 +207,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(directory)
     if not args.no_report:
-        from workbench.report import build_report
-
-        print(f"report: {build_report([directory])}")
+        return _report([directory], None)
     return 0
 
 
@@ -305,13 +303,22 @@ def print_summary(directory: Path) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from workbench.report import build_report
-
     dirs = [Path(d) for d in args.dirs]
     for directory in dirs:
         Store.open(directory).close()
         print_summary(directory)
-    print(f"report: {build_report(dirs, Path(args.out) if args.out else None)}")
+    return _report(dirs, Path(args.out) if args.out else None)
+
+
+def _report(dirs: list[Path], out: Path | None) -> int:
+    """Build the report; a section that failed is one line on stderr and exit code 1."""
+    from workbench.report import ReportError, build_report
+
+    try:
+        print(f"report: {build_report(dirs, out)}")
+    except ReportError as err:
+        print(f"error: report {err}", file=sys.stderr)
+        return 1
     return 0
 
 

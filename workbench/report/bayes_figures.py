@@ -10,7 +10,9 @@ be in data units. Components are matched to the truth through the stored fitted 
 from __future__ import annotations
 
 import json
+import math
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,6 @@ from workbench.report.summary import Experiment, ReportData, completed
 
 PROBLEM_STATUSES = ("multimodal", "label_switching", "divergent")
 PREFERRED_VARS = ("w", "mu", "sigma")
-MAX_FOREST = 8
 
 
 def bayes_cells(data: ReportData) -> list[tuple[Experiment, pd.Series]]:
@@ -182,53 +183,176 @@ def _bayes_figures(data: ReportData, out: Path) -> list[Figure]:
     return figures
 
 
+PARAMETER_NAMES = {"w": "weight", "mu": "mean", "sigma": "sd"}
+COMPONENT_COLOURS = ("tab:blue", "tab:orange", "tab:green", "tab:purple", "tab:brown")
+TRUTH_STYLE = {"color": "k", "marker": "x", "s": 36, "zorder": 5, "linewidths": 1.6}
+HDI_PROB = 0.9
+MAX_FOREST_ROWS = 24  # cells; more are reduced to the first replicate of each condition
+
+
+@dataclass(frozen=True)
+class Scalar:
+    """One scalar parameter of a posterior: a readable label (``mean[1]``, ``sd[2, x1]``), its
+    component (0-based), its draws (chains pooled) and the matched true value (or NaN)."""
+
+    label: str
+    kind: str  # weight | mean | sd
+    component: int
+    draws: np.ndarray  # (chains * draws,)
+    truth: float
+
+
+def scalars(idata: az.InferenceData, truth: MixtureParams | None, fitted) -> list[Scalar]:
+    """Every scalar of w, mu and sigma (first two coordinates in d > 1) with its truth."""
+    post = idata.posterior
+    refs = reference_values(idata, truth, fitted) if truth is not None else {}
+    out = []
+    for name in [v for v in PREFERRED_VARS if v in post]:
+        values = np.asarray(post[name].values, dtype=float)
+        dims = [d for d in post[name].dims if d not in ("chain", "draw")]
+        for index in np.ndindex(*values.shape[2:]):
+            k, j = index[0] if index else 0, index[1] if len(index) > 1 else 0
+            d = values.shape[3] if values.ndim > 3 else 1
+            if j >= 2:
+                continue
+            coords = {dim: post[dim].values[i] for dim, i in zip(dims, index, strict=False)}
+            matches = [e["ref_val"] for e in refs.get(name, []) if _same(e, coords)]
+            label = f"{PARAMETER_NAMES[name]}[{k + 1}" + (f", x{j + 1}]" if d > 1 else "]")
+            draws = values[(slice(None), slice(None), *index)].reshape(-1)
+            true = matches[0] if matches else math.nan
+            out.append(Scalar(label, PARAMETER_NAMES[name], k, draws, float(true)))
+    return out
+
+
+def _same(entry: dict[str, Any], coords: dict[str, Any]) -> bool:
+    return all(entry.get(dim) == value for dim, value in coords.items())
+
+
+def sig3(value: float) -> str:
+    """A number to three significant digits (``nan`` as a dash)."""
+    return "–" if not np.isfinite(value) else f"{value:.3g}"
+
+
+def _hdi(draws: np.ndarray) -> tuple[float, float]:
+    low, high = az.hdi(draws, hdi_prob=HDI_PROB)
+    return float(low), float(high)
+
+
 def _posterior_vs_truth(exp: Experiment, row: pd.Series, several: bool, out: Path) -> Figure:
     idata = load_posterior(exp, row["cell_id"])
     truth = exp.truth(row["data_id"], int(row["replicate"]))
-    names = plot_vars(idata)
-    ref = reference_values(idata, truth, exp.params(row["cell_id"])) if truth else None
-    size = _grid_size(idata, names)
-    axes = az.plot_posterior(
-        idata, var_names=names, ref_val=ref or None, hdi_prob=0.9, figsize=size
+    entries = scalars(idata, truth, exp.params(row["cell_id"]))
+    ncols = min(3, len(entries))
+    nrows = -(-len(entries) // ncols)
+    fig, axes = plt.subplots(
+        nrows, ncols, figsize=(4.2 * ncols, 2.9 * nrows + 0.6), squeeze=False, layout="constrained"
     )
-    fig = np.atleast_1d(axes).ravel()[0].figure
+    for ax in axes.ravel()[len(entries) :]:
+        ax.set_visible(False)
+    for ax, entry in zip(axes.ravel(), entries, strict=False):
+        colour = COMPONENT_COLOURS[entry.component % len(COMPONENT_COLOURS)]
+        ax.hist(
+            entry.draws, bins=40, density=True, color=colour, alpha=0.45, label="posterior draws"
+        )
+        low, high = _hdi(entry.draws)
+        ax.plot([low, high], [0, 0], color="k", lw=5, solid_capstyle="butt",
+                label=f"{HDI_PROB:.0%} HDI", clip_on=False)  # fmt: skip
+        if np.isfinite(entry.truth):
+            ax.axvline(entry.truth, color="tab:red", lw=2, label="truth")
+        median = sig3(float(np.median(entry.draws)))
+        ax.set_title(
+            f"{entry.label}: truth {sig3(entry.truth)}\n"
+            f"{HDI_PROB:.0%} HDI [{sig3(low)}, {sig3(high)}], median {median}",
+            fontsize=9,
+        )
+        ax.set_yticks([])
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    handles, labels = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=9)
     caption = (
-        f"Posterior marginals of {_label(exp, row, several)} with the true value as the "
-        "reference line (orange; the percentages give the posterior mass below and above it) "
-        "and the 90% highest-density interval."
+        f"Posterior marginals of {_label(exp, row, several)} (chains pooled, data units; the "
+        f"first two coordinates in d > 1): histogram of the draws, the {HDI_PROB:.0%} "
+        "highest-density interval (black bar) and the true value of the matched component (red "
+        "line). Each panel's title gives the truth, the HDI and the median to 3 significant "
+        "digits."
     )
     return save(fig, out, "bayes_posterior_truth", "Posterior against truth", caption)
 
 
-def _forest(cells: list, several: bool, out: Path) -> Figure | None:
-    chosen, shapes, labels = [], None, []
+def _forest_cells(cells: list) -> tuple[list, str]:
+    """The cells of the forest plot and a sentence saying which they are: all of them, or the
+    first replicate of each (experiment, fitter, data) condition when there are too many."""
+
+    def order(cell: tuple) -> tuple:  # by experiment, fitter, data condition, replicate
+        exp, row = cell
+        conditions = list(dict.fromkeys(exp.table["data"]))
+        return (exp.name, str(row["fitter"]), conditions.index(row["data"]), row["replicate"])
+
+    cells = sorted(cells, key=order)
+    if len(cells) <= MAX_FOREST_ROWS:
+        return cells, f"all {len(cells)} Bayesian cells"
+    seen, chosen = set(), []
     for exp, row in cells:
-        idata = load_posterior(exp, row["cell_id"])
-        names = plot_vars(idata)
-        shape = {v: idata.posterior[v].shape[2:] for v in names}
-        if shapes is None:
-            shapes = shape
-        if shape != shapes:
-            continue
-        chosen.append(idata)
-        head = f"{exp.name}: " if several else ""
-        labels.append(f"{head}{row['fitter']} | {row['data']} | rep {row['replicate']}")
-        if len(chosen) == MAX_FOREST:
-            break
-    if not chosen or shapes is None:
-        return None
-    axes = az.plot_forest(
-        chosen,
-        model_names=labels,
-        var_names=list(shapes),
-        combined=True,
-        hdi_prob=0.9,
-        figsize=(9, 1.2 + 0.35 * len(chosen) * sum(int(np.prod(s)) for s in shapes.values())),
+        key = (exp.name, row["fitter"], row["data"])
+        if key not in seen:
+            seen.add(key)
+            chosen.append((exp, row))
+    chosen = chosen[:MAX_FOREST_ROWS]
+    return chosen, (
+        f"{len(chosen)} of {len(cells)} Bayesian cells: the first stored replicate of each "
+        "fitter and data condition"
     )
-    fig = np.atleast_1d(axes).ravel()[0].figure
+
+
+def _forest(cells: list, several: bool, out: Path) -> Figure | None:
+    chosen, which = _forest_cells(cells)
+    rows = []
+    for exp, row in chosen:
+        idata = load_posterior(exp, row["cell_id"])
+        truth = exp.truth(row["data_id"], int(row["replicate"]))
+        entries = scalars(idata, truth, exp.params(row["cell_id"]))
+        head = f"{exp.name}: " if several else ""
+        rows.append((f"{head}{row['fitter']} | {row['data']} | rep {row['replicate']}", entries))
+    kinds = [k for k in ("weight", "mean", "sd") if any(e.kind == k for _, es in rows for e in es)]
+    if not rows or not kinds:
+        return None
+    height = 1.4 + 0.42 * len(rows) * max(1, max(len(es) for _, es in rows) // len(kinds))
+    fig, axes = plt.subplots(
+        1, len(kinds), figsize=(4.0 * len(kinds) + 3.2, height), sharey=True, squeeze=False,
+        layout="constrained",
+    )  # fmt: skip
+    components = set()
+    for ax, kind in zip(axes[0], kinds, strict=True):
+        for r, (_, entries) in enumerate(rows):
+            mine = [e for e in entries if e.kind == kind]
+            for i, entry in enumerate(mine):
+                y = r + 0.6 * ((i + 0.5) / len(mine) - 0.5)
+                colour = COMPONENT_COLOURS[entry.component % len(COMPONENT_COLOURS)]
+                components.add(entry.component)
+                low, high = _hdi(entry.draws)
+                ax.plot([low, high], [y, y], color=colour, lw=2)
+                ax.plot(np.median(entry.draws), y, "o", color=colour, ms=4)
+                if np.isfinite(entry.truth):
+                    ax.scatter(entry.truth, y, **TRUTH_STYLE)
+        ax.set_title(kind, fontsize=10)
+        ax.grid(alpha=0.3, axis="x")
+        ax.tick_params(labelsize=8)
+        ax.xaxis.set_major_locator(plt.MaxNLocator(4))
+    axes[0, 0].set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=8)
+    axes[0, 0].set_ylim(len(rows) - 0.5, -0.5)
+    handles = [
+        plt.Line2D([], [], color=COMPONENT_COLOURS[k % len(COMPONENT_COLOURS)], lw=2, marker="o",
+                   ms=4, label=f"component {k + 1}: {HDI_PROB:.0%} HDI and median")
+        for k in sorted(components)
+    ]  # fmt: skip
+    handles.append(plt.Line2D([], [], color="k", marker="x", ls="", label="truth"))
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=8)
     caption = (
-        f"Posterior 90% HDIs (lines) and medians (points) across {len(chosen)} Bayesian cells "
-        "(chains combined), one colour per cell: how the posterior moves across the grid."
+        f"Posterior {HDI_PROB:.0%} highest-density intervals (lines), medians (points) and the "
+        f"true values (crosses) of every weight, mean and sd, for {which}; one row per cell, one "
+        "colour per fitted component (labelled in order of their means), data units, chains "
+        "pooled; the first two coordinates in d > 1. How the posterior moves across the grid."
     )
     return save(fig, out, "bayes_forest", "Forest plot across cells", caption)
 
