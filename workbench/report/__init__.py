@@ -204,7 +204,7 @@ def _failures(ctx: ReportContext, section: Section) -> None:
         )
     )
     if total:
-        section.table(rows, "failures and errors", scroll=True)
+        section.table(rows, f"failures and errors: {len(rows)} of {total} listed", scroll=True)
 
 
 @register_section("findings", "What we found")
@@ -285,20 +285,25 @@ class ReportError(RuntimeError):
 
 
 def overlay_notes(data: ReportData) -> list[str]:
-    """What an overlay of experiments with different designs cannot compare, one sentence per
-    grid variable that is not an axis of every experiment (its figures leave those out)."""
+    """What an overlay of experiments with different designs cannot compare: one sentence per
+    grid variable that some experiment has no value of (figures against it leave those out)."""
     if len(data.experiments) < 2:
         return []
     notes = []
     for variable in grid_variables(data.table):
-        missing = [e.name for e in data.experiments if variable not in grid_variables(e.table)]
+        missing = [e.name for e in data.experiments if not _has_values(e.table, variable)]
         if missing:
+            name = short_name(variable)
             notes.append(
-                f"{short_name(variable)} is a grid axis of only some experiments; "
-                f"{', '.join(missing)} (one value or none) is left out of figures against it "
-                "where it has no value."
+                f"{name} is a grid axis of only some experiments; {', '.join(missing)} "
+                f"{'has' if len(missing) == 1 else 'have'} no {name} setting, so figures "
+                f"against {name} leave {'its' if len(missing) == 1 else 'their'} fits out."
             )
     return notes
+
+
+def _has_values(table: pd.DataFrame, column: str) -> bool:
+    return column in table and bool(table[column].notna().any())
 
 
 def build_report(dirs: list[Path], out: Path | None = None, collect: list | None = None) -> Path:

@@ -161,6 +161,7 @@ def _bayes_figures(data: ReportData, out: Path) -> list[Figure]:
         label = _label(exp, row, several)
         axes = az.plot_trace(idata, var_names=names, compact=True, legend=True)
         fig = np.atleast_2d(axes)[0, 0].figure
+        _trace_legend(fig, idata, names)
         caption = (
             f"ArviZ trace plot of {label}: per-chain marginal densities (left) and draws "
             "(right). Chains that settle on different values mean different modes."
@@ -170,6 +171,7 @@ def _bayes_figures(data: ReportData, out: Path) -> list[Figure]:
         )
         axes = az.plot_rank(idata, var_names=names, figsize=_grid_size(idata, names))
         fig = np.atleast_1d(axes).ravel()[0].figure
+        _chain_legend(fig, idata)
         caption = (
             f"ArviZ rank plot of {label}: ranks of each chain's draws among all chains; "
             "near-uniform histograms mean the chains sample the same distribution."
@@ -236,6 +238,37 @@ def sig3(value: float) -> str:
 def _hdi(draws: np.ndarray) -> tuple[float, float]:
     low, high = az.hdi(draws, hdi_prob=HDI_PROB)
     return float(low), float(high)
+
+
+def _trace_legend(fig: plt.Figure, idata: az.InferenceData, names: list[str]) -> None:
+    """ArviZ's per-panel chain legends replaced by one figure legend below the panels: the
+    chains' line styles and the components' colours (C0, C1, ... in compact mode)."""
+    labels: dict[str, object] = {}
+    for ax in fig.axes:
+        legend = ax.get_legend()
+        if legend is not None:
+            for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
+                labels.setdefault(text.get_text(), handle)
+            legend.remove()
+    handles = [
+        plt.Line2D([], [], color="k", ls=h.get_linestyle(), label=label)
+        for label, h in labels.items()
+        if isinstance(h, plt.Line2D)
+    ]
+    sizes = [idata.posterior[v].shape[2] if idata.posterior[v].ndim > 2 else 1 for v in names]
+    handles += [plt.Line2D([], [], color=f"C{k}", lw=2, label=f"component {k + 1}")
+                for k in range(max(sizes))]  # fmt: skip
+    fig.set_layout_engine("constrained")
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=9)
+
+
+def _chain_legend(fig: plt.Figure, idata: az.InferenceData) -> None:
+    """A figure legend naming ArviZ's chain colours (C0, C1, ...), above the panels."""
+    chains = idata.posterior["chain"].values
+    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{i}", label=f"chain {c}")
+               for i, c in enumerate(chains)]  # fmt: skip
+    fig.set_layout_engine("constrained")
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
 
 
 def _posterior_vs_truth(exp: Experiment, row: pd.Series, several: bool, out: Path) -> Figure:

@@ -1,0 +1,73 @@
+"""Every figure of the reports readable: no text element overlaps another or leaves the canvas,
+every labelled series is in a legend, several coloured series have one (rules in
+``figure_layout``). Drawn from the small stored experiments of the other report tests: EM and
+Bayes over separation (the quickstart's design), EM over n in 2-D, the two overlaid, and the
+walkthrough's figures."""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from figure_layout import assert_readable, layout_problems
+
+from workbench.report import build_report
+
+
+def drawn(dirs, out) -> list:
+    figures: list = []
+    build_report(dirs, out, collect=figures)
+    return figures
+
+
+def test_every_figure_of_an_em_and_bayes_report_is_readable(stored, tmp_path):
+    figures = drawn([stored["tiny_separation"]], tmp_path / "sep" / "report.html")
+    keys = {key for key, _, _ in figures}
+    assert {"bayes_forest", "bayes_posterior_truth", "em_traces", "coverage_separation"} <= keys
+    assert {"recovery_paired", "convergence_separation", "fitted_densities"} <= keys
+    assert_readable(figures)
+
+
+def test_every_figure_of_a_2d_report_over_n_is_readable(stored, tmp_path):
+    assert_readable(drawn([stored["tiny_sizes"]], tmp_path / "sizes" / "report.html"))
+
+
+def test_every_figure_of_an_overlay_of_two_designs_is_readable(stored, tmp_path):
+    dirs = [stored["tiny_separation"], stored["tiny_sizes"]]
+    assert_readable(drawn(dirs, tmp_path / "overlay" / "report.html"))
+
+
+def test_the_walkthrough_figures_are_readable(tmp_path, monkeypatch):
+    import workbench.walkthrough as story
+
+    figures, save = [], story._save
+
+    def keep(fig, path):
+        figures.append((path.stem, fig, ""))
+        return save(fig, path)
+
+    monkeypatch.setattr(story, "_save", keep)
+    story.build_walkthrough(tmp_path)
+    assert {key for key, _, _ in figures} >= {"founding_2_e_step", "local_2_stuck"}
+    assert_readable(figures)
+
+
+def test_the_checks_catch_overlap_off_canvas_and_missing_legends():
+    """The rules fire on figures built to break them (so a passing report means something)."""
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1], label="first")
+    ax.plot([0, 1], [1, 0], color="tab:orange")
+    ax.set_title("a title long enough to run off the canvas of this small figure, surely")
+    ax.annotate("here", (0.5, 0.5))
+    ax.annotate("here too", (0.5, 0.5))
+    problems = layout_problems("broken", fig)
+    plt.close(fig)
+    assert any("leaves the canvas" in p for p in problems), problems
+    assert any("'here' overlaps" in p for p in problems), problems
+    assert any("'first' is in no legend" in p for p in problems), problems
+    assert any("2 coloured series, no legend" in p for p in problems), problems
+    fig, ax = plt.subplots(figsize=(4, 3), layout="constrained")
+    ax.plot([0, 1], [0, 1], label="first")
+    ax.plot([0, 1], [1, 0], label="second")
+    ax.legend()
+    ax.set_title("fits")
+    assert layout_problems("fine", fig) == []
+    plt.close(fig)
