@@ -20,7 +20,8 @@ The rules, checked on a figure after ``fig.canvas.draw()`` (so every text has it
    some legend of the figure (one legend serving several panels), unless the figure is in
    ``EXEMPT`` with the reason its caption names the colours directly.
 6. **Legends outside the data**: a legend drawn inside an axes contains none of that axes' data
-   points (line vertices, scatter offsets) in its frame, by more than 2 pixels.
+   points (line vertices, line-collection segment ends, scatter offsets) in its frame, by more
+   than 2 pixels.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from collections.abc import Iterable
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.collections import Collection
+from matplotlib.collections import Collection, LineCollection
 from matplotlib.colors import to_rgba
 from matplotlib.container import Container
 from matplotlib.figure import Figure
@@ -159,8 +160,13 @@ def _covered_points(ax: Axes, box) -> int:
         count += _inside(line.get_transform().transform(xy), box)
     for collection in ax.collections:
         offsets = np.asarray(collection.get_offsets(), dtype=float)
-        if offsets.size:
+        if offsets.size and not isinstance(collection, LineCollection):
             count += _inside(collection.get_offset_transform().transform(offsets), box)
+        if isinstance(collection, LineCollection) and collection.get_segments():
+            vertices = np.concatenate(
+                [np.asarray(s, dtype=float) for s in collection.get_segments()]
+            )
+            count += _inside(collection.get_transform().transform(vertices), box)
     return count
 
 

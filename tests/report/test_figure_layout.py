@@ -26,6 +26,21 @@ def test_every_figure_of_an_em_and_bayes_report_is_readable(stored, tmp_path):
     assert_readable(figures)
 
 
+def test_the_forest_names_parameters_and_marks_every_truth(stored, tmp_path):
+    """One row per Bayesian cell (all 6 here) named by its condition, panels weight / mean /
+    sd, and a truth cross beside every interval."""
+    figures = drawn([stored["tiny_separation"]], tmp_path / "sep" / "report.html")
+    forest = next(fig for key, fig, _ in figures if key == "bayes_forest")
+    panels = [ax for ax in forest.axes if ax.get_visible()]
+    assert [ax.get_title() for ax in panels] == ["weight", "mean", "sd"]
+    rows = [t.get_text() for t in panels[0].get_yticklabels()]
+    assert len(rows) == 6 and all("separation=" in r and "| rep " in r for r in rows), rows
+    for ax in panels:  # K = 2: two intervals and two truth crosses per row
+        intervals = [line for line in ax.lines if len(line.get_xdata()) == 2]
+        crosses = [c for c in ax.collections if len(c.get_offsets())]
+        assert len(intervals) == 2 * len(rows) and len(crosses) == len(intervals)
+
+
 def test_every_figure_of_a_2d_report_over_n_is_readable(stored, tmp_path):
     assert_readable(drawn([stored["tiny_sizes"]], tmp_path / "sizes" / "report.html"))
 

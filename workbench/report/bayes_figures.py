@@ -159,12 +159,14 @@ def _bayes_figures(data: ReportData, out: Path) -> list[Figure]:
         idata = load_posterior(exp, row["cell_id"])
         names = plot_vars(idata)
         label = _label(exp, row, several)
-        axes = az.plot_trace(idata, var_names=names, compact=True, legend=True)
+        style = {"chain_prop": ("linestyle", CHAIN_STYLES)}
+        axes = az.plot_trace(idata, var_names=names, compact=True, **style)
         fig = np.atleast_2d(axes)[0, 0].figure
         _trace_legend(fig, idata, names)
         caption = (
             f"ArviZ trace plot of {label}: per-chain marginal densities (left) and draws "
-            "(right). Chains that settle on different values mean different modes."
+            "(right), one colour per component, one line style per chain. Chains that settle "
+            "on different values mean different modes."
         )
         figures.append(
             save(fig, out, f"bayes_trace_{kind}", f"Trace plot ({titles[kind]})", caption)
@@ -240,21 +242,18 @@ def _hdi(draws: np.ndarray) -> tuple[float, float]:
     return float(low), float(high)
 
 
+CHAIN_STYLES = ("solid", "dotted", "dashed", "dashdot")  # ArviZ's compact chain_prop
+
+
 def _trace_legend(fig: plt.Figure, idata: az.InferenceData, names: list[str]) -> None:
-    """ArviZ's per-panel chain legends replaced by one figure legend below the panels: the
-    chains' line styles and the components' colours (C0, C1, ... in compact mode)."""
-    labels: dict[str, object] = {}
+    """ArviZ's per-panel legends replaced by one figure legend below the panels: the chains'
+    line styles and the components' colours (C0, C1, ... in compact mode)."""
     for ax in fig.axes:
-        legend = ax.get_legend()
-        if legend is not None:
-            for handle, text in zip(legend.legend_handles, legend.get_texts(), strict=True):
-                labels.setdefault(text.get_text(), handle)
-            legend.remove()
-    handles = [
-        plt.Line2D([], [], color="k", ls=h.get_linestyle(), label=label)
-        for label, h in labels.items()
-        if isinstance(h, plt.Line2D)
-    ]
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    chains = idata.posterior["chain"].values
+    handles = [plt.Line2D([], [], color="k", ls=CHAIN_STYLES[i % 4], label=f"chain {c}")
+               for i, c in enumerate(chains)]  # fmt: skip
     sizes = [idata.posterior[v].shape[2] if idata.posterior[v].ndim > 2 else 1 for v in names]
     handles += [plt.Line2D([], [], color=f"C{k}", lw=2, label=f"component {k + 1}")
                 for k in range(max(sizes))]  # fmt: skip
