@@ -32,6 +32,7 @@ REPORT_CODE = [
         "figures.py",
         "example_figures.py",
         "bayes_figures.py",
+        "bayes_parameters.py",
         "html.py",
         "summary.py",
     )

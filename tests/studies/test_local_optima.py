@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from figure_layout import assert_readable
 from study_pages import checked_section
 
 from workbench.report.studies.local_optima import rates, reference_curve, restart_outcomes
@@ -65,3 +66,8 @@ def test_fixed_unequal_weights_fail_where_free_weights_do_not(study):
     assert by_arm["xhm_weights_known"] >= 0.2
     failed = xhm[(xhm["fitter_name"] == "xhm_weights_known") & (xhm["failed"] == 1)]
     assert (failed["gap"] > 1.0).all()  # a spurious fixed point, not slow convergence
+
+
+def test_every_figure_of_the_report_is_readable(study_figures):
+    """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
+    assert_readable(study_figures)

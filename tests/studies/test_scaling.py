@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from figure_layout import assert_readable
 from study_pages import checked_section
 
 from workbench.report.studies.scaling import (
@@ -84,3 +85,8 @@ def test_findings_quote_the_slopes(table):
     for _, row in slopes.iterrows():
         quoted = f"{row['against']}^({row['slope']:.2f} ± {row['slope se']:.2f})"
         assert any(quoted in s for s in sentences), quoted
+
+
+def test_every_figure_of_the_report_is_readable(study_figures):
+    """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
+    assert_readable(study_figures)

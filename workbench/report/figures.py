@@ -84,9 +84,9 @@ def save(fig: plt.Figure, out: Path, key: str, title: str, caption: str) -> Figu
 
 def colours(data: ReportData) -> dict[str, tuple]:
     """One colour per legend series, stable across all figures of a report."""
-    cmap = plt.get_cmap("tab10")
     names = list(dict.fromkeys(data.table["series"]))
-    return {name: cmap(i % 10) for i, name in enumerate(names)}
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
 # ---- shared line plot ----------------------------------------------------------------------------
@@ -110,6 +110,8 @@ def line_panel(
     if stats.empty:
         return False
     stats = stats[stats[variable].notna()]  # an overlaid experiment without this axis
+    if stats.empty:
+        return False
     values = frame[variable].dropna().tolist()
     numeric = numeric_variable(frame[variable]) and not categorical(variable)
     log = False
@@ -178,7 +180,8 @@ def _bars(ax: plt.Axes, x, y, se, colour, label: str, **style) -> None:
 
 def wrap_label(text: str, width: int = 22) -> str:
     """``text`` on lines of at most ``width`` characters (a legend or tick label)."""
-    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text
+    lines = textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
+    return "\n".join(lines) or text
 
 
 def figure_legend(fig: plt.Figure, axes) -> None:
@@ -189,8 +192,9 @@ def figure_legend(fig: plt.Figure, axes) -> None:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             seen.setdefault(label, handle)
     if seen:
-        ncol = min(len(seen), 4)
-        labels = [wrap_label(label, 40) for label in seen]
+        width = fig.get_figwidth()  # inches; a wrapped 36-character label at 8 pt is ~2.8 in
+        ncol = max(1, min(len(seen), 4, int(width // 3.0)))
+        labels = [wrap_label(label, 36) for label in seen]
         fig.legend(list(seen.values()), labels, loc="outside lower center", ncol=ncol, fontsize=8)
 
 
@@ -254,12 +258,16 @@ def metric_figures(
         size = (5.0 * ncols + 0.5, 3.7 * len(grid) + 0.9)
         fig, axes = plt.subplots(len(grid), ncols, figsize=size, squeeze=False,
                                  layout="constrained")  # fmt: skip
+        drawn = 0
         for r, row in enumerate(grid):
             for ax in axes[r, len(row) :]:
                 ax.set_visible(False)
             for ax, panel in zip(axes[r], row, strict=False):
                 rows = frame if panel.method is None else frame[frame["method"] == panel.method]
-                line_panel(ax, rows, variable, panel.column, panel.kind, palette)
+                if line_panel(ax, rows, variable, panel.column, panel.kind, palette):
+                    drawn += 1
+                else:
+                    _nothing(ax, f"no fit with both\n{panel.title} and\n{_versus(variable)}")
                 ax.set(ylabel=panel.ylabel, title=panel.title)
                 ax.grid(alpha=0.3)
                 if panel.log:
@@ -268,6 +276,9 @@ def metric_figures(
                     ax.set_ylim(-0.05, 1.05)
                 for level in references if panel.reference else ():
                     ax.axhline(level, color="k", ls="--", lw=1, label=f"nominal {level:g}")
+        if not drawn:  # nothing comparable against this variable (an overlay)
+            plt.close(fig)
+            continue
         figure_legend(fig, axes)
         skipped = _skipped(data, variable)
         caption = (
@@ -276,6 +287,10 @@ def metric_figures(
         key = f"{stem}_{_suffix(variable)}"
         figures.append(save(fig, out, key, f"{title} {_versus(variable)}", caption))
     return figures
+
+
+def _nothing(ax: plt.Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9)
 
 
 def _skipped(data: ReportData, variable: str | None) -> str:
