@@ -218,8 +218,9 @@ def _colour(artist, handle: bool = False) -> tuple | None:
             return None
         colour = artist.get_color()
     elif isinstance(artist, Collection):
-        faces = artist.get_facecolor()
-        faces = faces if len(faces) else artist.get_edgecolor()
+        faces = np.atleast_2d(artist.get_facecolor())
+        if not len(faces) or not np.any(faces[:, 3] > 0):  # unfilled (line collections)
+            faces = artist.get_edgecolor()
         unique = {tuple(np.round(c, 3)) for c in np.atleast_2d(faces)}
         if len(unique) != 1:
             return None
