@@ -342,16 +342,18 @@ def recovery_figures(data: ReportData, out: Path) -> list[Figure]:
         return figures
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
     hi = 0.0
+    compared = {d for a, b in comparisons for d in paired(table, a, b, "overall_rmse")["data"]}
+    order = [d for d in dict.fromkeys(table["data"]) if d in compared]  # conditions with pairs
+    room = max(8, int(6.0 * 72 / max(len(order), 1) / (0.6 * 7)) - 1)  # characters per label
     for i, (a, b) in enumerate(comparisons):
         rows = paired(table, a, b, "overall_rmse")
         label = f"{b} vs {a}"
         left.scatter(rows["a"], rows["b"], s=18, alpha=0.7, color=palette(i), label=label)
         hi = max(hi, rows["a"].max(), rows["b"].max())
         stats = summarise(rows, ["data"], "difference", "mean")
-        order = list(dict.fromkeys(table["data"]))
         x = np.array([order.index(d) for d in stats["data"]]) + 0.08 * i
         _bars(right, x, stats["value"], stats["se"], palette(i), label, fmt="o")
-        right.set_xticks(range(len(order)), [wrap_label(o, 18) for o in order], fontsize=7)
+    right.set_xticks(range(len(order)), [wrap_label(o, room) for o in order], fontsize=7)
     left.plot([0, hi * 1.05], [0, hi * 1.05], "k--", lw=1, label="equal error")
     firsts = " or ".join(dict.fromkeys(a for a, _ in comparisons))
     seconds = " or ".join(dict.fromkeys(b for _, b in comparisons))
