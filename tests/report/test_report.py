@@ -279,3 +279,13 @@ def test_a_failing_section_exits_non_zero_with_one_line_and_no_traceback(
     assert "Traceback" not in text and "<pre>" not in text.split('id="summary"')[1]
     assert "This section could not be built (KeyError" in text
     assert ">Iterations and wall time</h2>" in text
+
+
+def test_long_tables_are_not_clipped_and_say_how_many_rows(stored):
+    """The page scrolls, not a fixed-height box (a 520 px box once hid most failures)."""
+    from workbench.report.html import CSS
+
+    rule = re.search(r"\.scroll \{([^}]*)\}", CSS).group(1)
+    assert "max-height" not in rule and "overflow-x" in rule
+    text = build_report([stored["tiny_broken"]]).read_text()
+    assert "<caption>failures and errors: 2 of 2 listed</caption>" in text
