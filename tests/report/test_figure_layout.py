@@ -24,6 +24,20 @@ def test_every_figure_of_an_em_and_bayes_report_is_readable(stored, tmp_path):
     assert {"bayes_forest", "bayes_posterior_truth", "em_traces", "coverage_separation"} <= keys
     assert {"recovery_paired", "convergence_separation", "fitted_densities"} <= keys
     assert_readable(figures)
+    by_key = {key: (fig, caption) for key, fig, caption in figures}
+    # Coverage: EM (Wald, interval_level set) and Bayes both drawn and named, widths below.
+    fig, caption = by_key["coverage_separation"]
+    named = {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    assert {"bayes", "em(init=kmeans++)", "em(init=random_params)"} <= named, named
+    titles = {ax.get_title() for ax in fig.axes}
+    assert {"means: coverage", "means: interval width", "weights: interval width"} <= titles
+    assert "EM: Wald intervals" in caption and "Bayes: equal-tailed credible" in caption
+    # Every series of the convergence figure in its legend, Bayes included.
+    fig, _ = by_key["convergence_separation"]
+    assert "bayes" in {t.get_text() for leg in fig.legends for t in leg.get_texts()}
+    # Paired recovery: axes named by the fitters.
+    fig, _ = by_key["recovery_paired"]
+    assert "bayes" in fig.axes[0].get_ylabel() and "em(init=" in fig.axes[0].get_xlabel()
 
 
 def test_the_forest_names_parameters_and_marks_every_truth(stored, tmp_path):

@@ -400,7 +400,13 @@ def coverage_figures(data: ReportData, out: Path) -> list[Figure]:
     if "bayes" in methods:
         kinds.append("Bayes: equal-tailed credible intervals")
     kinds += [f"{m}: its intervals" for m in sorted(methods - {"em", "bayes"})]
-    only = "" if len(methods) > 1 else " Only these fits stored intervals."
+    only = ""
+    if methods == {"bayes"}:
+        only = (
+            " Only Bayes is drawn: no EM fit stored intervals (set interval_level for Wald ones)."
+        )
+    elif methods == {"em"}:
+        only = " Only EM is drawn: no Bayesian fit stored intervals."
     note = (
         f"Top: fraction of true parameters inside their interval ({'; '.join(kinds)}), averaged "
         f"over replicates; nominal level {', '.join(f'{v:g}' for v in levels)} dashed.{only} "
