@@ -183,6 +183,10 @@ def grid_figure(data: ReportData, table: pd.DataFrame, out: Path, kind: str) -> 
                 elif kind == "bias":
                     ax.axhline(0.0, color="k", lw=1)
                 ax.set_xscale("log")
+                grid = sorted(set(numbers(rows, x).dropna()))
+                if len(grid) <= 8:  # ticks at the grid values, not at 2x10^2
+                    ax.set_xticks(grid, [f"{v:g}" for v in grid])
+                    ax.minorticks_off()
                 ax.grid(alpha=0.3)
                 ax.set_xlabel(short_name(x))
                 ax.set_ylabel(f"{p}: {kind}")
