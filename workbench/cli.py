@@ -247,7 +247,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(directory)
     if not args.no_report:
-        print(f"report: {write_report([directory], None)}")
+        return _report([directory], None)
     return 0
 
 
@@ -417,7 +417,18 @@ def cmd_report(args: argparse.Namespace) -> int:
     for directory in dirs:
         Store.open(directory, thorough=True).close()
         print_summary(directory)
-    print(f"report: {write_report(dirs, Path(args.out) if args.out else None)}")
+    return _report(dirs, Path(args.out) if args.out else None)
+
+
+def _report(dirs: list[Path], out: Path | None) -> int:
+    """Build the report; a section that failed is one line on stderr and exit code 1."""
+    from workbench.report import ReportError
+
+    try:
+        print(f"report: {write_report(dirs, out)}")
+    except ReportError as err:
+        print(f"error: report {err}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -81,11 +81,13 @@ def _grid(X: np.ndarray) -> np.ndarray:
     return np.linspace(lo - pad, hi + pad, 500)
 
 
-def _components(ax, grid, params: MixtureParams, style="-", alpha=1.0, label="") -> None:
+def _components(
+    ax, grid, params: MixtureParams, style="-", alpha=1.0, label="", lw: float = 2.0
+) -> None:
     """Each component's weighted density w_k N(x | mu_k, s_k) in its colour."""
     dens = np.exp(params.log_joint(grid))  # weighted component densities (n, K)
     for k in range(params.n_components):
-        kw = {"color": COLOURS[k % 3], "alpha": alpha, "lw": 2}
+        kw = {"color": COLOURS[k % 3], "alpha": alpha, "lw": lw}
         ax.plot(grid, dens[:, k], style, label=f"{label}component {k + 1}", **kw)
 
 
@@ -101,11 +103,12 @@ def _blend(resp: np.ndarray) -> np.ndarray:
     return np.clip(resp @ rgba, 0, 1)
 
 
-def _finish(ax: plt.Axes, title: str, ylabel: str = "weighted density") -> None:
+def _finish(ax: plt.Axes, title: str, ylabel: str = "weighted density", legend=True) -> None:
     ax.set_title(title)
     ax.set_xlabel("x")
     ax.set_ylabel(ylabel)
-    ax.legend(fontsize=8, loc="upper right")
+    if legend:
+        ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3)
 
 
@@ -135,13 +138,28 @@ def figure_e_step(run: Run, path: Path) -> Path:
     ax.vlines(run.X[:, 0], 0, resp[:, 0], color=COLOURS[0], lw=3, alpha=0.6)
     kw = {"s": 60, "edgecolor": "k", "zorder": 5, "label": r"$r_{i1}$ of each point $z_i$"}
     ax.scatter(run.X[:, 0], resp[:, 0], c=_blend(resp), **kw)
-    for x, r in zip(run.X[:, 0], resp[:, 0], strict=True):
-        kw = {"textcoords": "offset points", "xytext": (0, 7), "ha": "center", "fontsize": 8}
-        ax.annotate(f"{r:.2f}", (x, r), **kw)
-    ax.set_ylim(-0.05, 1.15)
+    levels = label_levels(run.X[:, 0], min_gap=0.045 * np.ptp(grid))
+    for x, r, level in zip(run.X[:, 0], resp[:, 0], levels, strict=True):
+        kw = {"textcoords": "offset points", "ha": "center", "fontsize": 8}
+        ax.annotate(f"{r:.2f}", (x, r), xytext=(0, 7 + 11 * level), **kw)
+    ax.set_ylim(-0.05, 1.25)
     title = "Step 2, the E-step: probability that each point belongs to the red component"
     _finish(ax, title, r"responsibility $r_1$")
     return _save(fig, path)
+
+
+def label_levels(x: np.ndarray, min_gap: float) -> np.ndarray:
+    """A stacking level (0, 1, ...) per point so that labels on one level are at least
+    ``min_gap`` apart in x: labels of close points go one above the other."""
+    levels = np.zeros(len(x), dtype=int)
+    last: list[float] = []  # the x of the last label on each level
+    for i in np.argsort(x):
+        level = next((j for j, at in enumerate(last) if x[i] - at >= min_gap), len(last))
+        if level == len(last):
+            last.append(x[i])
+        last[level] = x[i]
+        levels[i] = level
+    return levels
 
 
 def figure_m_step(run: Run, path: Path) -> Path:
@@ -163,23 +181,25 @@ def figure_m_step(run: Run, path: Path) -> Path:
 
 def figure_end(run: Run, reference: Run, truth: MixtureParams, path: Path, title: str) -> Path:
     grid = _grid(run.X)
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 3.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.6))
     if len(run.X) >= 50:
-        kw = {"bins": min(40, len(run.X) // 8), "density": True, "color": "0.85"}
+        kw = {"bins": min(40, len(run.X) // 8), "density": True, "color": "0.9", "zorder": 0}
         left.hist(run.X[:, 0], label="data histogram", **kw)
+    _components(left, grid, run.final, alpha=0.8, lw=1.4)
     mixture = np.exp(run.final.score_samples(grid))
-    left.plot(grid, mixture, color="0.3", lw=3, alpha=0.35, label="fitted mixture")
-    left.plot(grid, np.exp(truth.score_samples(grid)), "k--", lw=1, label="truth mixture")
-    _components(left, grid, run.final)
+    left.plot(grid, mixture, color="k", lw=2.4, zorder=4, label="fitted mixture")
+    truth_line = {"color": "0.35", "ls": "--", "lw": 1.4, "zorder": 3}
+    left.plot(grid, np.exp(truth.score_samples(grid)), label="truth mixture", **truth_line)
     _points(left, run.X, run.final.responsibilities(run.X))
-    _finish(left, "where EM stopped")
+    _finish(left, "where EM stopped", legend=False)
+    left.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=4)
     for r, style, label in ((run, "-", "this start"), (reference, "--", "started from the truth")):
         lls = np.array(r.logliks) / len(run.X)
         colour = "k" if r is reference else "tab:purple"
         right.plot(np.arange(len(lls)), lls, style, label=label, color=colour)
     right.set(xlabel="EM iteration", ylabel="log-likelihood per point (nats)")
     right.set_title("log-likelihood: never decreases")
-    right.legend(fontsize=8)
+    right.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2)
     right.grid(alpha=0.3)
     fig.suptitle(title)
     return _save(fig, path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import arviz as az
@@ -25,12 +24,9 @@ def cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
 
 
 def test_quickstart_end_to_end(tmp_path):
-    start = time.monotonic()
+    # Its wall time is a benchmark (benchmarks/quickstart_cold.py), not an assertion here.
     done = cli("run", str(QUICKSTART), "--quiet", cwd=tmp_path)
-    elapsed = time.monotonic() - start
     assert done.returncode == 0, done.stderr
-    print(f"quickstart wall time: {elapsed:.1f} s")
-    assert elapsed < 180
     directory = tmp_path / "reports" / "quickstart"
     table = load_table(directory)
     assert len(table) == 3 * 3 * 4 and table["cell_id"].is_unique

@@ -77,6 +77,38 @@ SIZES_AGAIN = (
     .replace("[report]", '[fitters.broken]\nmethod = "broken"\n\n[report]')
 )
 
+# A design the others lack: two data blocks that differ in the weights setting, EM only.
+# Overlaid with tiny_sizes, whose rows have no weights value, figures against weights must
+# leave those out.
+WEIGHTS = """
+[experiment]
+name = "tiny_weights"
+replicates = 2
+seed = 9
+
+[[data]]
+generator = "gaussian_mixture"
+n = 100
+K = 2
+d = 1
+separation = 3.0
+weights = "equal"
+
+[[data]]
+generator = "gaussian_mixture"
+n = 100
+K = 2
+d = 1
+separation = 3.0
+weights = [0.3, 0.7]
+
+[fitters.em]
+method = "em"
+init = "kmeans++"
+n_restarts = 2
+engine = "numpy"
+"""
+
 # Nothing but errors: the report must still build, with its failures table.
 BROKEN = """
 [experiment]
@@ -120,6 +152,7 @@ def stored(tmp_path_factory) -> dict[str, Path]:
         ("tiny_sizes", SIZES),
         ("tiny_sizes_again", SIZES_AGAIN),
         ("tiny_broken", BROKEN),
+        ("tiny_weights", WEIGHTS),
     )
     with pytest.MonkeyPatch.context() as mp:
         mp.setitem(fitters.FITTERS, "broken", report_fakes.BROKEN)

@@ -35,6 +35,7 @@ REPORT_CODE = [
         "figures.py",
         "example_figures.py",
         "bayes_figures.py",
+        "bayes_parameters.py",
         "html.py",
         "summary.py",
     )
@@ -296,3 +297,56 @@ def test_failures_table_skips_fixed_budget_runs_only():
     assert fixed_budget(table).tolist() == [True, False, False, False, False]
     rows, total = failures_table(table)
     assert total == 4 and rows["fitter"].tolist() == ["b", "c", "d", "e"]
+
+
+def test_an_overlay_of_different_designs_draws_what_is_comparable(stored, tmp_path, capsys):
+    """tiny_sizes has no ``weights`` setting, tiny_weights is gridded over it: figures against
+    weights draw tiny_weights alone and say so; the page and one terminal line note the skip."""
+    from workbench.cli import main
+
+    out = tmp_path / "overlay" / "report.html"
+    dirs = [str(stored["tiny_sizes"]), str(stored["tiny_weights"])]
+    assert main(["report", *dirs, "--out", str(out)]) == 0
+    err = capsys.readouterr().err
+    notes = [line for line in err.splitlines() if line.startswith("note:")]
+    assert len(notes) == 1 and "weights" in notes[0] and "tiny_sizes" in notes[0], err
+    text = check_page(out)
+    assert "Traceback" not in text and "<pre>Traceback" not in text
+    assert (
+        "weights is a grid axis of only some experiments; tiny_sizes has no weights setting" in text
+    )
+    stems = {Path(n).stem for n in figures_of(out)}
+    assert {"failure_rate_weights", "failure_rate_n", "convergence_weights"} <= stems
+    caption = re.search(r'id="fig-failure_rate_weights".*?</figcaption>', text, re.S).group(0)
+    assert "Not drawn: tiny_sizes (no weights in its grid)." in caption
+
+
+def test_a_failing_section_exits_non_zero_with_one_line_and_no_traceback(
+    stored, tmp_path, capsys, monkeypatch
+):
+    from workbench import report
+    from workbench.cli import main
+
+    def broken(ctx, section):
+        raise KeyError("'nan' is not in list")
+
+    monkeypatch.setitem(report.SECTIONS, "failure_rates", ("Failure rates", broken))
+    out = tmp_path / "r" / "report.html"
+    assert main(["report", str(stored["tiny_sizes"]), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: report ") and "failure_rates" in err[0]
+    assert "Traceback" not in err[0]
+    text = out.read_text()  # the page is still written, with every other section
+    assert "Traceback" not in text and "<pre>" not in text.split('id="summary"')[1]
+    assert "This section could not be built (KeyError" in text
+    assert ">Iterations and wall time</h2>" in text
+
+
+def test_long_tables_are_not_clipped_and_say_how_many_rows(stored):
+    """The page scrolls, not a fixed-height box (a 520 px box once hid most failures)."""
+    from workbench.report.html import CSS
+
+    rule = re.search(r"\.scroll \{([^}]*)\}", CSS).group(1)
+    assert "max-height" not in rule and "overflow-x" in rule
+    text = build_report([stored["tiny_broken"]]).read_text()
+    assert "<caption>failures and errors: 2 of 2 listed</caption>" in text

@@ -11,10 +11,15 @@ from pathlib import Path
 import pytest
 
 from workbench.cli import main
+from workbench.report.figures import collecting
 
 HERE = Path(__file__).resolve().parent
-if str(HERE) not in sys.path:  # for study_pages, imported by name by the test modules
-    sys.path.insert(0, str(HERE))
+for folder in (HERE, HERE.parent / "report"):  # study_pages and figure_layout, by name
+    if str(folder) not in sys.path:
+        sys.path.insert(0, str(folder))
+
+
+FIGURES: dict[str, list] = {}  # config stem -> (key, matplotlib figure, caption) of its report
 
 
 @pytest.fixture(scope="module")
@@ -25,6 +30,15 @@ def study(request, tmp_path_factory) -> Path:
     args = ["run", str(config), "--quiet", "--reports-dir", str(reports)]
     args += ["--executor", executor] if executor else []
     start = time.monotonic()
-    assert main(args) == 0
+    drawn: list = []
+    with collecting(drawn):  # every figure of the report, for the layout checks
+        assert main(args) == 0
+    FIGURES[config.stem] = drawn
     print(f"{config.stem}: {time.monotonic() - start:.1f} s (run and report)")
     return reports / config.stem
+
+
+@pytest.fixture(scope="module")
+def study_figures(study) -> list:
+    """``(key, figure, caption)`` of every figure the study's report drew."""
+    return FIGURES[study.name]

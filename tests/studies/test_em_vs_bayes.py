@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from figure_layout import assert_readable
 from study_pages import checked_section
 
 from workbench.params import MixtureParams
@@ -103,3 +104,8 @@ def test_crosstab_counts_every_paired_data_set(table):
         s.startswith(f"em_single returned a local optimum on {failed} of 12") for s in sentences
     )
     assert np.isfinite(coverage_table(table)["means coverage"]).all()
+
+
+def test_every_figure_of_the_report_is_readable(study_figures):
+    """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
+    assert_readable(study_figures)

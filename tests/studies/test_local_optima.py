@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from figure_layout import assert_readable
 from study_pages import checked_section
 
 from workbench.evaluate import FAILURE_RULE, LOCAL_OPTIMUM_KINDS
@@ -88,3 +89,8 @@ def test_findings_name_ties_as_ties(study):
     tied["cell_failed"] = 0.0  # every init equally good: no arbitrary 'lowest'
     sentences = [f for f in findings(tied) if "returned fit" in f]
     assert sentences and all("equally often for every init" in f for f in sentences)
+
+
+def test_every_figure_of_the_report_is_readable(study_figures):
+    """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
+    assert_readable(study_figures)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from figure_layout import assert_readable
 from study_pages import checked_section
 
 from workbench.report.studies.misspecification import (
@@ -100,3 +101,8 @@ def test_findings_quote_the_tables(table):
     assert any(mean in s for s in sentences)
     assert any(s.startswith("em: overall RMSE") and "wrong K" in s for s in sentences)
     assert np.isfinite(recovery_table(table)["loglik per point"]).all()
+
+
+def test_every_figure_of_the_report_is_readable(study_figures):
+    """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
+    assert_readable(study_figures)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from figure_layout import assert_readable
 from study_pages import checked_section
 
 from workbench.report.studies.scaling import (
@@ -56,7 +57,7 @@ def test_arms_are_found_from_the_stored_table(table):
     assert (fixed["n_iter"] == 30).all()
 
 
-def test_slopes_match_an_independent_fit_and_em_cost_is_about_linear_in_n(table):
+def test_slopes_match_an_independent_fit(table):
     slopes = slope_table(table)
     assert np.isfinite(slopes["slope"]).all() and (slopes["slope se"] > 0).all()
     row = slopes[
@@ -69,13 +70,10 @@ def test_slopes_match_an_independent_fit_and_em_cost_is_about_linear_in_n(table)
     rows = rows[numbers(rows, "data.K").eq(3) & numbers(rows, "data.d").eq(2)]
     reference = np.polyfit(np.log10(rows["data.n"]), np.log10(rows["per_iter"]), 1)[0]
     assert row["slope"].iloc[0] == pytest.approx(reference)
-    assert 0.4 < reference < 1.6  # linear in n, flattened at small n by fixed overhead
-    means = means_table(table)
-    em = means[(means["series"] == "em_fixed") & (means["against"] == "n")]
-    em = em.set_index("size")["time per iteration (s)"]
-    assert em.loc[100000] > 10 * em.loc[100]  # 1000 times the data: far more work per step
+    # The slopes' values are wall-clock measurements: the study reports them (and
+    # `workbench run experiments/scaling.toml` is the benchmark); no assertion on speed here.
     bayes = slopes[(slopes["series"] == "bayes")]
-    assert set(bayes["quantity"]) == {"wall time (s)"} and (bayes["slope"] > 0).all()
+    assert set(bayes["quantity"]) == {"wall time (s)"}
 
 
 def test_findings_quote_the_slopes(table):
@@ -87,3 +85,8 @@ def test_findings_quote_the_slopes(table):
     for _, row in slopes.iterrows():
         quoted = f"{row['against']}^({row['slope']:.2f} ± {row['slope se']:.2f})"
         assert any(quoted in s for s in sentences), quoted
+
+
+def test_every_figure_of_the_report_is_readable(study_figures):
+    """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
+    assert_readable(study_figures)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from figure_layout import assert_readable
 from study_pages import checked_section
 
 from workbench.report.studies.slow_convergence import (
@@ -75,3 +76,8 @@ def test_equal_weights_converge_sublinearly_when_over_specified(data):
     slopes = slope_table(over).set_index("arm")
     assert np.isfinite(slopes["error slope"]).all()
     assert slopes.loc["weights [0.5, 0.5]", "iterations slope"] > 0.2
+
+
+def test_every_figure_of_the_report_is_readable(study_figures):
+    """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
+    assert_readable(study_figures)

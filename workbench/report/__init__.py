@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import importlib
 import sys
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from matplotlib import pyplot as plt
 
 from workbench.experiment.config import GENERIC_SECTIONS
 from workbench.experiment.runner import FAILED_STATUSES
@@ -38,6 +38,7 @@ from workbench.report.summary import (
     coverage_columns,
     failures_table,
     fixed_budget,
+    grid_variables,
     load_experiment,
     mean_se,
     nominal_level,
@@ -46,10 +47,18 @@ from workbench.report.summary import (
     pairs,
     rate_ci,
     rate_text,
+    short_name,
     status_counts,
 )
 
-__all__ = ["ReportContext", "SECTIONS", "Section", "build_report", "register_section"]
+__all__ = [
+    "ReportContext",
+    "ReportError",
+    "SECTIONS",
+    "Section",
+    "build_report",
+    "register_section",
+]
 
 
 @dataclass
@@ -207,7 +216,7 @@ def _failures(ctx: ReportContext, section: Section) -> None:
         )
     )
     if total:
-        section.table(rows, "failures and errors", scroll=True)
+        section.table(rows, f"failures and errors: {len(rows)} of {total} listed", scroll=True)
 
 
 @register_section("findings", "What we found")
@@ -298,10 +307,45 @@ def _sections(data: ReportData) -> list[str]:
     return names
 
 
-def build_report(dirs: list[Path], out: Path | None = None) -> Path:
+class ReportError(RuntimeError):
+    """Some report sections could not be built; the page was written without them."""
+
+
+def overlay_notes(data: ReportData) -> list[str]:
+    """What an overlay of experiments with different designs cannot compare: one sentence per
+    grid variable that some experiment has no value of (figures against it leave those out)."""
+    if len(data.experiments) < 2:
+        return []
+    notes = []
+    for variable in grid_variables(data.table):
+        missing = [e.name for e in data.experiments if not _has_values(e.table, variable)]
+        if missing:
+            name = short_name(variable)
+            notes.append(
+                f"{name} is a grid axis of only some experiments; {', '.join(missing)} "
+                f"{'has' if len(missing) == 1 else 'have'} no {name} setting, so figures "
+                f"against {name} leave {'its' if len(missing) == 1 else 'their'} fits out."
+            )
+    return notes
+
+
+def _has_values(table: pd.DataFrame, column: str) -> bool:
+    return column in table and bool(table[column].notna().any())
+
+
+def build_report(dirs: list[Path], out: Path | None = None, collect: list | None = None) -> Path:
     """Build the HTML report of the experiments in ``dirs`` (several are overlaid) and return
     its path: ``out``, or ``<dir>/report.html`` (``<parent>/<a>_vs_<b>/report.html`` for
-    several). Figures go to ``figures/`` beside it as PNG and PDF."""
+    several). Figures go to ``figures/`` beside it as PNG and PDF. ``collect``, when given,
+    receives every matplotlib figure before it is closed (for tests).
+
+    A section that raises is replaced by a one-line note (no traceback) and, after the page is
+    written, :class:`ReportError` names the failed sections."""
+    with fig.collecting(collect):
+        return _build(dirs, out)
+
+
+def _build(dirs: list[Path], out: Path | None) -> Path:
     data = ReportData([load_experiment(d) for d in dirs])
     if out is None:
         first = Path(dirs[0])
@@ -313,6 +357,13 @@ def build_report(dirs: list[Path], out: Path | None = None) -> Path:
         stale.unlink()
     ctx = ReportContext(data, figures_dir)
     sections = [provenance_section(data)]
+    notes = overlay_notes(data)
+    if notes:
+        print(f"note: overlay of different designs: {' '.join(notes)}", file=sys.stderr)
+        sections[0].parts.insert(
+            0, "<p class='note'>" + "<br>".join(esc(n) for n in notes) + "</p>"
+        )
+    failed: list[str] = []
     for key in _sections(data):
         title, builder = SECTIONS.get(key, (key.replace("_", " ").capitalize(), None))
         section = Section(key, title)
@@ -322,11 +373,16 @@ def build_report(dirs: list[Path], out: Path | None = None) -> Path:
             try:
                 builder(ctx, section)
             except Exception as err:  # noqa: BLE001 - one broken section must not lose the rest
-                print(f"warning: report section {key!r} failed: {err}", file=sys.stderr)
-                section.note(f"This section could not be built: {type(err).__name__}: {err}")
-                section.parts.append(f"<pre>{esc(traceback.format_exc()[-2000:])}</pre>")
+                reason = f"{type(err).__name__}: {err}".splitlines()[0][:300]
+                section.parts = [
+                    f"<p class='note'>This section could not be built ({esc(reason)}).</p>"
+                ]
+                failed.append(f"{key} ({reason})")
+                plt.close("all")
         sections.append(section)
     out.write_text(render_page(data, sections, out), encoding="utf-8")
+    if failed:
+        raise ReportError(f"{out}: written without {len(failed)} section(s): {'; '.join(failed)}")
     return out
 
 

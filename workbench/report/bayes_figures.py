@@ -1,15 +1,10 @@
-"""ArviZ figures of the Bayesian cells, from the posterior netCDF files of the store.
-
-Posterior variables are the model's (``w`` weights, ``mu`` means, ``sigma`` scales, ...). When
-the posterior group carries ``loc`` and ``scale`` attributes (JSON lists, the standardisation
-``z = (x - loc) / scale``) truths are mapped into those units; otherwise the draws are taken to
-be in data units. Components are matched to the truth through the stored fitted parameters
-(posterior means) with the Hungarian algorithm.
+"""Figures of the Bayesian cells, from the posterior netCDF files of the store: ArviZ trace,
+rank and pair plots of an ok fit and of the chains least in agreement, and the per-parameter
+posterior-vs-truth and forest figures of :mod:`workbench.report.bayes_parameters`.
 """
 
 from __future__ import annotations
 
-import json
 import warnings
 from pathlib import Path
 from typing import Any
@@ -20,14 +15,19 @@ import numpy as np
 import pandas as pd
 from matplotlib import MatplotlibDeprecationWarning
 
-from workbench.evaluate import matched_truth_index
-from workbench.params import MixtureParams
+from workbench.report.bayes_parameters import (
+    MAX_FOREST_ROWS,
+    PARAMETER_NAMES,
+    PREFERRED_VARS,
+    Scalar,
+    forest_figure,
+    posterior_vs_truth_figure,
+    scalars,
+)
 from workbench.report.figures import Figure, save
 from workbench.report.summary import Experiment, ReportData, completed, mean_se, numbers
 
 PROBLEM_STATUSES = ("multimodal", "label_switching", "divergent")
-PREFERRED_VARS = ("w", "mu", "sigma")
-MAX_FOREST = 8
 
 
 def bayes_cells(data: ReportData) -> list[tuple[Experiment, pd.Series]]:
@@ -54,57 +54,6 @@ def plot_vars(idata: az.InferenceData) -> list[str]:
     names = list(idata.posterior.data_vars)
     chosen = [v for v in PREFERRED_VARS if v in names]
     return chosen or names[:4]
-
-
-def _units(idata: az.InferenceData, d: int) -> tuple[np.ndarray, np.ndarray]:
-    attrs = idata.posterior.attrs
-    try:
-        loc = np.asarray(
-            json.loads(attrs["loc"]) if isinstance(attrs["loc"], str) else attrs["loc"], dtype=float
-        ).reshape(-1)
-        scale = np.asarray(
-            json.loads(attrs["scale"]) if isinstance(attrs["scale"], str) else attrs["scale"],
-            dtype=float,
-        ).reshape(-1)
-        return np.broadcast_to(loc, (d,)), np.broadcast_to(scale, (d,))
-    except (KeyError, ValueError, TypeError):
-        return np.zeros(d), np.ones(d)
-
-
-def reference_values(
-    idata: az.InferenceData, truth: MixtureParams, fitted: MixtureParams | None
-) -> dict[str, list[dict[str, Any]]]:
-    """ArviZ ``ref_val`` entries: the true w, mu and sigma of the component each posterior
-    component is matched to, in the posterior's units."""
-    K = truth.n_components
-    order = {k: k for k in range(K)}
-    if fitted is not None:
-        fit_idx, true_idx = matched_truth_index(fitted, truth)
-        order = {int(f): int(t) for f, t in zip(fit_idx, true_idx, strict=True)}
-    loc, scale = _units(idata, truth.n_features)
-    values = {
-        "w": truth.weights[:, None],
-        "mu": (truth.means - loc) / scale,
-        "sigma": truth.scales() / scale,
-    }
-    out: dict[str, list[dict[str, Any]]] = {}
-    for name, true in values.items():
-        if name not in idata.posterior:
-            continue
-        dims = [d for d in idata.posterior[name].dims if d not in ("chain", "draw")]
-        if not dims or len(dims) > 2:
-            continue
-        entries = []
-        for index in np.ndindex(*idata.posterior[name].shape[2:]):
-            k, j = index[0], (index[1] if len(index) > 1 else 0)
-            if k in order and order[k] < true.shape[0] and j < true.shape[1]:
-                coords = {
-                    dim: idata.posterior[dim].values[i] for dim, i in zip(dims, index, strict=False)
-                }
-                entries.append({**coords, "ref_val": float(true[order[k], j])})
-        if entries:
-            out[name] = entries
-    return out
 
 
 def converged_ok(rows: pd.DataFrame) -> pd.Series:
@@ -184,17 +133,23 @@ def _bayes_figures(data: ReportData, out: Path) -> list[Figure]:
         idata = load_posterior(exp, row["cell_id"])
         names = plot_vars(idata)
         label = _label(exp, row, several)
-        axes = az.plot_trace(idata, var_names=names, compact=True, legend=True)
+        style = {"chain_prop": {"linestyle": CHAIN_STYLES}}
+        axes = az.plot_trace(idata, var_names=names, compact=True, **style)
         fig = np.atleast_2d(axes)[0, 0].figure
+        _trace_legend(fig, idata, names)
+        _readable_titles(fig, idata)
         caption = (
             f"ArviZ trace plot of {label}: per-chain marginal densities (left) and draws "
-            "(right). Chains that settle on different values mean different modes."
+            "(right), one colour per component, one line style per chain. Chains that settle "
+            "on different values mean different modes."
         )
         figures.append(
             save(fig, out, f"bayes_trace_{kind}", f"Trace plot ({titles[kind]})", caption)
         )
         axes = az.plot_rank(idata, var_names=names, figsize=_grid_size(idata, names))
         fig = np.atleast_1d(axes).ravel()[0].figure
+        _chain_legend(fig, idata)
+        _readable_titles(fig, idata)
         caption = (
             f"ArviZ rank plot of {label}: ranks of each chain's draws among all chains; "
             "near-uniform histograms mean the chains sample the same distribution."
@@ -208,55 +163,95 @@ def _bayes_figures(data: ReportData, out: Path) -> list[Figure]:
     return figures
 
 
+CHAIN_STYLES = ("solid", "dotted", "dashed", "dashdot")  # ArviZ's compact chain_prop
+
+
+def _trace_legend(fig: plt.Figure, idata: az.InferenceData, names: list[str]) -> None:
+    """ArviZ's per-panel legends replaced by one figure legend below the panels: the chains'
+    line styles and the components' colours (C0, C1, ... in compact mode)."""
+    for ax in fig.axes:
+        if ax.get_legend() is not None:
+            ax.get_legend().remove()
+    chains = idata.posterior["chain"].values
+    handles = [plt.Line2D([], [], color="k", ls=CHAIN_STYLES[i % 4], label=f"chain {c}")
+               for i, c in enumerate(chains)]  # fmt: skip
+    sizes = [idata.posterior[v].shape[2] if idata.posterior[v].ndim > 2 else 1 for v in names]
+    handles += [plt.Line2D([], [], color=f"C{k}", lw=2, label=f"component {k + 1}")
+                for k in range(max(sizes))]  # fmt: skip
+    fig.set_layout_engine("constrained")
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 6), fontsize=9)
+
+
+def _readable_titles(fig: plt.Figure, idata: az.InferenceData) -> None:
+    """ArviZ's panel titles (``mu\n1, 0``: 0-based coordinates) as the report's parameter
+    labels (``mean[2]``; ``mean[2, x1]`` in d > 1)."""
+    d = int(idata.posterior.sizes.get("dim", 1))
+    for ax in fig.axes:
+        name, _, coords = ax.get_title().partition("\n")
+        if name not in PARAMETER_NAMES:
+            continue
+        index = [int(c) for c in coords.split(",") if c.strip().isdigit()]
+        label = PARAMETER_NAMES[name]
+        if index:
+            label += f"[{index[0] + 1}" + (
+                f", x{index[1] + 1}]" if d > 1 and len(index) > 1 else "]"
+            )
+        ax.set_title(label, fontsize=10)
+
+
+def _chain_legend(fig: plt.Figure, idata: az.InferenceData) -> None:
+    """A figure legend naming ArviZ's chain colours (C0, C1, ...), above the panels."""
+    chains = idata.posterior["chain"].values
+    handles = [plt.Rectangle((0, 0), 1, 1, color=f"C{i}", label=f"chain {c}")
+               for i, c in enumerate(chains)]  # fmt: skip
+    fig.set_layout_engine("constrained")
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
+
+
+def _forest_cells(cells: list) -> tuple[list, str]:
+    """The cells of the forest plot and a sentence saying which they are: all of them, or the
+    first replicate of each (experiment, fitter, data) condition when there are too many."""
+
+    def order(cell: tuple) -> tuple:  # by experiment, fitter, data condition, replicate
+        exp, row = cell
+        conditions = list(dict.fromkeys(exp.table["data"]))
+        return (exp.name, str(row["fitter"]), conditions.index(row["data"]), row["replicate"])
+
+    cells = sorted(cells, key=order)
+    if len(cells) <= MAX_FOREST_ROWS:
+        return cells, f"all {len(cells)} Bayesian cells"
+    seen, chosen = set(), []
+    for exp, row in cells:
+        key = (exp.name, row["fitter"], row["data"])
+        if key not in seen:
+            seen.add(key)
+            chosen.append((exp, row))
+    chosen = chosen[:MAX_FOREST_ROWS]
+    return chosen, (
+        f"{len(chosen)} of {len(cells)} Bayesian cells: the first stored replicate of each "
+        "fitter and data condition"
+    )
+
+
 def _posterior_vs_truth(exp: Experiment, row: pd.Series, several: bool, out: Path) -> Figure:
+    entries = _scalars(exp, row)
+    return posterior_vs_truth_figure(entries, _label(exp, row, several), out)
+
+
+def _scalars(exp: Experiment, row: pd.Series) -> list[Scalar]:
     idata = load_posterior(exp, row["cell_id"])
     truth = exp.truth(row["data_id"], int(row["replicate"]))
-    names = plot_vars(idata)
-    ref = reference_values(idata, truth, exp.params(row["cell_id"])) if truth else None
-    size = _grid_size(idata, names)
-    axes = az.plot_posterior(
-        idata, var_names=names, ref_val=ref or None, hdi_prob=0.9, figsize=size
-    )
-    fig = np.atleast_1d(axes).ravel()[0].figure
-    caption = (
-        f"Posterior marginals of {_label(exp, row, several)} with the true value as the "
-        "reference line (orange; the percentages give the posterior mass below and above it) "
-        "and the 90% highest-density interval."
-    )
-    return save(fig, out, "bayes_posterior_truth", "Posterior against truth", caption)
+    return scalars(idata, truth, exp.params(row["cell_id"]))
 
 
 def _forest(cells: list, several: bool, out: Path) -> Figure | None:
-    chosen, shapes, labels = [], None, []
-    for exp, row in cells:
-        idata = load_posterior(exp, row["cell_id"])
-        names = plot_vars(idata)
-        shape = {v: idata.posterior[v].shape[2:] for v in names}
-        if shapes is None:
-            shapes = shape
-        if shape != shapes:
-            continue
-        chosen.append(idata)
+    chosen, which = _forest_cells(cells)
+    rows = []
+    for exp, row in chosen:
         head = f"{exp.name}: " if several else ""
-        labels.append(f"{head}{row['fitter']} | {row['data']} | rep {row['replicate']}")
-        if len(chosen) == MAX_FOREST:
-            break
-    if not chosen or shapes is None:
-        return None
-    axes = az.plot_forest(
-        chosen,
-        model_names=labels,
-        var_names=list(shapes),
-        combined=True,
-        hdi_prob=0.9,
-        figsize=(9, 1.2 + 0.35 * len(chosen) * sum(int(np.prod(s)) for s in shapes.values())),
-    )
-    fig = np.atleast_1d(axes).ravel()[0].figure
-    caption = (
-        f"Posterior 90% HDIs (lines) and medians (points) across {len(chosen)} Bayesian cells "
-        "(chains combined), one colour per cell: how the posterior moves across the grid."
-    )
-    return save(fig, out, "bayes_forest", "Forest plot across cells", caption)
+        label = f"{head}{row['fitter']} | {row['data']} | rep {row['replicate']}"
+        rows.append((label, _scalars(exp, row)))
+    return forest_figure(rows, which, out)
 
 
 def _pair_coords(idata: az.InferenceData) -> tuple[list[str], dict[str, list[int]], int]:

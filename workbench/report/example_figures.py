@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
+from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 
 from workbench.report.figures import OUTCOME_COLOURS, Figure, save, wrap_label
@@ -37,7 +38,9 @@ def trace_figures(data: ReportData, out: Path, max_panels: int = 4, per_panel: i
         return []
     # The conditions with the most mixed outcomes, shown in design order.
     panels = sorted(sorted(panels, key=lambda p: p[:3])[:max_panels], key=lambda p: p[2])
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels), 4.2), squeeze=False)
+    size = (4.6 * len(panels), 4.6)
+    fig, axes = plt.subplots(1, len(panels), figsize=size, squeeze=False, layout="constrained")
+    drawn: dict[str, int] = {}
     for ax, (_, _, _, exp, label, group) in zip(axes[0], panels, strict=True):
         failed = group[group["failed"].fillna(0).astype(bool)]
         chosen = pd.concat([failed.head(per_panel // 2), group.drop(failed.index)]).head(per_panel)
@@ -45,6 +48,8 @@ def trace_figures(data: ReportData, out: Path, max_panels: int = 4, per_panel: i
         best_known = group.groupby("cell_id")["loglik"].max()
         reference = group.groupby("cell_id")["diag.reference_loglik"].first()
         final = traces.groupby("cell_id")["loglik"].max()
+        counts: dict[str, int] = {}
+        stops: list[tuple[float, float]] = []
         for row in chosen.itertuples():
             t = traces[(traces["cell_id"] == row.cell_id) & (traces["restart"] == row.restart)]
             if t.empty:
@@ -53,25 +58,67 @@ def trace_figures(data: ReportData, out: Path, max_panels: int = 4, per_panel: i
             best = np.nanmax([best_known[row.cell_id], reference[row.cell_id], final[row.cell_id]])
             outcome = ["global optimum", "local optimum"][int(bool(row.failed))]
             outcome = "degenerate" if row.status == "degenerate" else outcome
-            colour = OUTCOME_COLOURS[outcome]
-            gap = np.maximum(best - y, 1e-10)
-            ax.plot(t["iteration"], gap, lw=1, alpha=0.75, color=colour, label=outcome)
+            counts[outcome] = counts.get(outcome, 0) + 1
+            gap = np.maximum(best - y, GAP_FLOOR)
+            _trace_line(ax, t["iteration"].to_numpy(), gap, outcome)
+            if outcome == "local optimum":
+                stops.append((float(t["iteration"].iloc[-1]), float(gap[-1])))
+        right = max(ax.get_xlim()[1], 1.0)
+        for at, level in stops:  # where a local optimum stays: dotted to the panel's edge
+            ax.hlines(level, at, right, color=OUTCOME_COLOURS["local optimum"], ls=":", lw=1.5)
+        ax.set_xlim(right=right)
         ax.set_yscale("log")
         ax.set_xlabel("EM iteration")
         ax.set_ylabel("nats below best known optimum")
         name = f"{exp.name}: " if len(data.experiments) > 1 else ""
-        ax.set_title(wrap_label(f"{name}{label}", 40), fontsize=9)
+        tally = ", ".join(f"{counts[o]} {SHORT[o]}" for o in OUTCOME_COLOURS if o in counts)
+        ax.set_title(f"{wrap_label(f'{name}{label}', 40)}\n({tally})", fontsize=9)
         ax.grid(alpha=0.3)
-        handles, labels = ax.get_legend_handles_labels()
-        unique = dict(zip(labels, handles, strict=True))
-        ax.legend(unique.values(), unique.keys(), fontsize=8)
+        for outcome, count in counts.items():
+            drawn[outcome] = drawn.get(outcome, 0) + count
+    handles = [_outcome_handle(o, drawn[o]) for o in OUTCOME_COLOURS if o in drawn]
+    fig.legend(handles=handles, loc="outside lower center", ncol=len(handles), fontsize=9)
     caption = (
-        "Each line is one EM restart: its log-likelihood's distance to the best known optimum of "
-        "its data set (truth-started fit and all restarts), floored at 1e-10. A straight descent "
-        "on this log scale is linear convergence; a plateau is a local optimum. Panels: the data "
-        "conditions with the most mixed outcomes."
+        "Each line is one EM restart (at most 40 per panel, local optima first, up to 20): the "
+        "distance of its log-likelihood to the best known optimum of its data set (truth-started "
+        "fit and all restarts), in nats on a log scale, floored at 1e-10, per iteration. Blue: "
+        "restarts that ended within the failure threshold (1e-3 nats per point) of the best "
+        "known optimum; they fall towards the floor, or stop at max_iter while still falling, "
+        "and a straight descent is linear convergence. A blue line that runs level and then "
+        "falls again passed a saddle: a plateau alone is not a local optimum. Red, drawn on top: "
+        "local optima, restarts that ended more than the threshold below the best known "
+        "optimum; the dot marks where EM stopped and the dotted line carries that level to the "
+        "panel's edge (the run never gets closer). Grey: degenerate. Panel titles count the "
+        "restarts drawn by outcome, the legend all panels together. Panels: the data conditions "
+        "with the most mixed outcomes."
     )
     return [save(fig, out, "em_traces", "EM log-likelihood traces by outcome", caption)]
+
+
+GAP_FLOOR = 1e-10
+SHORT = {"global optimum": "global", "local optimum": "local", "degenerate": "degenerate"}
+TRACE_STYLE = {
+    "global optimum": {"lw": 1.0, "alpha": 0.6, "zorder": 2},
+    "degenerate": {"lw": 1.0, "alpha": 0.7, "zorder": 3},
+    "local optimum": {"lw": 2.2, "alpha": 0.95, "zorder": 4},
+}
+
+
+def _trace_line(ax: plt.Axes, iteration: np.ndarray, gap: np.ndarray, outcome: str) -> None:
+    """One restart's gap trace in its outcome's style; a local optimum ends in a dot."""
+    colour = OUTCOME_COLOURS[outcome]
+    ax.plot(iteration, gap, color=colour, **TRACE_STYLE[outcome])
+    if outcome == "local optimum":
+        ax.plot(iteration[-1], gap[-1], "o", color=colour, ms=6, zorder=5)
+
+
+def _outcome_handle(outcome: str, count: int) -> Line2D:
+    style = TRACE_STYLE[outcome]
+    marker = "o" if outcome == "local optimum" else ""
+    colour = OUTCOME_COLOURS[outcome]
+    label = f"{outcome} ({count}; dotted: its level after it stopped)" if marker else None
+    label = label or f"{outcome} ({count})"
+    return Line2D([], [], color=colour, lw=style["lw"], marker=marker, label=label)
 
 
 def density_figures(data: ReportData, out: Path) -> list[Figure]:

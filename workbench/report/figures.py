@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import textwrap
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,23 +51,43 @@ class Figure:
     pdf: Path
 
 
+_COLLECTORS: list[list] = []
+
+
+@contextmanager
+def collecting(into: list | None):
+    """While active, :func:`save` appends ``(key, matplotlib figure, caption)`` to ``into``
+    before closing each figure (a hook for tests that inspect the drawn figures)."""
+    if into is None:
+        yield
+        return
+    _COLLECTORS.append(into)
+    try:
+        yield
+    finally:
+        _COLLECTORS.remove(into)
+
+
 def save(fig: plt.Figure, out: Path, key: str, title: str, caption: str) -> Figure:
     """Save ``fig`` as ``out/key.png`` and ``out/key.pdf`` and close it."""
     out.mkdir(parents=True, exist_ok=True)
     fig.suptitle(title, fontsize=12)
-    fig.tight_layout()
+    if fig.get_layout_engine() is None:  # constrained-layout figures place themselves
+        fig.tight_layout()
     png, pdf = out / f"{key}.png", out / f"{key}.pdf"
     fig.savefig(png, dpi=110)
     fig.savefig(pdf)
+    for into in _COLLECTORS:
+        into.append((key, fig, caption))
     plt.close(fig)
     return Figure(key, title, caption, png, pdf)
 
 
 def colours(data: ReportData) -> dict[str, tuple]:
     """One colour per legend series, stable across all figures of a report."""
-    cmap = plt.get_cmap("tab10")
     names = list(dict.fromkeys(data.table["series"]))
-    return {name: cmap(i % 10) for i, name in enumerate(names)}
+    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
+    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
 
 
 # ---- shared line plot ----------------------------------------------------------------------------
@@ -89,16 +110,24 @@ def line_panel(
     stats = summarise(frame, ["series", variable], column, kind)
     if stats.empty:
         return False
+    stats = stats[stats[variable].notna()]  # an overlaid experiment without this axis
+    if stats.empty:
+        return False
     values = frame[variable].dropna().tolist()
-    numeric = numeric_variable(frame[variable])
+    numeric = numeric_variable(frame[variable]) and not categorical(variable)
+    log = False
     if numeric:
         order = sorted(set(values))
         log = min(order) > 0 and max(order) / min(order) >= 20
         if log:
             ax.set_xscale("log")
+        if len(order) <= 8:  # ticks at the grid values, none between them
+            ax.set_xticks(order, [f"{v:g}" for v in order], fontsize=8)
+            ax.minorticks_off()
     else:
-        order = list(dict.fromkeys(str(v) for v in values))
+        order = list(dict.fromkeys(_category(v) for v in values))
         ax.set_xticks(range(len(order)), order, fontsize=8)
+        ax.set_xlim(-0.5, len(order) - 0.5)
     series = list(dict.fromkeys(stats["series"]))
     for i, name in enumerate(series):
         rows = stats[stats["series"] == name]
@@ -108,9 +137,10 @@ def line_panel(
             spread = _jitter(order, log) * (i - (len(series) - 1) / 2)
             x = x[idx] * math.exp(spread) if log else x[idx] + spread
         else:
-            idx = np.argsort([order.index(str(v)) for v in rows[variable]])
-            x = np.array([order.index(str(v)) for v in rows[variable]])[idx]
-            x = x + 0.06 * (i - (len(series) - 1) / 2)
+            positions = [order.index(_category(v)) for v in rows[variable]]
+            idx = np.argsort(positions)
+            x = np.array(positions)[idx] + 0.06 * (i - (len(series) - 1) / 2)
+        style = {"marker": "o"} if numeric else {"fmt": "o"}  # categories are not joined
         _bars(
             ax,
             x,
@@ -118,10 +148,22 @@ def line_panel(
             rows["se"].to_numpy()[idx],
             palette.get(name),
             name,
-            marker="o",
+            **style,
         )
     ax.set_xlabel(short_name(variable))
     return True
+
+
+CATEGORICAL = ("K", "d")  # structural counts: a few distinct values, no order in between
+
+
+def categorical(variable: str) -> bool:
+    """Whether a numeric grid variable is drawn as categories (K, d, and any fit.* setting)."""
+    return short_name(variable) in CATEGORICAL or variable.startswith("fit.")
+
+
+def _category(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _jitter(order: list, log: bool) -> float:
@@ -139,13 +181,22 @@ def _bars(ax: plt.Axes, x, y, se, colour, label: str, **style) -> None:
 
 def wrap_label(text: str, width: int = 22) -> str:
     """``text`` on lines of at most ``width`` characters (a legend or tick label)."""
-    return "\n".join(textwrap.wrap(text, width, break_on_hyphens=False)) or text
+    lines = textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
+    return "\n".join(lines) or text
 
 
-def _legend(ax: plt.Axes) -> None:
-    handles, labels = ax.get_legend_handles_labels()
-    if handles:
-        ax.legend(handles, labels, fontsize=8, loc="best")
+def figure_legend(fig: plt.Figure, axes) -> None:
+    """One legend below the panels (outside the data) with every labelled series of every
+    panel, each label once. The figure must use the constrained layout."""
+    seen: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            seen.setdefault(label, handle)
+    if seen:
+        width = fig.get_figwidth()  # inches; a wrapped 36-character label at 8 pt is ~2.8 in
+        ncol = max(1, min(len(seen), 4, int(width // 3.0)))
+        labels = [wrap_label(label, 36) for label in seen]
+        fig.legend(list(seen.values()), labels, loc="outside lower center", ncol=ncol, fontsize=8)
 
 
 def axes_variables(data: ReportData) -> list[str | None]:
@@ -179,6 +230,7 @@ class Panel:
     log: bool = False
     unit: bool = False  # y in [0, 1]
     method: str | None = None  # only fits of this method (e.g. EM iterations)
+    reference: bool = False  # draw the figure's reference levels (e.g. nominal coverage)
 
 
 def metric_figures(
@@ -186,36 +238,76 @@ def metric_figures(
     out: Path,
     stem: str,
     title: str,
-    panels: list[Panel],
+    panels: list[Panel] | list[list[Panel]],
     note: str = "",
     references: tuple[float, ...] | list[float] = (),
 ) -> list[Figure]:
-    """One figure per grid variable, one panel per metric, one line per series; ``references``
-    are dashed horizontal lines (e.g. nominal levels)."""
+    """One figure per grid variable, one panel per metric (a list of lists: rows of panels),
+    one line per series, one legend below; ``references`` are dashed horizontal lines (e.g.
+    nominal levels) on the panels marked ``reference``."""
     frame = completed(data.table)
-    panels = [p for p in panels if p.column in frame and frame[p.column].notna().any()]
-    if not panels:
+    grid = panels if panels and isinstance(panels[0], list) else [panels]
+    grid = [[p for p in row if p.column in frame and frame[p.column].notna().any()] for row in grid]
+    grid = [row for row in grid if row]  # type: ignore[misc]
+    if not grid:
         return []
-    frame = frame[frame[[p.column for p in panels]].notna().any(axis=1)]
+    columns = [p.column for row in grid for p in row]
+    frame = frame[frame[columns].notna().any(axis=1)]
     palette, figures = colours(data), []
+    ncols = max(len(row) for row in grid)
     for variable in axes_variables(data):
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-        for ax, panel in zip(axes[0], panels, strict=True):
-            rows = frame if panel.method is None else frame[frame["method"] == panel.method]
-            line_panel(ax, rows, variable, panel.column, panel.kind, palette)
-            ax.set(ylabel=panel.ylabel, title=panel.title)
-            ax.grid(alpha=0.3)
-            if panel.log:
-                ax.set_yscale("log")
-            if panel.unit:
-                ax.set_ylim(-0.05, 1.05)
-            for level in references:
-                ax.axhline(level, color="k", ls="--", lw=1, label=f"nominal {level:g}")
-        _legend(axes[0, 0])
-        caption = f"{note or 'Mean over replicates.'}{_others(data, variable)} {ERRORBAR_NOTE}"
+        size = (5.0 * ncols + 0.5, 3.7 * len(grid) + 0.9)
+        fig, axes = plt.subplots(len(grid), ncols, figsize=size, squeeze=False,
+                                 layout="constrained")  # fmt: skip
+        drawn = 0
+        for r, row in enumerate(grid):
+            for ax in axes[r, len(row) :]:
+                ax.set_visible(False)
+            for ax, panel in zip(axes[r], row, strict=False):
+                rows = frame if panel.method is None else frame[frame["method"] == panel.method]
+                if line_panel(ax, rows, variable, panel.column, panel.kind, palette):
+                    drawn += 1
+                else:
+                    _nothing(ax, f"no fit with both\n{panel.title} and\n{_versus(variable)}")
+                ax.set(ylabel=panel.ylabel, title=panel.title)
+                ax.grid(alpha=0.3)
+                if panel.log:
+                    ax.set_yscale("log")
+                if panel.unit:
+                    ax.set_ylim(-0.05, 1.05)
+                for level in references if panel.reference else ():
+                    ax.axhline(level, color="k", ls="--", lw=1, label=f"nominal {level:g}")
+        if not drawn:  # nothing comparable against this variable (an overlay)
+            plt.close(fig)
+            continue
+        figure_legend(fig, axes)
+        skipped = _skipped(data, variable)
+        caption = (
+            f"{note or 'Mean over replicates.'}{_others(data, variable)} {ERRORBAR_NOTE}{skipped}"
+        )
         key = f"{stem}_{_suffix(variable)}"
         figures.append(save(fig, out, key, f"{title} {_versus(variable)}", caption))
     return figures
+
+
+def _nothing(ax: plt.Axes, text: str) -> None:
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", fontsize=9)
+
+
+def _skipped(data: ReportData, variable: str | None) -> str:
+    """A sentence naming the overlaid experiments that have no ``variable`` axis (not drawn)."""
+    if variable is None or len(data.experiments) < 2:
+        return ""
+    missing = [
+        e.name for e in data.experiments if not e.table.get(variable, pd.Series()).notna().any()
+    ]
+    if not missing:
+        return ""
+    return f" Not drawn: {', '.join(missing)} (no {short_name(variable)} in its grid)."
+
+
+def _has(table: pd.DataFrame, column: str) -> bool:
+    return column in table and bool(table[column].notna().any())
 
 
 def failure_rate_figures(data: ReportData, out: Path) -> list[Figure]:
@@ -252,51 +344,78 @@ def recovery_figures(data: ReportData, out: Path) -> list[Figure]:
     comparisons = [(a, b) for a, b in pairs(table) if not paired(table, a, b, "overall_rmse").empty]
     if not comparisons:
         return figures
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.8))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 5.2), layout="constrained")
     hi = 0.0
+    compared = {d for a, b in comparisons for d in paired(table, a, b, "overall_rmse")["data"]}
+    order = [d for d in dict.fromkeys(table["data"]) if d in compared]  # conditions with pairs
+    room = max(8, int(6.0 * 72 / max(len(order), 1) / (0.6 * 7)) - 1)  # characters per label
     for i, (a, b) in enumerate(comparisons):
         rows = paired(table, a, b, "overall_rmse")
         label = f"{b} vs {a}"
         left.scatter(rows["a"], rows["b"], s=18, alpha=0.7, color=palette(i), label=label)
         hi = max(hi, rows["a"].max(), rows["b"].max())
         stats = summarise(rows, ["data"], "difference", "mean")
-        order = list(dict.fromkeys(table["data"]))
         x = np.array([order.index(d) for d in stats["data"]]) + 0.08 * i
         _bars(right, x, stats["value"], stats["se"], palette(i), label, fmt="o")
-        right.set_xticks(range(len(order)), [wrap_label(o, 18) for o in order], fontsize=7)
+    right.set_xticks(range(len(order)), [wrap_label(o, room) for o in order], fontsize=7)
     left.plot([0, hi * 1.05], [0, hi * 1.05], "k--", lw=1, label="equal error")
-    left.set_xlabel("overall RMSE, first fitter")
-    left.set_ylabel("overall RMSE, second fitter")
-    left.set_title("each point: one data set fitted by both")
+    firsts = " or ".join(dict.fromkeys(a for a, _ in comparisons))
+    seconds = " or ".join(dict.fromkeys(b for _, b in comparisons))
+    left.set_xlabel(wrap_label(f"overall RMSE, {firsts}", 60))
+    left.set_ylabel(wrap_label(f"overall RMSE, {seconds}", 40))
+    left.set_title("each point: one data set fitted by both", fontsize=10)
     right.axhline(0.0, color="k", lw=1, ls="--")
     right.set_xlabel("data condition")
-    right.set_ylabel("mean paired difference (second - first)")
-    right.set_title("paired difference per condition")
+    right.set_ylabel(wrap_label(f"mean paired difference ({seconds} − {firsts})", 40))
+    right.set_title("paired difference per condition", fontsize=10)
     for ax in (left, right):
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+    figure_legend(fig, [left, right])
     caption = (
-        "Recovery error of two fitters on the very same data sets (paired by data condition and "
-        "replicate). Below the diagonal the second fitter recovers the truth better. Right: mean "
-        "of the per-data-set differences. " + ERRORBAR_NOTE
+        f"Recovery error of {seconds} against {firsts} on the very same data sets (paired by "
+        f"data condition and replicate). Left: one point per data set, the x axis the first "
+        "fitter of the pair (legend: second vs first), the y axis the second; below the diagonal "
+        "the second recovers the truth better. Right: mean of the per-data-set differences "
+        "(second − first) per condition. " + ERRORBAR_NOTE
     )
     figures.append(save(fig, out, "recovery_paired", "Recovery error, paired", caption))
     return figures
 
 
 def coverage_figures(data: ReportData, out: Path) -> list[Figure]:
-    """Interval coverage of the truth against each grid variable, with the nominal level(s)."""
+    """Interval coverage of the truth against each grid variable, with the nominal level(s),
+    and below it the mean interval width: coverage bought with wide intervals shows."""
     frame = completed(data.table)
     columns = coverage_columns(frame)
     if not columns:
         return []
     has = frame[columns].notna().any(axis=1)
     levels = sorted(set(nominal_level(frame)[has]))
-    panels = [Panel(c, c.removesuffix("_coverage"), "coverage of the truth", unit=True)
-              for c in columns]  # fmt: skip
+    names = [c.removesuffix("_coverage") for c in columns]
+    coverage = [Panel(c, f"{n}: coverage", "coverage of the truth", unit=True, reference=True)
+                for c, n in zip(columns, names, strict=True)]  # fmt: skip
+    widths = [Panel(f"{n}_width", f"{n}: interval width",
+                    "mean width" + ("" if n == "weights" else " (data units)"))
+              for n in names if _has(frame, f"{n}_width")]  # fmt: skip
+    methods = set(frame.loc[has, "method"])
+    kinds = []
+    if "em" in methods:
+        kinds.append("EM: Wald intervals from the observed information")
+    if "bayes" in methods:
+        kinds.append("Bayes: equal-tailed credible intervals")
+    kinds += [f"{m}: its intervals" for m in sorted(methods - {"em", "bayes"})]
+    only = ""
+    if methods == {"bayes"}:
+        only = (
+            " Only Bayes is drawn: no EM fit stored intervals (set interval_level for Wald ones)."
+        )
+    elif methods == {"em"}:
+        only = " Only EM is drawn: no Bayesian fit stored intervals."
     note = (
-        "Fraction of true parameters inside their interval (EM: Wald intervals from the observed "
-        "information; Bayes: credible intervals), averaged over replicates; nominal level "
-        f"{', '.join(f'{v:g}' for v in levels)} dashed."
+        f"Top: fraction of true parameters inside their interval ({'; '.join(kinds)}), averaged "
+        f"over replicates; nominal level {', '.join(f'{v:g}' for v in levels)} dashed.{only} "
+        "Bottom: the mean width of those intervals (weights in [0, 1]; means and sds in data "
+        "units): high coverage from very wide intervals is no success."
     )
-    return metric_figures(data, out, "coverage", "Interval coverage", panels, note, levels)
+    return metric_figures(data, out, "coverage", "Interval coverage", [coverage, widths], note,
+                          levels)  # fmt: skip

@@ -36,7 +36,7 @@ figcaption { font-size: 0.9em; color: #39424b; margin-top: 6px; max-width: 1000p
 pre { background: #f3f5f7; padding: 10px; overflow-x: auto; font-size: 0.85em; }
 .note { color: #7a5c00; background: #fff8e1; padding: 6px 10px; border-radius: 4px; }
 .finding { background: #eef7ee; padding: 10px 14px; border-left: 4px solid #4c9a4c; }
-.scroll { max-height: 520px; overflow: auto; }
+.scroll { overflow-x: auto; } /* wide tables scroll sideways; the page scrolls down */
 """
 
 

@@ -27,7 +27,7 @@ import pandas as pd
 from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams
 from workbench.report import ReportContext, register_section
-from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save
+from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, figure_legend, save
 from workbench.report.html import Section, plus_minus, with_se
 from workbench.report.summary import (
     ReportData,
@@ -160,7 +160,8 @@ def grid_figure(data: ReportData, table: pd.DataFrame, out: Path, kind: str) -> 
     palette, figures = colours(data), []
     for number, (title, rows) in enumerate(facets(table, x, others)):
         cols = list(dict.fromkeys(rows[col])) if col else [None]
-        fig, axes = plt.subplots(3, len(cols), figsize=(4.6 * len(cols), 9.5), squeeze=False)
+        size = (4.6 * len(cols), 10)
+        fig, axes = plt.subplots(3, len(cols), figsize=size, squeeze=False, layout="constrained")
         for i, p in enumerate(PARAMETERS):
             for j, c in enumerate(cols):
                 ax, sub = axes[i, j], rows if c is None else rows[rows[col] == c]
@@ -182,11 +183,15 @@ def grid_figure(data: ReportData, table: pd.DataFrame, out: Path, kind: str) -> 
                 elif kind == "bias":
                     ax.axhline(0.0, color="k", lw=1)
                 ax.set_xscale("log")
+                grid = sorted(set(numbers(rows, x).dropna()))
+                if len(grid) <= 8:  # ticks at the grid values, not at 2x10^2
+                    ax.set_xticks(grid, [f"{v:g}" for v in grid])
+                    ax.minorticks_off()
                 ax.grid(alpha=0.3)
                 ax.set_xlabel(short_name(x))
                 ax.set_ylabel(f"{p}: {kind}")
                 ax.set_title(_label(col, c) if c is not None else "", fontsize=9)
-        axes[0, 0].legend(fontsize=8)
+        figure_legend(fig, axes)
         what, caption = KINDS[kind]
         key = f"evb_{kind}" + (f"_{number}" if number else "")
         name = f"{what} against {short_name(x)}" + (f" ({title})" if title else "")

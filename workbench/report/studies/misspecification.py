@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.report import ReportContext, register_section
-from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save
+from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save, wrap_label
 from workbench.report.html import Section, plus_minus, with_se
 from workbench.report.summary import (
     ReportData,
@@ -175,8 +175,11 @@ def bic_table(table: pd.DataFrame) -> pd.DataFrame:
 
 # ---- figures -------------------------------------------------------------------------------------
 def _family_axes(ax: plt.Axes, order: list[str]) -> None:
-    labels = [f.replace(" (", "\n(") for f in order]
-    ax.set_xticks(range(len(order)), labels, fontsize=7, rotation=30, ha="right")
+    """Family names as horizontal tick labels wrapped to the room each one has."""
+    room = ax.get_position().width * ax.figure.get_figwidth() * 72 / max(len(order), 1)  # pt
+    chars = max(6, int(room / (0.6 * 7)) - 1)  # a 7-pt character is about 0.6 x 7 pt wide
+    labels = [wrap_label(f, chars) for f in order]
+    ax.set_xticks(range(len(order)), labels, fontsize=7)
     ax.grid(alpha=0.3)
 
 
