@@ -15,8 +15,10 @@ from scipy.stats import binomtest
 
 from workbench.report import build_report
 from workbench.report.bayes_figures import converged_ok, diagnostics_table
+from workbench.report.figures import collecting
 from workbench.report.summary import (
     ReportData,
+    completed,
     condition_summary,
     failures_table,
     fixed_budget,
@@ -199,6 +201,33 @@ def test_summaries_come_from_replicate_rows_with_mc_errors(stored):
         rmse = rows["overall_rmse"].to_numpy(dtype=float)
         got = row[["overall RMSE", "overall RMSE se"]].to_numpy(dtype=float)
         np.testing.assert_allclose(got, [rmse.mean(), rmse.std(ddof=1) / np.sqrt(len(rmse))])
+
+
+def test_failure_rate_bars_are_wilson_intervals(stored, tmp_path):
+    """The returned fit's local-optimum rate is drawn with its 95% Wilson interval (scipy's
+    binomtest), so 0/n shows a bar above 0 (never a zero-width "0 ± 0" bar)."""
+    drawn: list = []
+    with collecting(drawn):
+        build_report([stored["tiny_sizes"]], tmp_path / "sizes" / "report.html")
+    fig = next(f for key, f, _ in drawn if key == "failure_rate_n")
+    caption = next(c for key, _, c in drawn if key == "failure_rate_n")
+    assert "95% Wilson interval" in caption and "one Monte Carlo standard error" not in caption
+    ax = next(a for a in fig.axes if a.get_title().startswith("returned fit"))
+    table = completed(ReportData([load_experiment(stored["tiny_sizes"])]).table)
+    checked = 0
+    for container in ax.containers:
+        rows = table[table["series"] == container.get_label()]
+        data_line, _caps, (bars,) = container.lines
+        for (x, y), segment in zip(data_line.get_xydata(), bars.get_segments(), strict=True):
+            near = np.isclose(rows["data.n"], x, rtol=0.05) & rows["failed"].notna()
+            flags = rows.loc[near, "failed"].astype(float)
+            k, n = int(flags.sum()), len(flags)
+            lower, upper = binomtest(k, n).proportion_ci(method="wilson")
+            assert y == pytest.approx(k / n)
+            assert sorted(segment[:, 1]) == pytest.approx([lower, upper], abs=1e-6)
+            assert upper > 0
+            checked += 1
+    assert checked >= 2
 
 
 def test_bayes_diagnostics_table_covers_every_condition(stored):
