@@ -229,8 +229,8 @@ def _others(data: ReportData, variable: str | None) -> str:
 # ---- the figures ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Panel:
-    """One panel of a figure against a grid variable: ``column`` summarised as a ``rate``
-    (binomial error) or a ``mean`` (sd / sqrt(m) error)."""
+    """One panel of a figure against a grid variable: ``column`` summarised as a ``rate`` or
+    per-start ``starts`` rate (95% Wilson interval) or a ``mean`` (sd / sqrt(m) error)."""
 
     column: str
     title: str
@@ -264,7 +264,7 @@ def metric_figures(
     frame = frame[frame[columns].notna().any(axis=1)]
     palette, figures = colours(data), []
     ncols = max(len(row) for row in grid)
-    rates = any(p.kind == "rate" for row in grid for p in row)
+    rates = any(p.kind in ("rate", "starts") for row in grid for p in row)
     bars = "" if rates else ERRORBAR_NOTE  # a rate panel's note says which bar is which
     for variable in axes_variables(data):
         size = (5.0 * ncols + 0.5, 3.7 * len(grid) + 0.9)
@@ -325,14 +325,14 @@ def failure_rate_figures(data: ReportData, out: Path) -> list[Figure]:
         Panel("failed", "returned fit (best of its restarts)", "local-optimum rate", "rate",
               unit=True),
         Panel("restart_failure_rate", "single start (fraction of restarts at a local optimum)",
-              "per-start local-optimum rate", unit=True),
+              "per-start local-optimum rate", "starts", unit=True),
     ]  # fmt: skip
     note = (
         "A fit fails when, polished to its fixed point, it is a local optimum: more than "
         "1e-6 + 1e-8 |L| nats below the best known optimum (reference bank and all restarts) "
         f"with parameters that differ (rule {FAILURE_RULE}; degenerate fits are not failures). "
-        "Error bars: 95% Wilson interval of the returned fit's rate; one standard error "
-        "(sd/sqrt(m) over fits) of the per-start rate."
+        "Error bars: 95% Wilson intervals, over fits for the returned fit and over every start "
+        "for the per-start rate (a fit's restarts a correlated cluster: effective n)."
     )
     return metric_figures(data, out, "failure_rate", "Failure rate", panels, note)
 

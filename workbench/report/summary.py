@@ -215,8 +215,10 @@ def mean_se(values: np.ndarray) -> tuple[float, float, int]:
 def summarise(frame: pd.DataFrame, by: list[str], column: str, kind: str = "mean") -> pd.DataFrame:
     """Per group of ``by``: ``value``, ``se`` and ``m`` of ``column`` from per-replicate rows.
     kind ``mean``: se = sd / sqrt(m); kind ``rate`` (0/1 flags): no se (NaN) but the 95% Wilson
-    interval ``lower``, ``upper`` and the count ``k`` of :func:`rate_ci`."""
-    extra = ["lower", "upper", "k"] if kind == "rate" else []
+    interval ``lower``, ``upper`` and the count ``k`` of :func:`rate_ci`; kind ``starts`` (the
+    per-fit ``restart_failure_rate``): likewise over every start, each fit's restarts a
+    correlated cluster (:func:`_restart_rate`; ``m`` counts starts)."""
+    extra = ["lower", "upper", "k"] if kind in ("rate", "starts") else []
     columns = [*by, "value", "se", "m", *extra]
     rows = []
     if column not in frame:
@@ -224,8 +226,10 @@ def summarise(frame: pd.DataFrame, by: list[str], column: str, kind: str = "mean
     for key, group in frame.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         values = pd.to_numeric(group[column], errors="coerce").to_numpy(dtype=float)
-        if kind == "rate":
-            stats = rate_ci(values)
+        if extra:
+            stats = rate_ci(values) if kind == "rate" else _restart_rate(group)
+            if stats is None:
+                continue
             row = {"value": stats["rate"], "se": math.nan, "m": int(stats["n"])}
             row.update({name: stats[name] for name in extra})
         else:

@@ -222,10 +222,10 @@ def rate_findings(fits: pd.DataFrame) -> list[str]:
         for (delta, n), count in misses.groupby(["data.separation", "data.n"]).size().items()
     )
     out = [
-        f"Measured rate within {RATE_TOLERANCE:.0%} of the DM-matrix rate in "
-        f"{rate_text(count_rate(int((relative <= RATE_TOLERANCE).sum()), len(relative)))} "
-        f"plain-EM fits with a measurable rate ({int(measured.isna().sum())} converged too fast "
-        "to measure one); "
+        f"Measured rate within {RATE_TOLERANCE:.0%} of the DM-matrix rate: "
+        f"{rate_text(count_rate(int((relative <= RATE_TOLERANCE).sum()), len(relative)))} of "
+        f"the plain-EM fits with a measurable rate ({int(measured.isna().sum())} converged too "
+        "fast to measure one); "
         f"largest relative difference {relative.max():.3g}"
         + (f"; outside: {where}." if where else ".")
     ]
