@@ -2,10 +2,9 @@
 
 Everything comes from the store (read-only): the tidy per-fit table of
 :func:`workbench.experiment.tables.load_table`, the design, the data sets' truths, EM traces,
-restarts and the runs' provenance. Summaries are computed from per-replicate rows, each with its
-Monte Carlo standard error (binomial for rates, sd / sqrt(m) for means), never from pooled
-summaries.
-"""
+restarts and the runs' provenance. Summaries are computed from per-replicate rows, never from
+pooled summaries: means with their Monte Carlo standard error sd / sqrt(m), rates with their
+counts and 95% Wilson interval (:mod:`workbench.report.rates`)."""
 
 from __future__ import annotations
 

@@ -394,7 +394,8 @@ def em_vs_bayes_section(ctx: ReportContext, section: Section) -> None:
         "matched parameters, interval coverage of EM's Wald intervals (observed information) and "
         "of Bayesian credible intervals against their nominal level, and whether the Bayesian "
         "chains flag multimodality where EM returns a local optimum. Tables: mean ± Monte "
-        "Carlo standard error over data sets."
+        "Carlo standard error over data sets; the flagged rate as k/n data sets with its 95% "
+        "Wilson interval."
     )
     for kind in ("bias", "rmse", "coverage"):
         section.figures(grid_figure(ctx.data, table, ctx.figures_dir, kind))
