@@ -15,8 +15,10 @@ from scipy.stats import binomtest
 
 from workbench.report import build_report
 from workbench.report.bayes_figures import converged_ok, diagnostics_table
+from workbench.report.figures import collecting
 from workbench.report.summary import (
     ReportData,
+    completed,
     condition_summary,
     failures_table,
     fixed_budget,
@@ -199,6 +201,47 @@ def test_summaries_come_from_replicate_rows_with_mc_errors(stored):
         rmse = rows["overall_rmse"].to_numpy(dtype=float)
         got = row[["overall RMSE", "overall RMSE se"]].to_numpy(dtype=float)
         np.testing.assert_allclose(got, [rmse.mean(), rmse.std(ddof=1) / np.sqrt(len(rmse))])
+
+
+def wilson(p: float, n_eff: float, z: float = 1.959963984540054) -> tuple[float, float]:
+    """The Wilson score interval in closed form (Wilson 1927), for a non-integer n."""
+    centre = (p + z**2 / (2 * n_eff)) / (1 + z**2 / n_eff)
+    half = z / (1 + z**2 / n_eff) * np.sqrt(p * (1 - p) / n_eff + z**2 / (4 * n_eff**2))
+    return centre - half, centre + half
+
+
+def test_failure_rate_bars_are_wilson_intervals(stored, tmp_path):
+    """Both local-optimum rates are drawn with their 95% Wilson interval (scipy's binomtest):
+    the returned fit's over fits, the per-start rate over every start with each fit's restarts
+    a cluster (one per fit here: effective n = n - 1); 0/n shows a bar above 0, never a
+    zero-width "0 ± 0" bar."""
+    drawn: list = []
+    with collecting(drawn):
+        build_report([stored["tiny_sizes"]], tmp_path / "sizes" / "report.html")
+    fig = next(f for key, f, _ in drawn if key == "failure_rate_n")
+    caption = next(c for key, _, c in drawn if key == "failure_rate_n")
+    assert "95% Wilson intervals" in caption and "one Monte Carlo standard error" not in caption
+    table = completed(ReportData([load_experiment(stored["tiny_sizes"])]).table)
+    assert (table["diag.n_restarts"].astype(float) == 1).all()
+    checked = 0
+    for title, column in (("returned fit", "failed"), ("single start", "restart_failure_rate")):
+        ax = next(a for a in fig.axes if a.get_title().startswith(title))
+        for container in ax.containers:
+            rows = table[table["series"] == container.get_label()]
+            data_line, _caps, (bars,) = container.lines
+            for (x, y), segment in zip(data_line.get_xydata(), bars.get_segments(), strict=True):
+                near = np.isclose(rows["data.n"], x, rtol=0.05) & rows[column].notna()
+                flags = rows.loc[near, column].astype(float)
+                k, n = int(round(flags.sum())), len(flags)
+                if column == "failed":
+                    lower, upper = binomtest(k, n).proportion_ci(method="wilson")
+                else:  # each fit's one start its own cluster: CR1 design effect n / (n - 1)
+                    lower, upper = wilson(k / n, n - 1 if 0 < k < n else n)
+                assert y == pytest.approx(k / n)
+                assert sorted(segment[:, 1]) == pytest.approx([lower, upper], abs=1e-6)
+                assert upper > 0
+                checked += 1
+    assert checked >= 8
 
 
 def test_bayes_diagnostics_table_covers_every_condition(stored):

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from figure_layout import assert_readable
+from scipy.stats import binomtest
 from study_pages import checked_section
 
 from workbench.params import MixtureParams
@@ -109,3 +110,57 @@ def test_crosstab_counts_every_paired_data_set(table):
 def test_every_figure_of_the_report_is_readable(study_figures):
     """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
     assert_readable(study_figures)
+
+
+def wilson_text(k: int, n: int) -> str:
+    """The report's rate text, its interval from scipy's Wilson interval (independent of
+    workbench.evaluate)."""
+    lower, upper = binomtest(k, n).proportion_ci(method="wilson")
+    return f"{k / n:.3g} (95% CI {lower:.2g}-{upper:.2g}; {k}/{n} data sets)"
+
+
+def test_multimodality_rates_have_their_wilson_interval_and_count(study, table, study_figures):
+    """Issue 10: the share of data sets the Bayesian chains flag is k/n with a 95% Wilson
+    interval in the table, the findings and the figure's error bars, never "0 ± 0"."""
+    html, sentences = checked_section(study, "em_vs_bayes", FIGURES)
+    cross = crosstab(table)
+    for _, row in cross[cross["data sets"] > 0].iterrows():
+        text = wilson_text(int(row["flagged"]), int(row["data sets"]))
+        assert row["flagged rate (95% CI)"] == text
+        assert text in html
+    for (a, _), rows in cross.groupby(["EM fitter", "Bayes fitter"], sort=False):
+        (sentence,) = [s for s in sentences if s.startswith(f"{a} returned a local optimum")]
+        assert "±" not in sentence, sentence
+        for _, row in rows[rows["data sets"] > 0].iterrows():
+            assert wilson_text(int(row["flagged"]), int(row["data sets"])) in sentence
+    (fig,) = [f for key, f, _ in study_figures if key == "evb_crosstab"]
+    (caption,) = [c for key, _, c in study_figures if key == "evb_crosstab"]
+    assert "95% Wilson" in caption
+    ax = fig.axes[0]
+    bars = [c for c in ax.containers if hasattr(c, "errorbar")]
+    assert len(bars) == 2
+    for container, outcome in zip(bars, ("local optimum", "best known optimum"), strict=True):
+        rows = cross[cross["EM returned"] == outcome]
+        (segments,) = container.errorbar.lines[2]
+        for segment, k, n in zip(segments.get_segments(), rows["flagged"], rows["data sets"],
+                                 strict=True):  # fmt: skip
+            if n == 0:  # no data set: no bar
+                assert np.ptp(segment[:, 1]) == 0
+                continue
+            lower, upper = binomtest(int(k), int(n)).proportion_ci(method="wilson")
+            assert sorted(segment[:, 1]) == pytest.approx([lower, upper], abs=1e-6)
+    labels = {t.get_text() for t in ax.texts}
+    assert {f"{k}/{n}" for k, n in zip(cross["flagged"], cross["data sets"], strict=True)} <= labels
+
+
+def test_coverage_finding_lists_every_cell_tied_at_the_lowest(table):
+    """When several (parameter, condition) cells share the lowest coverage, all are named."""
+    even = table.copy()
+    for p in PARAMETERS:
+        even[f"{p}_coverage"] = 1.0
+    sentences = findings(even, crosstab(even))
+    covered = [s for s in sentences if "against a nominal 0.9" in s]
+    assert len(covered) == 3
+    for sentence in covered:
+        assert "lowest: tied: weights 1 ± 0 at " in sentence, sentence
+        assert all(f"{p} 1 ± 0 at " in sentence for p in PARAMETERS)

@@ -9,8 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from figure_layout import assert_readable
+from scipy.stats import binomtest
 from study_pages import checked_section
 
 from workbench.report.studies.misspecification import (
@@ -67,7 +69,8 @@ def test_em_likelihood_is_at_least_the_posterior_means(table):
     pairs = paired_table(table)
     assert set(pairs["family"]) == FAMILIES
     assert (pairs["data sets"] == 3).all()
-    assert (pairs["EM loglik >= Bayes"] == 1.0).all()
+    assert pairs["EM loglik >= Bayes (95% CI)"].str.startswith("1 (95% CI ").all()
+    assert pairs["EM loglik >= Bayes (95% CI)"].str.endswith("; 3/3 data sets)").all()
     assert (pairs["loglik/pt: Bayes - EM"] <= 0).all()
 
 
@@ -95,7 +98,7 @@ def test_findings_quote_the_tables(table):
     sentences = findings(table, paired_table(table), bic_table(table))
     bic = bic_table(table).set_index("family")
     row = bic.loc["uniform"]
-    quoted = f"uniform: true K 2 chosen in {row['chose true K']:.3g}"
+    quoted = f"uniform: true K 2 chosen at a rate {row['chose true K (95% CI)']}"
     assert any(quoted in s for s in sentences), sentences
     mean = f"mean chosen K {row['mean chosen K']:.3g} ± {row['mean chosen K se']:.2g}"
     assert any(mean in s for s in sentences)
@@ -106,3 +109,46 @@ def test_findings_quote_the_tables(table):
 def test_every_figure_of_the_report_is_readable(study_figures):
     """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
     assert_readable(study_figures)
+
+
+def wilson_text(k: int, n: int) -> str:
+    """The report's rate text, its interval from scipy's Wilson interval (independent of
+    workbench.evaluate)."""
+    lower, upper = binomtest(k, n).proportion_ci(method="wilson")
+    return f"{k / n:.3g} (95% CI {lower:.2g}-{upper:.2g}; {k}/{n} data sets)"
+
+
+def test_every_rate_has_its_wilson_interval_and_count(study, table):
+    """Issue 10: BIC's true-K rate and the share of data sets where EM's log-likelihood was at
+    least Bayes' are shown as k/n with a 95% Wilson interval, in the tables and the findings,
+    never as "rate ± binomial se" ("1 ± 0" from three data sets)."""
+    html, sentences = checked_section(study, "misspecification", FIGURES)
+    bic = bic_table(table)
+    for _, row in bic.iterrows():
+        chosen = table[(table["role"] == "bic") & (table["family"] == row["family"])]
+        k = int((chosen["diag.chosen_k"].astype(float) == chosen["true_k"].astype(float)).sum())
+        assert row["chose true K (95% CI)"] == wilson_text(k, len(chosen))
+        assert row["chose true K (95% CI)"] in html
+    assert "chose true K (± MC se)" not in html
+    (bic_sentence,) = [s for s in sentences if s.startswith("BIC (em_bic), best to worst")]
+    control = bic.set_index("family").loc[CONTROL, "chose true K (95% CI)"]
+    assert f"{CONTROL}: true K 2 chosen at a rate {control}" in bic_sentence
+    assert "chosen in 1 ± 0" not in bic_sentence and "chosen at a rate 1 ±" not in bic_sentence
+    assert wilson_text(3, 3) in html  # EM's log-likelihood >= Bayes' on 3 of 3 per family
+    assert "EM loglik &gt;= Bayes (95% CI)" in html and "EM loglik &gt;= Bayes (±" not in html
+    pooled = [s for s in sentences if "posterior mean on a share" in s]
+    assert pooled and all(wilson_text(18, 18) in s for s in pooled), pooled
+
+
+def test_findings_name_every_family_tied_at_an_extreme(table):
+    """A family tied with another at the worst (or lowest) RMSE is listed with it, not dropped
+    for whichever comes first."""
+    fixed = table[table["role"] == "fixed"]
+    em = fixed[fixed["series"] == "em"]
+    rmse = em.groupby("family")["overall_rmse"].mean()
+    for family, where in ((rmse.idxmin(), "lowest under {} ("), (rmse.idxmax(), "under {} (the")):
+        twin = fixed[fixed["family"] == family].assign(family="twin family")
+        twin = twin.assign(data_id=twin["data_id"].astype(str) + "-twin")
+        sentences = findings(pd.concat([table, twin]), pd.DataFrame(), pd.DataFrame())
+        (sentence,) = [s for s in sentences if s.startswith("em: overall RMSE")]
+        assert where.format(f"tied: {family}, twin family") in sentence, sentence

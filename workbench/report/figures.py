@@ -2,8 +2,8 @@
 
 Every figure is generic over the grid: it is drawn against each grid variable the stored table
 holds (``data.*`` columns with more than one value), with one line per fitter condition
-(prefixed by the experiment when several are overlaid). Rates carry binomial Monte Carlo error
-bars and means sd / sqrt(m) error bars (one standard error), computed from per-replicate rows.
+(prefixed by the experiment when several are overlaid). Rates of 0/1 flags carry 95% Wilson
+interval bars and means sd / sqrt(m) error bars (one standard error), from per-replicate rows.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from workbench.evaluate import FAILURE_RULE  # noqa: E402
+from workbench.report.rates import rate_yerr  # noqa: E402
 from workbench.report.summary import (  # noqa: E402
     ReportData,
     completed,
@@ -103,8 +104,9 @@ def line_panel(
     series. ``variable`` None puts the series on the x axis. Returns whether anything was drawn."""
     if variable is None:
         stats = summarise(frame, ["series"], column, kind)
+        errors = _errors(stats)
         for i, row in enumerate(stats.itertuples()):
-            _bars(ax, i, row.value, row.se, palette.get(row.series), row.series, fmt="o")
+            _bars(ax, i, row.value, errors[..., i], palette.get(row.series), row.series, fmt="o")
         ax.set_xticks(range(len(stats)), [wrap_label(s) for s in stats["series"]], fontsize=8)
         return not stats.empty
     stats = summarise(frame, ["series", variable], column, kind)
@@ -145,7 +147,7 @@ def line_panel(
             ax,
             x,
             rows["value"].to_numpy()[idx],
-            rows["se"].to_numpy()[idx],
+            _errors(rows)[..., idx],
             palette.get(name),
             name,
             **style,
@@ -173,10 +175,17 @@ def _jitter(order: list, log: bool) -> float:
     return 0.008 * span
 
 
-def _bars(ax: plt.Axes, x, y, se, colour, label: str, **style) -> None:
-    """Points (or a line) with one-standard-error bars; a missing se draws no bar."""
-    se = np.nan_to_num(np.asarray(se, dtype=float), nan=0.0)
-    ax.errorbar(x, y, yerr=se, capsize=3, color=colour, label=label, **style)
+def _errors(stats: pd.DataFrame) -> np.ndarray:
+    """Error bars of :func:`summarise` rows: the 95% Wilson interval (2, m) of a rate, else one
+    standard error (m,)."""
+    return rate_yerr(stats) if "lower" in stats else stats["se"].to_numpy(dtype=float)
+
+
+def _bars(ax: plt.Axes, x, y, err, colour, label: str, **style) -> None:
+    """Points (or a line) with error bars (symmetric (m,) or asymmetric (2, m)); a missing
+    error draws no bar."""
+    err = np.nan_to_num(np.asarray(err, dtype=float), nan=0.0)
+    ax.errorbar(x, y, yerr=err, capsize=3, color=colour, label=label, **style)
 
 
 def wrap_label(text: str, width: int = 22) -> str:
@@ -220,8 +229,8 @@ def _others(data: ReportData, variable: str | None) -> str:
 # ---- the figures ---------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Panel:
-    """One panel of a figure against a grid variable: ``column`` summarised as a ``rate``
-    (binomial error) or a ``mean`` (sd / sqrt(m) error)."""
+    """One panel of a figure against a grid variable: ``column`` summarised as a ``rate`` or
+    per-start ``starts`` rate (95% Wilson interval) or a ``mean`` (sd / sqrt(m) error)."""
 
     column: str
     title: str
@@ -255,6 +264,8 @@ def metric_figures(
     frame = frame[frame[columns].notna().any(axis=1)]
     palette, figures = colours(data), []
     ncols = max(len(row) for row in grid)
+    rates = any(p.kind in ("rate", "starts") for row in grid for p in row)
+    bars = "" if rates else ERRORBAR_NOTE  # a rate panel's note says which bar is which
     for variable in axes_variables(data):
         size = (5.0 * ncols + 0.5, 3.7 * len(grid) + 0.9)
         fig, axes = plt.subplots(len(grid), ncols, figsize=size, squeeze=False,
@@ -282,9 +293,7 @@ def metric_figures(
             continue
         figure_legend(fig, axes)
         skipped = _skipped(data, variable)
-        caption = (
-            f"{note or 'Mean over replicates.'}{_others(data, variable)} {ERRORBAR_NOTE}{skipped}"
-        )
+        caption = f"{note or 'Mean over replicates.'}{_others(data, variable)} {bars}{skipped}"
         key = f"{stem}_{_suffix(variable)}"
         figures.append(save(fig, out, key, f"{title} {_versus(variable)}", caption))
     return figures
@@ -316,13 +325,14 @@ def failure_rate_figures(data: ReportData, out: Path) -> list[Figure]:
         Panel("failed", "returned fit (best of its restarts)", "local-optimum rate", "rate",
               unit=True),
         Panel("restart_failure_rate", "single start (fraction of restarts at a local optimum)",
-              "per-start local-optimum rate", unit=True),
+              "per-start local-optimum rate", "starts", unit=True),
     ]  # fmt: skip
     note = (
         "A fit fails when, polished to its fixed point, it is a local optimum: more than "
         "1e-6 + 1e-8 |L| nats below the best known optimum (reference bank and all restarts) "
         f"with parameters that differ (rule {FAILURE_RULE}; degenerate fits are not failures). "
-        "Binomial error bars for the returned fit, sd/sqrt(m) for the per-start rate."
+        "Error bars: 95% Wilson intervals, over fits for the returned fit and over every start "
+        "for the per-start rate (a fit's restarts a correlated cluster: effective n)."
     )
     return metric_figures(data, out, "failure_rate", "Failure rate", panels, note)
 

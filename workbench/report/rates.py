@@ -3,6 +3,7 @@ helper of :mod:`workbench.evaluate` (never "0 ± 0" from a handful of replicates
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 
 from workbench.evaluate import rate_interval
@@ -12,6 +13,30 @@ def rate_ci(flags, clusters=None) -> dict[str, float]:
     """A rate of 0/1 flags with its 95% Wilson interval and counts
     (:func:`workbench.evaluate.rate_interval`; ``clusters`` labels correlated groups)."""
     return rate_interval(flags, clusters)
+
+
+def count_rate(k: int, n: int) -> dict[str, float]:
+    """:func:`rate_ci` of ``k`` successes in ``n`` independent trials."""
+    return rate_ci(np.r_[np.ones(int(k)), np.zeros(int(n) - int(k))])
+
+
+def rate_yerr(stats: pd.DataFrame) -> np.ndarray:
+    """Asymmetric matplotlib ``yerr`` (2, m) from ``rate``/``value``, ``lower`` and ``upper``
+    columns: the 95% Wilson interval around each rate (no bar where it is undefined)."""
+    value = stats["rate"] if "rate" in stats else stats["value"]
+    value = value.to_numpy(dtype=float)
+    below = value - stats["lower"].to_numpy(dtype=float)
+    above = stats["upper"].to_numpy(dtype=float) - value
+    return np.nan_to_num(np.vstack([below, above]), nan=0.0).clip(min=0.0)
+
+
+def tied_names(
+    stats: pd.DataFrame, column: str, value: float, by: str = "rate", sep: str = ", "
+) -> str:
+    """Every row's ``column`` whose ``by`` equals ``value``: the one name, or ``"tied: a, b"``
+    when several share it (an extreme among ties is never picked arbitrarily)."""
+    tied = stats.loc[np.isclose(stats[by].astype(float), value), column].astype(str).tolist()
+    return tied[0] if len(tied) == 1 else f"tied: {sep.join(tied)}"
 
 
 def rate_text(stats: dict | pd.Series, unit: str = "fits") -> str:

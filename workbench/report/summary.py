@@ -2,10 +2,9 @@
 
 Everything comes from the store (read-only): the tidy per-fit table of
 :func:`workbench.experiment.tables.load_table`, the design, the data sets' truths, EM traces,
-restarts and the runs' provenance. Summaries are computed from per-replicate rows, each with its
-Monte Carlo standard error (binomial for rates, sd / sqrt(m) for means), never from pooled
-summaries.
-"""
+restarts and the runs' provenance. Summaries are computed from per-replicate rows, never from
+pooled summaries: means with their Monte Carlo standard error sd / sqrt(m), rates with their
+counts and 95% Wilson interval (:mod:`workbench.report.rates`)."""
 
 from __future__ import annotations
 
@@ -202,16 +201,6 @@ def series_key(table: pd.DataFrame) -> pd.Series:
 
 
 # ---- Monte Carlo summaries -----------------------------------------------------------------------
-def rate_se(flags: np.ndarray) -> tuple[float, float, int]:
-    """(rate, binomial MC standard error sqrt(p (1 - p) / m), m) of 0/1 flags (NaN dropped)."""
-    x = np.asarray(flags, dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return math.nan, math.nan, 0
-    p = float(x.mean())
-    return p, math.sqrt(p * (1 - p) / x.size), int(x.size)
-
-
 def mean_se(values: np.ndarray) -> tuple[float, float, int]:
     """(mean, MC standard error sd / sqrt(m), m) of per-replicate values (non-finite dropped)."""
     x = np.asarray(pd.to_numeric(pd.Series(values), errors="coerce"), dtype=float)
@@ -224,18 +213,30 @@ def mean_se(values: np.ndarray) -> tuple[float, float, int]:
 
 def summarise(frame: pd.DataFrame, by: list[str], column: str, kind: str = "mean") -> pd.DataFrame:
     """Per group of ``by``: ``value``, ``se`` and ``m`` of ``column`` from per-replicate rows.
-    kind ``rate`` uses the binomial standard error, ``mean`` sd / sqrt(m)."""
-    func = rate_se if kind == "rate" else mean_se
+    kind ``mean``: se = sd / sqrt(m); kind ``rate`` (0/1 flags): no se (NaN) but the 95% Wilson
+    interval ``lower``, ``upper`` and the count ``k`` of :func:`rate_ci`; kind ``starts`` (the
+    per-fit ``restart_failure_rate``): likewise over every start, each fit's restarts a
+    correlated cluster (:func:`_restart_rate`; ``m`` counts starts)."""
+    extra = ["lower", "upper", "k"] if kind in ("rate", "starts") else []
+    columns = [*by, "value", "se", "m", *extra]
     rows = []
     if column not in frame:
-        return pd.DataFrame(columns=[*by, "value", "se", "m"])
+        return pd.DataFrame(columns=columns)
     for key, group in frame.groupby(by, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         values = pd.to_numeric(group[column], errors="coerce").to_numpy(dtype=float)
-        value, se, m = func(values)
-        if m:
-            rows.append({**dict(zip(by, key, strict=True)), "value": value, "se": se, "m": m})
-    return pd.DataFrame(rows, columns=[*by, "value", "se", "m"])
+        if extra:
+            stats = rate_ci(values) if kind == "rate" else _restart_rate(group)
+            if stats is None:
+                continue
+            row = {"value": stats["rate"], "se": math.nan, "m": int(stats["n"])}
+            row.update({name: stats[name] for name in extra})
+        else:
+            value, se, m = mean_se(values)
+            row = {"value": value, "se": se, "m": m}
+        if row["m"]:
+            rows.append({**dict(zip(by, key, strict=True)), **row})
+    return pd.DataFrame(rows, columns=columns)
 
 
 def completed(table: pd.DataFrame) -> pd.DataFrame:
@@ -243,14 +244,15 @@ def completed(table: pd.DataFrame) -> pd.DataFrame:
     return table[~table["status"].isin(FAILED_STATUSES)]
 
 
+# Means shown as (value, se) pairs in the condition summary: (label, column).
 SUMMARY_COLUMNS = (
-    ("overall RMSE", "overall_rmse", "mean"),
-    ("means RMSE", "means_rmse", "mean"),
-    ("ARI", "ari", "mean"),
-    ("means coverage", "means_coverage", "mean"),
-    ("iterations", "n_iter", "mean"),
-    ("fit time, compile excluded (s)", "fit_time", "mean"),
-    ("compile time (s)", "diag.compile_time", "mean"),
+    ("overall RMSE", "overall_rmse"),
+    ("means RMSE", "means_rmse"),
+    ("ARI", "ari"),
+    ("means coverage", "means_coverage"),
+    ("iterations", "n_iter"),
+    ("fit time, compile excluded (s)", "fit_time"),
+    ("compile time (s)", "diag.compile_time"),
 )
 
 
@@ -295,10 +297,9 @@ def condition_summary(table: pd.DataFrame) -> pd.DataFrame:
         per_start = _restart_rate(ok)
         if per_start is not None:
             row["per-start local-optimum rate (95% CI)"] = rate_text(per_start, "starts")
-        for label, column, kind in SUMMARY_COLUMNS:
+        for label, column in SUMMARY_COLUMNS:
             if column in ok and ok[column].notna().any():
-                func = rate_se if kind == "rate" else mean_se
-                value, se, _ = func(pd.to_numeric(ok[column], errors="coerce").to_numpy())
+                value, se, _ = mean_se(pd.to_numeric(ok[column], errors="coerce").to_numpy())
                 row[label], row[f"{label} se"] = value, se
         rows.append(row)
     return pd.DataFrame(rows)

@@ -29,6 +29,7 @@ from workbench.params import MixtureParams
 from workbench.report import ReportContext, register_section
 from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, figure_legend, save
 from workbench.report.html import Section, plus_minus, with_se
+from workbench.report.rates import count_rate, rate_text, rate_yerr, tied_names
 from workbench.report.summary import (
     ReportData,
     completed,
@@ -37,7 +38,6 @@ from workbench.report.summary import (
     nominal_level,
     numbers,
     paired,
-    rate_se,
     short_name,
     summarise,
 )
@@ -254,44 +254,50 @@ def crosstab(table: pd.DataFrame) -> pd.DataFrame:
                 row = dict(zip(CROSS_KEYS, (a, b, label, len(part)), strict=True))
                 row.update({f"Bayes {s}": int((part["status"] == s).sum()) for s in statuses})
                 row["flagged"] = int(part["status"].isin(FLAGS).sum())
+                row["flagged rate (95% CI)"] = rate_text(
+                    count_rate(row["flagged"], len(part)), "data sets"
+                )
                 row["chains split"] = int((part["groups"] > 1).sum())
                 rows.append(row)
     return pd.DataFrame(rows)
 
 
 def crosstab_figure(cross: pd.DataFrame, out: Path) -> list[Figure]:
-    """P(Bayes flags multimodality | EM outcome) per (EM fitter, Bayes fitter), binomial errors."""
+    """P(Bayes flags multimodality | EM outcome) per (EM fitter, Bayes fitter), with 95% Wilson
+    intervals and k/n above each bar."""
     if cross.empty or cross["data sets"].sum() == 0:
         return []
-    fig, ax = plt.subplots(figsize=(7.5, 4.4))
+    fig, ax = plt.subplots(figsize=(7.5, 4.6), layout="constrained")
     pairs = list(dict.fromkeys(zip(cross["EM fitter"], cross["Bayes fitter"], strict=True)))
     for i, outcome in enumerate(("local optimum", "best known optimum")):
         rows = cross[cross["EM returned"] == outcome]
-        p = rows["flagged"] / rows["data sets"].where(rows["data sets"] > 0)
-        se = np.sqrt(p * (1 - p) / rows["data sets"].where(rows["data sets"] > 0))
+        stats = pd.DataFrame(
+            [count_rate(k, m) for k, m in zip(rows["flagged"], rows["data sets"], strict=True)]
+        )
         x = np.arange(len(rows)) + 0.2 * (i - 0.5)
         label = f"EM returned the {outcome}"
-        ax.bar(x, p.fillna(0), width=0.38, yerr=se.fillna(0), capsize=3, label=label)
-        for xi, m in zip(x, rows["data sets"], strict=True):
-            ax.annotate(f"m={m}", (xi, 0.01), ha="center", fontsize=7)
+        p = stats["rate"].fillna(0.0)
+        ax.bar(x, p, width=0.38, yerr=rate_yerr(stats), capsize=3, label=label)
+        tops = stats["upper"].fillna(0.0).to_numpy()  # k/n just above each interval
+        for xi, top, k, m in zip(x, tops, rows["flagged"], rows["data sets"], strict=True):
+            ax.annotate(f"{k}/{m}", (xi, top + 0.015), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(range(len(pairs)), [f"{b}\nvs {a}" for a, b in pairs], fontsize=8)
-    ax.set_ylim(0, 1.05)
+    ax.set_ylim(0, 1.12)
     ax.set_ylabel("share flagged multimodal / label switching")
     ax.grid(alpha=0.3, axis="y")
-    ax.legend(fontsize=8)
+    figure_legend(fig, [ax])  # below the axes: the k/n labels may reach the top
     caption = (
         "On the same data sets: how often the Bayesian fit's status was multimodal or "
         "label_switching, split by whether EM returned a local optimum (failed) or the best "
-        "known optimum. Binomial error bars; m = data sets."
+        "known optimum. Error bars: 95% Wilson intervals; k/n = flagged / data sets."
     )
     return [save(fig, out, "evb_crosstab", "Bayes flags where EM fails", caption)]
 
 
 # ---- findings ------------------------------------------------------------------------------------
 def _share(k: int, m: int) -> str:
-    """`` (rate ± binomial se)`` of k in m, or nothing for m = 0."""
-    p, se, _ = rate_se(np.r_[np.ones(k), np.zeros(m - k)])
-    return f" ({plus_minus(p, se)})" if m else ""
+    """`` (rate, 95% Wilson interval, k/m)`` of k in m, or nothing for m = 0."""
+    return f" ({rate_text(count_rate(k, m), 'data sets')})" if m else ""
 
 
 def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
@@ -344,20 +350,20 @@ def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
             f"{series}: intervals covered {plus_minus(mean, se)} of the true parameters against a "
             f"nominal {nominal:g} ({m} fits)"
         )
-        below, total, worst = 0, 0, None
+        below, cells = 0, []
         for p in PARAMETERS:
             stats = summarise(rows, keys, f"{p}_coverage")
             for _, s in stats.iterrows():
-                total += 1
                 below += int(np.isfinite(s["se"]) and s["value"] < nominal - 2 * max(s["se"], 0))
-                if worst is None or s["value"] < worst[0]:
-                    where = ", ".join(_label(k, s[k]) for k in keys[1:])
-                    worst = (s["value"], s["se"], p, where)
-        if worst is not None:
+                where = ", ".join(_label(k, s[k]) for k in keys[1:])
+                name = f"{p} {plus_minus(s['value'], s['se'])} at {where}"
+                cells.append({"value": s["value"], "cell": name})
+        if cells:
+            cells = pd.DataFrame(cells)
+            lowest = tied_names(cells, "cell", cells["value"].min(), "value", "; ")
             text += (
-                f"; {below} of {total} (parameter, condition) cells fell more than two MC "
-                f"errors below nominal; lowest: {worst[2]} {plus_minus(worst[0], worst[1])} at "
-                f"{worst[3]}"
+                f"; {below} of {len(cells)} (parameter, condition) cells fell more than two MC "
+                f"errors below nominal; lowest: {lowest}"
             )
         out.append(text + ".")
     for (a, b), rows in cross.groupby(["EM fitter", "Bayes fitter"], sort=False):
@@ -388,7 +394,8 @@ def em_vs_bayes_section(ctx: ReportContext, section: Section) -> None:
         "matched parameters, interval coverage of EM's Wald intervals (observed information) and "
         "of Bayesian credible intervals against their nominal level, and whether the Bayesian "
         "chains flag multimodality where EM returns a local optimum. Tables: mean ± Monte "
-        "Carlo standard error over data sets."
+        "Carlo standard error over data sets; the flagged rate as k/n data sets with its 95% "
+        "Wilson interval."
     )
     for kind in ("bias", "rmse", "coverage"):
         section.figures(grid_figure(ctx.data, table, ctx.figures_dir, kind))

@@ -23,7 +23,7 @@ import pandas as pd
 from workbench.evaluate import LOCAL_OPTIMUM_KINDS, PARAM_TOL
 from workbench.report import ReportContext, register_section
 from workbench.report.html import Section
-from workbench.report.rates import rate_ci, rate_text
+from workbench.report.rates import rate_ci, rate_text, tied_names
 from workbench.report.studies._local_optima_figures import (
     DATA_SET,
     figure_arms,
@@ -143,12 +143,6 @@ def rate_table(outcomes: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def _names(stats: pd.DataFrame, column: str, value: float) -> str:
-    """Every group whose rate equals ``value`` (ties listed, none picked arbitrarily)."""
-    tied = stats.loc[np.isclose(stats["rate"], value), column].astype(str).tolist()
-    return tied[0] if len(tied) == 1 else f"tied: {', '.join(tied)}"
-
-
 def _compare(a: pd.Series, b: pd.Series) -> str:
     """'higher' / 'lower' when b's 95% Wilson interval lies wholly above / below a's, else
     'not distinguishable (intervals overlap)'."""
@@ -245,9 +239,9 @@ def _arm_findings(arm: str, rows: pd.DataFrame) -> list[str]:
     out.append(
         f"{arm}, K = {k_hi:g}: the returned fit (best of its restarts) was a local optimum on "
         f"{rate_text(best.loc[best['rate'].idxmin()], 'data sets')} "
-        f"({_names(best, 'fit.init', low)}) to "
+        f"({tied_names(best, 'fit.init', low)}) to "
         f"{rate_text(best.loc[best['rate'].idxmax()], 'data sets')} "
-        f"({_names(best, 'fit.init', high)})."
+        f"({tied_names(best, 'fit.init', high)})."
     )
     return out
 
@@ -288,9 +282,9 @@ def findings(outcomes: pd.DataFrame) -> list[str]:
         out.append(
             f"{hi['arm']}, by initialisation: from "
             f"{rate_text(by_init.loc[by_init['rate'].idxmin()], 'starts')} "
-            f"({_names(by_init, 'fit.init', low)}) to "
+            f"({tied_names(by_init, 'fit.init', low)}) to "
             f"{rate_text(by_init.loc[by_init['rate'].idxmax()], 'starts')} "
-            f"({_names(by_init, 'fit.init', high)})."
+            f"({tied_names(by_init, 'fit.init', high)})."
         )
     return out
 

@@ -6,8 +6,8 @@ moment-matched Gaussian summary, so recovery errors measure how far a fit lands 
 the Bayesian posterior mean are compared on the very same data sets (paired by data set), and an
 EM fitter with ``select_k`` shows the K chosen by BIC against the true K.
 
-Every number is summarised from per-replicate rows first (mean ± sd / sqrt(m), binomial errors
-for rates); the "what we found" paragraph is generated from those numbers.
+Every number is summarised from per-replicate rows first (mean ± sd / sqrt(m); a rate as k/n
+with its 95% Wilson interval); the "what we found" paragraph is generated from those numbers.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ import pandas as pd
 from workbench.report import ReportContext, register_section
 from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save, wrap_label
 from workbench.report.html import Section, plus_minus, with_se
+from workbench.report.rates import count_rate, rate_ci, rate_text, tied_names
 from workbench.report.summary import (
     ReportData,
     completed,
@@ -30,7 +31,6 @@ from workbench.report.summary import (
     mean_se,
     numbers,
     paired,
-    rate_se,
     short_name,
     summarise,
 )
@@ -45,7 +45,7 @@ RECOVERY = (
 PAIRED_COLUMNS = (
     "EM fitter", "Bayes fitter", "family", "panel", "data sets", "RMSE: Bayes - EM",
     "RMSE: Bayes - EM se", "loglik/pt: Bayes - EM", "loglik/pt: Bayes - EM se",
-    "EM loglik >= Bayes", "EM loglik >= Bayes se",
+    "EM loglik >= Bayes (95% CI)",
 )  # fmt: skip
 CONTROL = "Gaussian (control)"
 
@@ -120,35 +120,48 @@ def recovery_table(table: pd.DataFrame) -> pd.DataFrame:
     return out if out is not None else pd.DataFrame()
 
 
-def paired_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per (EM fitter, Bayes fitter, family, panel): Bayes minus EM on the same data sets, for
-    overall RMSE and log-likelihood per point, and how often EM's log-likelihood was higher."""
-    fixed = table[table["role"] == "fixed"]
+def _fitter_pairs(fixed: pd.DataFrame) -> list[tuple[str, str]]:
+    """(EM fitter, other fitter) pairs compared on the same data sets."""
     em = _order(fixed[fixed["method"] == "em"], "fitter")
     other = _order(fixed[fixed["method"] != "em"], "fitter")
+    return [(a, b) for a in em for b in other]
+
+
+def paired_rows(fixed: pd.DataFrame, a: str, b: str) -> pd.DataFrame:
+    """One row per data set fitted by both ``a`` (EM) and ``b``: differences b - a of overall
+    RMSE (``difference_rmse``) and log-likelihood per point (``difference_ll``), the 0/1 flag
+    ``em_higher`` (a's log-likelihood at least b's), and the data set's family and panel."""
     where = fixed.drop_duplicates("data_id").set_index("data_id")[["family", "panel"]]
+    rmse = paired(fixed, a, b, "overall_rmse")
+    loglik = paired(fixed, a, b, "loglik_per_point")
+    both = rmse.merge(
+        loglik, on=["experiment", "data", "data_id", "replicate"], suffixes=("_rmse", "_ll")
+    )
+    both["em_higher"] = (both["a_ll"] >= both["b_ll"] - 1e-12).astype(float)
+    return both.join(where, on="data_id")
+
+
+def paired_table(table: pd.DataFrame) -> pd.DataFrame:
+    """Per (EM fitter, Bayes fitter, family, panel): Bayes minus EM on the same data sets, for
+    overall RMSE and log-likelihood per point (mean and ``se``), and how often EM's
+    log-likelihood was at least Bayes' (k/n with its 95% Wilson interval)."""
+    fixed = table[table["role"] == "fixed"]
     rows = []
-    for a in em:
-        for b in other:
-            rmse = paired(fixed, a, b, "overall_rmse")
-            loglik = paired(fixed, a, b, "loglik_per_point")
-            both = rmse.merge(
-                loglik, on=["experiment", "data", "data_id", "replicate"], suffixes=("_rmse", "_ll")
-            )
-            both = both.join(where, on="data_id")
-            for (family, panel), group in both.groupby(["family", "panel"], sort=False):
-                d_rmse, se_rmse, m = mean_se(group["difference_rmse"].to_numpy())
-                d_ll, se_ll, _ = mean_se(group["difference_ll"].to_numpy())
-                higher = (group["a_ll"] >= group["b_ll"] - 1e-12).to_numpy(dtype=float)
-                p, p_se, _ = rate_se(higher)
-                values = (a, b, family, panel, m, d_rmse, se_rmse, d_ll, se_ll, p, p_se)
-                rows.append(dict(zip(PAIRED_COLUMNS, values, strict=True)))
+    for a, b in _fitter_pairs(fixed):
+        both = paired_rows(fixed, a, b)
+        for (family, panel), group in both.groupby(["family", "panel"], sort=False):
+            d_rmse, se_rmse, m = mean_se(group["difference_rmse"].to_numpy())
+            d_ll, se_ll, _ = mean_se(group["difference_ll"].to_numpy())
+            higher = rate_text(rate_ci(group["em_higher"].to_numpy()), "data sets")
+            values = (a, b, family, panel, m, d_rmse, se_rmse, d_ll, se_ll, higher)
+            rows.append(dict(zip(PAIRED_COLUMNS, values, strict=True)))
     return pd.DataFrame(rows)
 
 
 def bic_table(table: pd.DataFrame) -> pd.DataFrame:
     """Per (fitter, family, panel): true K, how often BIC chose each K, the rate of choosing the
-    true K and the mean chosen K (each ± MC se)."""
+    true K (``chose true K``, with its 95% Wilson interval and k/n in ``chose true K (95% CI)``)
+    and the mean chosen K ± MC se."""
     bic = table[table["role"] == "bic"]
     if bic.empty:
         return pd.DataFrame()
@@ -157,18 +170,14 @@ def bic_table(table: pd.DataFrame) -> pd.DataFrame:
     for (series, family, panel), group in bic.groupby(["series", "family", "panel"], sort=False):
         chosen = numbers(group, "diag.chosen_k").to_numpy()
         true_k = numbers(group, "true_k").to_numpy()
-        p, p_se, m = rate_se((chosen == true_k).astype(float))
+        stats = rate_ci((chosen == true_k).astype(float))
         mean, se, _ = mean_se(chosen)
         row = {"fitter": series, "family": family, "panel": panel, "true K": int(true_k[0])}
         row.update({f"K={k}": int(np.sum(chosen == k)) for k in ks})
-        names = (
-            "data sets",
-            "chose true K",
-            "chose true K se",
-            "mean chosen K",
-            "mean chosen K se",
-        )
-        row.update(zip(names, (m, p, p_se, mean, se), strict=True))
+        row["data sets"] = int(stats["n"])
+        row["chose true K"] = stats["rate"]
+        row["chose true K (95% CI)"] = rate_text(stats, "data sets")
+        row.update({"mean chosen K": mean, "mean chosen K se": se})
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -295,14 +304,16 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
         worst = stats["value"].idxmax()
         rmse = plus_minus(stats.loc[worst, "value"], stats.loc[worst, "se"])
         text = f"{series}: overall RMSE {rmse}"
-        text += f" under {worst} (the worst family)"
+        named = tied_names(stats.reset_index(), "family", stats.loc[worst, "value"], "value")
+        text += f" under {named} (the worst family)"
         if CONTROL in stats.index and worst != CONTROL:
             ratio = stats.loc[worst, "value"] / stats.loc[CONTROL, "value"]
             control = plus_minus(stats.loc[CONTROL, "value"], stats.loc[CONTROL, "se"])
             text += f", {ratio:.2g} times the {control} of the Gaussian control"
         best = stats["value"].idxmin()
         lowest = plus_minus(stats.loc[best, "value"], stats.loc[best, "se"])
-        out.append(f"{text}; lowest under {best} ({lowest}).")
+        named = tied_names(stats.reset_index(), "family", stats.loc[best, "value"], "value")
+        out.append(f"{text}; lowest under {named} ({lowest}).")
     if not pairs.empty:
         for (a, b), rows in pairs.groupby(["EM fitter", "Bayes fitter"], sort=False):
             d = rows["RMSE: Bayes - EM"].to_numpy(dtype=float)
@@ -322,13 +333,13 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
             i = int(np.nanargmax(np.abs(d)))
             text += f". Largest mean difference: {plus_minus(d[i], se[i])} under {where[i]}."
             out.append(text)
-            n_sets = rows["data sets"].to_numpy(dtype=float)
-            share = float(np.sum(rows["EM loglik >= Bayes"] * n_sets) / n_sets.sum())
+            higher = rate_ci(paired_rows(fixed, a, b)["em_higher"].to_numpy())
             ll = rows["loglik/pt: Bayes - EM"].to_numpy(dtype=float)
             out.append(
-                f"The log-likelihood of {a} was at least that of the {b} posterior mean on "
-                f"{share:.1%} of {int(n_sets.sum())} data sets (per-condition mean difference "
-                f"Bayes - EM between {np.nanmin(ll):.3g} and {np.nanmax(ll):.3g} nats per point)."
+                f"The log-likelihood of {a} was at least that of the {b} posterior mean on a "
+                f"share {rate_text(higher, 'data sets')} of the data sets (per-condition mean "
+                f"difference Bayes - EM between {np.nanmin(ll):.3g} and {np.nanmax(ll):.3g} nats "
+                "per point)."
             )
     if not bic.empty:
         for series, rows in bic.groupby("fitter", sort=False):
@@ -336,15 +347,19 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
             for family, group in rows.groupby("family", sort=False):
                 sub = table[(table["series"] == series) & (table["family"] == family)]
                 chosen = numbers(sub, "diag.chosen_k").to_numpy()
-                p, p_se, m = rate_se((chosen == numbers(sub, "true_k").to_numpy()).astype(float))
+                stats = rate_ci((chosen == numbers(sub, "true_k").to_numpy()).astype(float))
                 mean, se, _ = mean_se(chosen)
-                pooled.append((p, family, p_se, m, mean, se, int(group["true K"].iloc[0])))
+                pooled.append((stats, family, mean, se, int(group["true K"].iloc[0])))
             parts = [
-                f"{f}: true K {k} chosen in {plus_minus(p, p_se)} of {m} "
+                f"{f}: true K {k} chosen at a rate {rate_text(stats, 'data sets')} "
                 f"(mean chosen K {plus_minus(mean, se)})"
-                for p, f, p_se, m, mean, se, k in sorted(pooled, reverse=True)
+                for stats, f, mean, se, k in sorted(pooled, key=lambda r: -r[0]["rate"])
             ]
-            out.append(f"BIC ({series}), best to worst: " + "; ".join(parts) + ".")
+            out.append(
+                f"BIC ({series}), best to worst (equal rates in family order): "
+                + "; ".join(parts)
+                + "."
+            )
             out += _largest_k(table[table["series"] == series], series)
     statuses = fixed[fixed["method"] != "em"]
     for series, rows in statuses.groupby("series", sort=False):
@@ -369,7 +384,10 @@ def _largest_k(rows: pd.DataFrame, series: str) -> list[str]:
     hits = rows[numbers(rows, "diag.chosen_k") == largest].groupby("family", sort=False).size()
     if hits.empty:
         return []
-    where = ", ".join(f"{f} ({n} of {int((rows['family'] == f).sum())})" for f, n in hits.items())
+    where = ", ".join(
+        f"{f} ({rate_text(count_rate(n, (rows['family'] == f).sum()), 'data sets')})"
+        for f, n in hits.items()
+    )
     return [f"BIC ({series}) chose the largest K offered, {largest}, under {where}."]
 
 
@@ -386,7 +404,7 @@ def misspecification_section(ctx: ReportContext, section: Section) -> None:
         "summary of each component) and to a wrong number of components, beside a Gaussian "
         "control. EM and the Bayesian posterior mean are compared on the very same data sets; "
         "an EM fitter with select_k picks K by BIC. Tables: mean ± Monte Carlo standard error "
-        "over data sets (binomial for rates)."
+        "over data sets; rates as k/n data sets with their 95% Wilson interval."
     )
     pairs, bic = paired_table(table), bic_table(table)
     section.figures(recovery_figure(ctx.data, table, ctx.figures_dir))
@@ -396,7 +414,8 @@ def misspecification_section(ctx: ReportContext, section: Section) -> None:
     if not pairs.empty:
         section.table(with_se(pairs), "paired differences, Bayes minus EM", True)
     if not bic.empty:
-        section.table(with_se(bic), "K chosen by BIC against the true K", True)
+        shown = with_se(bic.drop(columns="chose true K"))  # the rate is in its CI column
+        section.table(shown, "K chosen by BIC against the true K", True)
     section.parts.append("<h3>What we found</h3>")
     for sentence in findings(table, pairs, bic):
         section.text(sentence, "finding")

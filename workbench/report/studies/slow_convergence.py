@@ -19,6 +19,7 @@ import pandas as pd
 from workbench.report import ReportContext, register_section
 from workbench.report.figures import ERRORBAR_NOTE, Figure, save
 from workbench.report.html import Section, with_se
+from workbench.report.rates import count_rate, rate_text
 from workbench.report.studies._overspecified import (
     errorbar_line,
     flag,
@@ -197,11 +198,16 @@ def rate_table(fits: pd.DataFrame) -> pd.DataFrame:
     ).abs()
     plain["within"] = (plain["relative"] <= RATE_TOLERANCE).where(plain["relative"].notna())
     names = {"diag.rate_measured": "rate measured", "diag.rate_theory": "rate DM matrix",
-             "within": "share within 5%", "n_iter": "iterations",
-             "fit_time": "fit time (s)"}  # fmt: skip
+             "n_iter": "iterations", "fit_time": "fit time (s)"}  # fmt: skip
     table = stat_table(plain, names, "fits")
     table.insert(6, "population rate", population_rates(table["data.separation"].to_numpy()))
-    return table
+    by = ["data.separation", "data.n"]
+    within = summarise(plain, by, "within", "rate")
+    within[f"within {RATE_TOLERANCE:.0%} (95% CI)"] = [
+        rate_text({"rate": r.value, "lower": r.lower, "upper": r.upper, "k": r.k, "n": r.m})
+        for r in within.itertuples()
+    ]
+    return table.merge(within[[*by, within.columns[-1]]], on=by, how="left")
 
 
 def rate_findings(fits: pd.DataFrame) -> list[str]:
@@ -216,9 +222,10 @@ def rate_findings(fits: pd.DataFrame) -> list[str]:
         for (delta, n), count in misses.groupby(["data.separation", "data.n"]).size().items()
     )
     out = [
-        f"Measured rate within {RATE_TOLERANCE:.0%} of the DM-matrix rate in "
-        f"{int((relative <= RATE_TOLERANCE).sum())} of {len(relative)} plain-EM fits with a "
-        f"measurable rate ({int(measured.isna().sum())} converged too fast to measure one); "
+        f"Measured rate within {RATE_TOLERANCE:.0%} of the DM-matrix rate: "
+        f"{rate_text(count_rate(int((relative <= RATE_TOLERANCE).sum()), len(relative)))} of "
+        f"the plain-EM fits with a measurable rate ({int(measured.isna().sum())} converged too "
+        "fast to measure one); "
         f"largest relative difference {relative.max():.3g}"
         + (f"; outside: {where}." if where else ".")
     ]
