@@ -9,9 +9,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 
 from workbench.bayes import diagnostics as dg
@@ -20,6 +19,9 @@ from workbench.bayes.sampling import SAMPLERS, get_compiled, sample
 from workbench.data.dataset import Dataset
 from workbench.fitters import FitResult
 from workbench.params import MixtureParams, as_data_matrix
+
+if TYPE_CHECKING:  # arviz loads on first fit, so `workbench validate` stays light
+    import arviz as az
 
 
 def _fail(key: str, value: Any, why: str) -> None:
@@ -377,6 +379,8 @@ def _tracked(draws: Draws, spec: ModelSpec) -> dict[str, np.ndarray]:
 
 def _inference_data(rel: Draws, perms: np.ndarray, sample_stats: Any, X: np.ndarray):
     """InferenceData of the relabelled draws in data units, sample stats and the data."""
+    import arviz as az
+
     K, d = rel.means.shape[2:]
     stats = {k: np.asarray(v) for k, v in sample_stats.data_vars.items()}
     stats["relabel_permutation"] = perms
