@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import errno
-import math
 import os
 import signal
 import sqlite3
@@ -20,6 +19,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from workbench.experiment.config import ConfigError, load_config
+from workbench.experiment.console import print_summary
 from workbench.experiment.design import build_design
 from workbench.experiment.executors import ExecutorError, make_executor
 from workbench.experiment.runner import FAILED_STATUSES, CellOutcome, execute, make_task
@@ -361,43 +361,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     if not seen:
         print("no shipped experiments found", file=sys.stderr)
     return 0
-
-
-def _fmt(value: Any, se: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    text = f"{value:.3g}"
-    return (
-        text if se is None or (isinstance(se, float) and math.isnan(se)) else f"{text} ± {se:.2g}"
-    )
-
-
-def print_summary(directory: Path) -> None:
-    """Failure rate and mean metrics per fitter x data condition, with MC standard errors."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from workbench.experiment.tables import load_table, summary_table
-
-    summary = summary_table(load_table(directory))
-    if summary.empty:
-        print("no finished fits yet")
-        return
-    table = Table(title=f"{directory}: mean ± Monte Carlo standard error over replicates")
-    metrics = [c for c in summary.columns if c not in ("fitter", "data", "fits", "errors")]
-    metrics = [c for c in metrics if not c.endswith("_se")]
-    for column in ("fitter", "data", "fits", "errors", *metrics):
-        table.add_column(column, justify="left" if column in ("fitter", "data") else "right")
-    for _, row in summary.iterrows():
-        cells = [str(row["fitter"]), str(row["data"]), str(row["fits"]), str(row["errors"])]
-        cells += [_fmt(row.get(m), row.get(f"{m}_se")) for m in metrics]
-        table.add_row(*cells)
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
-    if "compile_time" in summary:
-        print(
-            "fit_time: fitting (EM) or sampling (Bayes) seconds, compile excluded; "
-            "compile_time: seconds compiling or loading compiled code (near 0 once loaded)"
-        )
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -33,3 +33,52 @@ def test_light_commands_import_no_heavy_library(argv):
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip().splitlines()[-1] == "[]", done.stdout[-2000:]
+
+
+LONG_LABELS = """
+[experiment]
+name = "long_labels"
+replicates = 2
+seed = 11
+
+[data]
+generator = "gaussian_mixture"
+n = [120, 150]
+K = 2
+d = 1
+separation = [1.5, 3.0]
+zip = [["n", "separation"]]
+
+[fitters.em_with_a_rather_long_table_name_that_makes_every_label_long]
+method = "em"
+init = ["kmeans++", "random_from_data", "random_params"]
+n_restarts = [1, 2]
+tol = [1e-6, 1e-8]
+engine = "numpy"
+"""
+
+
+def test_summary_reads_at_100_columns(write_config, tmp_path, capsys):
+    """The terminal summary of a stored experiment with long condition labels: no line wider
+    than 100 columns, no ellipsis, and every condition's full label in the key."""
+    from workbench.cli import main
+    from workbench.experiment.config import load_config
+    from workbench.experiment.console import print_summary
+
+    path = write_config(LONG_LABELS)
+    reports = tmp_path / "reports"
+    argv = ["run", str(path), "--reports-dir", str(reports), "--executor", "serial"]
+    assert main([*argv, "--quiet", "--no-report"]) == 0
+    capsys.readouterr()
+    print_summary(reports / "long_labels", width=100)
+    out = capsys.readouterr().out
+    assert max(len(line) for line in out.splitlines()) <= 100
+    assert "…" not in out and "..." not in out
+    spec = load_config(path)
+    labels = [c.label for c in spec.fitters] + [c.label for c in spec.data]
+    assert max(len(label) for label in labels) > 90  # some labels need wrapping at 100
+    flat = " ".join(out.split())
+    for label in labels:
+        assert " ".join(label.split()) in flat, label
+    for metric in ("failure_rate", "gap", "overall_rmse", "ari", "n_iter", "fit_time"):
+        assert metric in out
