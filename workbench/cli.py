@@ -18,12 +18,19 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from workbench.experiment.config import ConfigError, load_config
+from workbench.experiment.config import NAME_RE, ConfigError, derived_name, load_config
 from workbench.experiment.console import print_summary
-from workbench.experiment.design import build_design
+from workbench.experiment.design import build_design, canonical, design_hash
 from workbench.experiment.executors import ExecutorError, make_executor
 from workbench.experiment.runner import FAILED_STATUSES, CellOutcome, execute, make_task
-from workbench.experiment.store import STORE_FILE, Store, StoreError, StoreWriteError, source_hash
+from workbench.experiment.store import (
+    STORE_FILE,
+    DesignMismatch,
+    Store,
+    StoreError,
+    StoreWriteError,
+    source_hash,
+)
 
 # OS errors about a path the user chose (exit 2); any other OS error is the environment's (1).
 PATH_ERRNOS = (
@@ -153,10 +160,11 @@ class Progress:
 
 
 # ---- commands ------------------------------------------------------------------------------------
-def overrides(args: argparse.Namespace) -> list[str]:
-    """The ``--set`` overrides, plus ``--max-cells`` as experiment.max_cells."""
+def overrides(args: argparse.Namespace, sets: bool = True) -> list[str]:
+    """The ``--set`` overrides (unless not ``sets``), plus ``--max-cells`` as
+    experiment.max_cells."""
     extra = [] if args.max_cells is None else [f"experiment.max_cells={args.max_cells}"]
-    return [*args.set, *extra]
+    return [*(args.set if sets else []), *extra]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -164,7 +172,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timeout is not None:
         spec = replace(spec, timeout=args.timeout)
     cells = build_design(spec)
-    directory = Path(args.reports_dir) / spec.name
+    name = run_name(args, spec, cells)
+    directory = Path(args.reports_dir) / name
+    if name != spec.name:
+        why = "" if args.name else "--set changes the design, so "
+        kept = Path(args.reports_dir) / spec.name
+        print(f"{why}results go to {directory} ({kept} is left as it is)", file=sys.stderr)
+        spec = replace(spec, name=name)
     if not args.fresh:
         Store.check(directory, cells)
     kind = "dask" if args.scheduler else args.executor
@@ -248,6 +262,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.no_report:
         print(f"report: {write_report([directory], None)}")
     return 0
+
+
+def run_name(args: argparse.Namespace, spec: Any, cells: list) -> str:
+    """The experiment folder's name: ``--name``; else, when ``--set`` changes the design, a
+    derived name (``quickstart-n500``; with a short hash when that folder holds yet another
+    design), so that a variation never touches the stored results of the config itself."""
+    if args.name:
+        if not NAME_RE.match(args.name):
+            raise UserError(f"--name {args.name!r}: use letters, digits, '_', '.' or '-'")
+        return args.name
+    if not args.set or any(o.partition("=")[0].strip() == "experiment.name" for o in args.set):
+        return spec.name
+    try:
+        base = build_design(load_config(resolve_config(args.config), overrides(args, sets=False)))
+    except ConfigError:  # the config alone is invalid: the overrides make the design
+        base = []
+    if base and design_hash(base) == design_hash(cells):
+        return spec.name
+    name = derived_name(spec.name, args.set)
+    if args.fresh:
+        return name
+    try:
+        Store.check(Path(args.reports_dir) / name, cells)
+    except DesignMismatch:
+        return derived_name(name, [canonical(sorted(args.set))])
+    return name
 
 
 def args_mode(args: argparse.Namespace) -> str:
@@ -412,6 +452,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config key, e.g. data.n=500",
+    )
+    p.add_argument(
+        "--name",
+        help="the experiment folder under --reports-dir (default: the config's name; a --set "
+        "that changes the design goes to a derived folder, e.g. quickstart-n500)",
     )
     p.add_argument("--fresh", action="store_true", help="discard stored results and start over")
     p.add_argument("--quiet", action="store_true", help="no progress output (for CI)")

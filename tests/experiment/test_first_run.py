@@ -82,3 +82,61 @@ def test_summary_reads_at_100_columns(write_config, tmp_path, capsys):
         assert " ".join(label.split()) in flat, label
     for metric in ("failure_rate", "gap", "overall_rmse", "ari", "n_iter", "fit_time"):
         assert metric in out
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+def test_set_that_changes_the_design_goes_to_a_derived_folder(write_config, tmp_path, capsys):
+    """`run X --set data.n=...` after `run X` keeps X's results byte for byte, names the new
+    folder, and a rerun of the same --set resumes there; --name picks the folder outright."""
+    from experiment_fakes import SMALL
+
+    from workbench.cli import main
+
+    path = write_config(SMALL)
+    reports = tmp_path / "reports"
+    base = ["run", str(path), "--reports-dir", str(reports), "--executor", "serial", "--quiet"]
+    assert main([*base, "--no-report"]) == 0
+    before = _files(reports / "small")
+    capsys.readouterr()
+
+    assert main([*base, "--no-report", "--set", "data.n=150"]) == 0
+    out, err = capsys.readouterr()
+    assert _files(reports / "small") == before
+    derived = reports / "small-n150"
+    assert str(derived) in err and "small-n150: 8 cells, 8 done" in out
+    assert sorted(p.name for p in reports.iterdir()) == ["small", "small-n150"]
+
+    assert main([*base, "--no-report", "--set", "data.n=150"]) == 0  # resumes, runs nothing
+    out, err = capsys.readouterr()
+    assert "small-n150: 8 cells, 8 done (0 failed), 0 run now" in out
+    assert sorted(p.name for p in reports.iterdir()) == ["small", "small-n150"]
+    assert _files(reports / "small") == before
+
+    assert main([*base, "--no-report", "--set", "data.n=150", "--name", "mine"]) == 0
+    assert "mine: 8 cells, 8 done (0 failed), 8 run now" in capsys.readouterr().out
+    assert main([*base, "--no-report", "--name", "../x"]) == 2
+    assert "--name" in capsys.readouterr().err
+    assert _files(reports / "small") == before
+
+
+def test_design_change_without_set_offers_a_way_that_keeps_results(write_config, tmp_path, capsys):
+    """An edited config refused against its old store names --name as well as --fresh."""
+    from experiment_fakes import SMALL
+
+    from workbench.cli import main
+
+    path = write_config(SMALL)
+    reports = tmp_path / "reports"
+    base = ["run", str(path), "--reports-dir", str(reports), "--executor", "serial", "--quiet"]
+    assert main([*base, "--no-report"]) == 0
+    before = _files(reports / "small")
+    path.write_text(SMALL.replace("n = 120", "n = 130"))
+    capsys.readouterr()
+    assert main([*base, "--no-report"]) == 2
+    err = capsys.readouterr().err
+    assert "different design" in err and "--name" in err
+    assert main([*base, "--no-report", "--name", "small-n130"]) == 0
+    assert _files(reports / "small") == before
