@@ -7,6 +7,8 @@ stderr and exits with code 2, with no traceback and nothing written.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import errno
 import os
 import signal
@@ -19,10 +21,10 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from workbench.experiment.config import NAME_RE, ConfigError, derived_name, load_config
-from workbench.experiment.console import print_summary
+from workbench.experiment.console import Progress, print_summary, steps
 from workbench.experiment.design import build_design, canonical, design_hash
 from workbench.experiment.executors import ExecutorError, make_executor
-from workbench.experiment.runner import FAILED_STATUSES, CellOutcome, execute, make_task
+from workbench.experiment.runner import FAILED_STATUSES, execute, make_task
 from workbench.experiment.store import (
     STORE_FILE,
     DesignMismatch,
@@ -72,93 +74,6 @@ def resolve_config(name: str) -> Path:
     return path
 
 
-# ---- progress ------------------------------------------------------------------------------------
-class Progress:
-    """Rich progress bar (a terminal), periodic plain lines (a pipe) or quiet; always a plain
-    log of every cell in ``run.log``."""
-
-    def __init__(self, mode: str, log_path: Path) -> None:
-        self.mode, self.log = mode, open(log_path, "a", encoding="utf-8")  # noqa: SIM115
-        self.bar: Any = None
-        self.done = self.failed = self.new = self.total = 0
-        self.t0 = self.last = time.monotonic()
-
-    def start(self, total: int, done: int, failed: int) -> None:
-        self.total, self.done, self.failed = total, done, failed
-        self._log(f"start: {total} cells, {done} already done")
-        if self.mode == "rich" and done < total:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import (
-                Progress as RichProgress,
-            )
-
-            self.bar = RichProgress(
-                TextColumn("[bold]cells"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("failed [red]{task.fields[failed]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("cells", total=total, completed=done, failed=failed)
-        elif self.mode != "quiet":
-            print(f"running {total - done} of {total} cells ({done} done before)", file=sys.stderr)
-
-    def advance(self, cell: Any, outcome: CellOutcome) -> None:
-        for line in getattr(outcome, "log", None) or ():  # library log lines: the log only
-            self._log(f"{outcome.cell_id} log: {line}")
-        self.done += 1
-        self.new += 1
-        self.failed += outcome.status in FAILED_STATUSES
-        extra = f" {outcome.message}" if outcome.message else ""
-        self._log(
-            f"{outcome.cell_id} {cell.fitter.label} | {cell.data.label} | rep {cell.replicate}: "
-            f"{outcome.status} ({outcome.total_time:.2f} s){extra}"
-        )
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.done, failed=self.failed)
-        elif self.mode == "plain" and (
-            time.monotonic() - self.last > 10 or self.done == self.total
-        ):
-            self.last = time.monotonic()
-            rate = (self.last - self.t0) / self.new
-            eta = rate * (self.total - self.done)
-            print(
-                f"{self.done}/{self.total} cells, {self.failed} failed, ETA {eta:.0f} s",
-                file=sys.stderr,
-            )
-
-    def note(self, text: str) -> None:
-        self._log(text)
-        if self.bar is not None:
-            self.bar.console.print(text, markup=False)
-        else:
-            print(text, file=sys.stderr)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-
-    def close(self) -> None:
-        self.stop()
-        self.log.close()
-
-    def _log(self, text: str) -> None:
-        self.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
-        self.log.flush()
-
-
 # ---- commands ------------------------------------------------------------------------------------
 def overrides(args: argparse.Namespace, sets: bool = True) -> list[str]:
     """The ``--set`` overrides (unless not ``sets``), plus ``--max-cells`` as
@@ -185,7 +100,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     executor = make_executor(kind, args.jobs, args.scheduler, directory / "run.log")
     try:
         store = Store.open_for_run(directory, spec, cells, args.fresh)
-        progress = Progress(args_mode(args), directory / "run.log")
+        progress = Progress(args_mode(args), directory / "run.log", executor.slots)
     except BaseException:
         executor.close()
         raise
@@ -213,11 +128,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome, counts, t0 = "interrupted", {}, time.monotonic()
     failure: BaseException | None = None
     saved = _set_signals(_raise_terminated, None)
+    task = lambda c: make_task(c, spec.timeout, spec.em_traces, spec.posterior_draws)  # noqa: E731
     try:
+        finished = store.finished_ids()
+        pending = [c for c in cells if c.cell_id not in finished]
+        progress.plan(pending)
+        if kind != "dask" or not args.scheduler:  # a remote cluster has its own caches
+            compile_first(pending, task, progress, kind != "serial")
         counts = execute(
             cells,
-            store.finished_ids(),
-            lambda c: make_task(c, spec.timeout, spec.em_traces, spec.posterior_draws),
+            finished,
+            task,
             executor,
             lambda c, o: store.write(c, o, run_id),
             progress,
@@ -240,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.close()
         totals = _close_run(store, run_id, outcome, sum(counts.values()), notes)
         _set_signals(*saved)
+        if outcome.startswith("interrupted"):
+            atexit.register(_ignore_signals)  # a further Ctrl-C while Python exits: still 130
     if failure is not None:
         raise failure
     wall = time.monotonic() - t0
@@ -260,7 +183,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(directory)
     if not args.no_report:
-        print(f"report: {write_report([directory], None)}")
+        print(f"report: {write_report([directory], None, args.quiet)}")
     return 0
 
 
@@ -290,6 +213,31 @@ def run_name(args: argparse.Namespace, spec: Any, cells: list) -> str:
     return name
 
 
+def compile_first(cells: list, task: Any, progress: Progress, in_workers: bool) -> None:
+    """Compile, before any worker starts, what the ``cells`` will need (EM kernels, each Bayes
+    model structure), each as a visible phase; the workers then load it from the disk caches.
+    A phase that fails is noted and left to the cells, which record the error."""
+    import warnings
+
+    from workbench.experiment.runner import _dataset, library_logs
+    from workbench.experiment.warmup import compile_phases
+
+    lines: list[str] = []
+    with warnings.catch_warnings(), library_logs(lines):
+        warnings.simplefilter("ignore")
+        phases = compile_phases(cells, lambda c: _dataset(task(c)))
+        for phase in phases:
+            with progress.phase(phase.label):
+                try:
+                    phase.run()
+                except Exception as err:  # noqa: BLE001 - the cells will record the error
+                    progress.note(f"note: {phase.label} failed ({err}); the cells will retry")
+    for line in lines:
+        progress._log(f"compile log: {line}")
+    if in_workers:  # each worker process compiles its own copy of a Bayes model
+        progress.expect_worker_compiles(sum(min(progress.slots, p.cells) for p in phases))
+
+
 def args_mode(args: argparse.Namespace) -> str:
     return "quiet" if args.quiet else ("rich" if sys.stderr.isatty() else "plain")
 
@@ -307,6 +255,14 @@ def _set_signals(on_term: Any, on_int: Any) -> tuple[Any, Any]:
     if on_int is not None:
         signal.signal(signal.SIGINT, on_int)
     return previous
+
+
+def _ignore_signals() -> None:
+    """At interpreter exit after an interrupted run: ignore SIGINT and SIGTERM, which Python
+    would otherwise turn into a death by signal while it shuts down (exit code -2, not 130)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -336,15 +292,17 @@ def _close_run(
         store.close()
 
 
-def write_report(dirs: list[Path], out: Path | None) -> Path:
-    """build_report, with an unwritable output path as one line naming it."""
-    from workbench.report import build_report
+def write_report(dirs: list[Path], out: Path | None, quiet: bool = False) -> Path:
+    """build_report, a line per section on stderr (unless ``quiet``), and an unwritable
+    output path as one line naming it."""
+    with steps("building the report (figures: matplotlib, ArviZ)", quiet):
+        from workbench.report import build_report
 
-    try:
-        return build_report(dirs, out)
-    except OSError as err:
-        where = err.filename or out or dirs[0]
-        raise UserError(f"{where}: cannot write the report ({err.strerror or err})") from None
+        try:
+            return build_report(dirs, out)
+        except OSError as err:
+            where = err.filename or out or dirs[0]
+            raise UserError(f"{where}: cannot write the report ({err.strerror or err})") from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -413,9 +371,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_walkthrough(args: argparse.Namespace) -> int:
-    from workbench.walkthrough import run_walkthrough
+    from workbench.walkthrough import run_walkthrough  # matplotlib: its own import time
 
-    print(f"walkthrough: {run_walkthrough(Path(args.out))}")
+    with steps("the walkthrough: two EM runs, figures and animations"):
+        page = run_walkthrough(Path(args.out))
+    print(f"walkthrough: {page}")
     return 0
 
 

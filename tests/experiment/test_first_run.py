@@ -140,3 +140,129 @@ def test_design_change_without_set_offers_a_way_that_keeps_results(write_config,
     assert "different design" in err and "--name" in err
     assert main([*base, "--no-report", "--name", "small-n130"]) == 0
     assert _files(reports / "small") == before
+
+
+# ---- a first run that explains itself ---------------------------------------------------------
+def _python(code: str, **env: str) -> str:
+    environ = {k: v for k, v in os.environ.items() if k != "NUMBA_CACHE_DIR"}
+    environ.update(PYTHONPATH=str(ROOT), **env)
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=environ, capture_output=True, text=True,
+        timeout=900,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout.strip().splitlines()[-1]
+
+
+def test_numba_cache_is_in_the_user_cache_directory(tmp_path):
+    """Importing workbench points numba's disk cache at $XDG_CACHE_HOME/workbench/numba (set
+    before numba is imported, and without importing it); a NUMBA_CACHE_DIR of the user's wins."""
+    code = (
+        "import sys, workbench; assert 'numba' not in sys.modules; "
+        "import numba; print(numba.config.CACHE_DIR)"
+    )
+    assert _python(code, XDG_CACHE_HOME=str(tmp_path)) == str(tmp_path / "workbench" / "numba")
+    mine = tmp_path / "mine"
+    assert _python(code, XDG_CACHE_HOME=str(tmp_path), NUMBA_CACHE_DIR=str(mine)) == str(mine)
+    code = (  # numba imported first (PyMC does): its config is pointed there all the same
+        "import numba, workbench; print(numba.config.CACHE_DIR)"
+    )
+    assert _python(code, XDG_CACHE_HOME=str(tmp_path)) == str(tmp_path / "workbench" / "numba")
+
+
+@pytest.mark.slow
+def test_compiled_em_kernels_go_to_the_user_cache_not_the_package(tmp_path):
+    """A cold compile of the EM kernels writes numba's cache under $XDG_CACHE_HOME only."""
+    package = ROOT / "workbench" / "em" / "__pycache__"
+    before = sorted(package.glob("*.nb*")) if package.exists() else []
+    _python("from workbench.em import engines; engines.get('auto'); print('ok')",
+            XDG_CACHE_HOME=str(tmp_path))  # fmt: skip
+    assert list((tmp_path / "workbench" / "numba").rglob("fast_loop.*.nbi"))
+    after = sorted(package.glob("*.nb*")) if package.exists() else []
+    assert after == before
+
+
+def test_compile_phases_of_the_quickstart():
+    """One phase for the EM kernels and one per Bayes model structure (K, d), planned from the
+    cells without importing PyMC or numba."""
+    code = (
+        "import sys\n"
+        "from workbench.experiment.config import load_config\n"
+        "from workbench.experiment.design import build_design\n"
+        "from workbench.experiment.runner import _dataset, make_task\n"
+        "from workbench.experiment.warmup import compile_phases\n"
+        "out = []\n"
+        "for name in ('quickstart', 'local_optima_quick'):\n"
+        "    cells = build_design(load_config(f'experiments/{name}.toml'))\n"
+        "    phases = compile_phases(cells, lambda c: _dataset(make_task(c, None, 'all', 1)))\n"
+        "    out.append([(p.label, p.cells) for p in phases])\n"
+        "assert 'pymc' not in sys.modules and 'numba' not in sys.modules\n"
+        "print(repr(out))\n"
+    )
+    quickstart, local_optima = eval(_python(code))  # noqa: S307 - our own repr
+    labels = [label for label, _ in quickstart]
+    assert len(labels) == 2 and "EM kernels" in labels[0]
+    assert labels[1] == "compiling the Bayes model K=2 d=1 (nutpie)"
+    assert quickstart[1][1] == 12  # the 12 Bayes cells all use that model
+    assert len(local_optima) == 1 and "EM kernels" in local_optima[0][0]  # EM only
+
+
+class _Outcome:
+    def __init__(self, total_time: float, compile_time: float, status: str = "ok") -> None:
+        self.cell_id, self.status, self.message, self.log = "c", status, "", []
+        self.total_time = total_time
+        self.diagnostics = {"compile_time": compile_time, "compile_cached": int(compile_time == 0)}
+
+
+class _Cell:
+    def __init__(self, fitter: str) -> None:
+        self.fitter = type("F", (), {"label": fitter})()
+        self.data = type("D", (), {"label": "d"})()
+        self.replicate = 0
+
+
+def test_progress_shows_phases_and_its_eta_leaves_compile_time_out(tmp_path, capsys):
+    from workbench.experiment.console import Progress
+
+    progress = Progress("plain", tmp_path / "run.log", slots=2)
+    with progress.phase("compiling the Bayes model K=2 d=1 (nutpie)"):
+        pass
+    err = capsys.readouterr().err
+    assert "compiling the Bayes model K=2 d=1 (nutpie) ..." in err
+    assert "compiling the Bayes model K=2 d=1 (nutpie): " in err
+    cells = [_Cell("em")] * 10 + [_Cell("bayes")] * 10
+    progress.plan(cells)
+    progress.expect_worker_compiles(2)
+    assert "workers compiling" in progress.description()
+    progress.start(20, 0, 0)
+    progress.advance(cells[0], _Outcome(0.5, 0.0))
+    assert progress.eta_text() == "ETA -:--"  # the Bayes cells are not timed yet
+    progress.advance(cells[10], _Outcome(42.0, 40.0))  # 2 s of sampling, 40 s compiling
+    assert progress.description() == "cells (workers compiling the Bayes model)"
+    progress.advance(cells[11], _Outcome(41.0, 38.0))  # 3 s
+    assert progress.description() == "cells"
+    # 9 EM cells at 0.5 s and 8 Bayes cells at 2.5 s, two at a time
+    assert progress.eta() == pytest.approx((9 * 0.5 + 8 * 2.5) / 2, abs=0.5)
+    progress.close()
+    log = (tmp_path / "run.log").read_text()
+    assert "phase: compiling the Bayes model K=2 d=1" in log and "compile 40.0 s" in log
+
+
+def test_report_prints_a_line_per_section(write_config, tmp_path, capsys):
+    """`workbench report` says what it builds while it builds it (it printed nothing for 82 s)."""
+    from experiment_fakes import SMALL
+
+    from workbench.cli import main
+
+    path = write_config(SMALL)
+    reports = tmp_path / "reports"
+    argv = ["run", str(path), "--reports-dir", str(reports), "--executor", "serial", "--quiet"]
+    assert main([*argv, "--no-report"]) == 0
+    capsys.readouterr()
+    assert main(["report", str(reports / "small")]) == 0
+    err = capsys.readouterr().err
+    lines = err.splitlines()
+    assert lines[0].startswith("building the report")
+    sections = [line for line in lines if "section: " in line]
+    assert any("section: Summary" in line for line in sections) and len(sections) >= 4, err
+    assert any(line.strip().endswith("s  done") for line in lines), err

@@ -165,19 +165,8 @@ class BayesFitter:
         ``dataset.truth`` serves the ``"truth"`` constraints and the ``truth_*`` diagnostics.
         """
         start = time.perf_counter()
-        X = as_data_matrix(dataset.X)
-        if not np.all(np.isfinite(X)):
-            _fail("data", f"{int(np.sum(~np.isfinite(X)))} non-finite values", "need finite data")
-        K = int(self.n_components or dataset.n_components_to_fit)
-        n, d = X.shape
-        spec = self.spec(K, d)
-        loc, scale = np.zeros(d), np.ones(d)
-        if self.standardize:
-            loc, scale = X.mean(axis=0), X.std(axis=0)
-            scale = np.where(scale > 0, scale, 1.0)
-        data = self._model_data(X, spec, dataset.truth, loc, scale)
-        if _labels_known(data):  # known values differ between components: no ordering needed
-            spec = dataclasses.replace(spec, identifiability="none")
+        X, spec, data, loc, scale = self._setup(dataset)
+        n = X.shape[0]
         seed = int(rng.integers(2**31))
         compile_start = time.perf_counter()
         entry, cached = get_compiled(spec, self.sampler)
@@ -233,7 +222,35 @@ class BayesFitter:
             posterior=posterior if self.keep_posterior else None,
         )
 
+    def model_spec(self, dataset: Dataset) -> ModelSpec:
+        """The model structure this fitter compiles for ``dataset`` (with the sampler, the key
+        of the compile cache); a runner compiles it once up front with :meth:`compile`."""
+        return self._setup(dataset)[1]
+
+    def compile(self, dataset: Dataset) -> float:
+        """Compile (or look up) the model for ``dataset``'s structure; returns the seconds."""
+        start = time.perf_counter()
+        get_compiled(self.model_spec(dataset), self.sampler)
+        return time.perf_counter() - start
+
     # ------------------------------------------------------------------------------------------
+    def _setup(self, dataset: Dataset) -> tuple[np.ndarray, ModelSpec, dict, np.ndarray, Any]:
+        """(X (n, d), the model structure, the standardised ``pm.Data`` arrays, loc, scale)."""
+        X = as_data_matrix(dataset.X)
+        if not np.all(np.isfinite(X)):
+            _fail("data", f"{int(np.sum(~np.isfinite(X)))} non-finite values", "need finite data")
+        K = int(self.n_components or dataset.n_components_to_fit)
+        d = X.shape[1]
+        spec = self.spec(K, d)
+        loc, scale = np.zeros(d), np.ones(d)
+        if self.standardize:
+            loc, scale = X.mean(axis=0), X.std(axis=0)
+            scale = np.where(scale > 0, scale, 1.0)
+        data = self._model_data(X, spec, dataset.truth, loc, scale)
+        if _labels_known(data):  # known values differ between components: no ordering needed
+            spec = dataclasses.replace(spec, identifiability="none")
+        return X, spec, data, loc, scale
+
     def _model_data(
         self,
         X: np.ndarray,
