@@ -133,7 +133,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         finished = store.finished_ids()
         pending = [c for c in cells if c.cell_id not in finished]
         progress.plan(pending)
-        if kind != "dask" or not args.scheduler:  # a remote cluster has its own caches
+        if not args.scheduler:  # a remote cluster has its own caches
             compile_first(pending, task, progress, kind != "serial")
         counts = execute(
             cells,
@@ -216,7 +216,9 @@ def run_name(args: argparse.Namespace, spec: Any, cells: list) -> str:
 def compile_first(cells: list, task: Any, progress: Progress, in_workers: bool) -> None:
     """Compile, before any worker starts, what the ``cells`` will need (EM kernels, each Bayes
     model structure), each as a visible phase; the workers then load it from the disk caches.
-    A phase that fails is noted and left to the cells, which record the error."""
+    A Bayes model an earlier run compiled is left to the workers (``in_workers``): each builds
+    its own copy anyway, and PyTensor's disk cache holds it. A phase that fails is noted and
+    left to the cells, which record the error."""
     import warnings
 
     from workbench.experiment.runner import _dataset, library_logs
@@ -227,13 +229,17 @@ def compile_first(cells: list, task: Any, progress: Progress, in_workers: bool) 
         warnings.simplefilter("ignore")
         phases = compile_phases(cells, lambda c: _dataset(task(c)))
         for phase in phases:
+            if in_workers and phase.cells and phase.on_disk():
+                progress.record(f"phase skipped: {phase.label} (in the disk cache already)")
+                continue  # the workers build their copies from the disk cache themselves
             with progress.phase(phase.label):
                 try:
                     phase.run()
+                    phase.mark()
                 except Exception as err:  # noqa: BLE001 - the cells will record the error
                     progress.note(f"note: {phase.label} failed ({err}); the cells will retry")
     for line in lines:
-        progress._log(f"compile log: {line}")
+        progress.record(f"compile log: {line}")
     if in_workers:  # each worker process compiles its own copy of a Bayes model
         progress.expect_worker_compiles(sum(min(progress.slots, p.cells) for p in phases))
 

@@ -266,3 +266,26 @@ def test_report_prints_a_line_per_section(write_config, tmp_path, capsys):
     sections = [line for line in lines if "section: " in line]
     assert any("section: Summary" in line for line in sections) and len(sections) >= 4, err
     assert any(line.strip().endswith("s  done") for line in lines), err
+
+
+def test_a_model_compiled_before_is_left_to_the_workers(tmp_path, monkeypatch, capsys):
+    """The parent compiles a Bayes model once; a later run on local workers skips that phase
+    (the disk cache holds it and each worker builds its own copy anyway); a serial run, whose
+    cells run in the parent, compiles it in the parent every time."""
+    from workbench import cli
+    from workbench.experiment import warmup
+    from workbench.experiment.console import Progress
+
+    calls = []
+    phase = warmup.Phase("compiling the Bayes model K=2 d=1 (nutpie)", lambda: calls.append(1),
+                         cells=5, marker=tmp_path / "compiled" / "marker")  # fmt: skip
+    monkeypatch.setattr(warmup, "compile_phases", lambda cells, dataset_of: [phase])
+    for in_workers, expected in ((True, 1), (True, 1), (False, 2)):
+        progress = Progress("plain", tmp_path / "run.log", slots=2)
+        cli.compile_first([], None, progress, in_workers)
+        assert len(calls) == expected
+        assert progress.worker_compiles == (2 if in_workers else 0)
+        progress.close()
+    assert phase.on_disk()
+    log = (tmp_path / "run.log").read_text()
+    assert "phase skipped: compiling the Bayes model K=2 d=1 (nutpie)" in log

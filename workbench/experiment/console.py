@@ -102,7 +102,7 @@ class Progress:
         self.worker_compiles = count
         if count and self.mode == "plain":
             print(
-                f"then each worker compiles its copy of the Bayes model ({count} in all)",
+                f"then the workers build their copies of the Bayes model ({count} in all)",
                 file=sys.stderr,
             )
 
@@ -226,6 +226,10 @@ class Progress:
     def close(self) -> None:
         self.stop()
         self.log.close()
+
+    def record(self, text: str) -> None:
+        """A line for ``run.log`` only."""
+        self._log(text)
 
     def _log(self, text: str) -> None:
         self.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")

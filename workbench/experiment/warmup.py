@@ -9,6 +9,10 @@ about 10 s. In the serial executor the cells run in this process and reuse what 
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import importlib.metadata
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -27,6 +31,18 @@ class Phase:
     label: str
     run: Callable[[], Any]
     cells: int = 0  # cells that load the result in their worker (Bayes: each compiles a copy)
+    marker: Path | None = None  # exists once this was compiled to the disk cache before
+
+    def on_disk(self) -> bool:
+        """Whether an earlier run compiled this to the disk cache (its marker file exists)."""
+        return self.marker is not None and self.marker.exists()
+
+    def mark(self) -> None:
+        """Note that the disk cache holds this now (best effort)."""
+        if self.marker is not None:
+            with contextlib.suppress(OSError):
+                self.marker.parent.mkdir(parents=True, exist_ok=True)
+                self.marker.touch()
 
 
 def em_label() -> str:
@@ -54,7 +70,24 @@ def _bayes_phase(fitter: Any, dataset: Any) -> tuple[Any, Phase]:
     shape = f"K={spec.n_components} d={spec.n_features}"
     extra = "" if spec.identifiability == "ordered" else f", {spec.identifiability}"
     label = f"compiling the Bayes model {shape}{extra} ({fitter.sampler})"
-    return (spec, fitter.sampler), Phase(label, lambda: fitter.compile(dataset))
+    key = (spec, fitter.sampler)
+    return key, Phase(label, lambda: fitter.compile(dataset), marker=_marker(key))
+
+
+def _marker(key: Any) -> Path:
+    """A file in the user cache named by the model structure, the library versions and the
+    PyTensor flags: present once a run compiled that model into PyTensor's disk cache."""
+    from workbench.cache import cache_dir
+
+    versions = []
+    for name in ("pymc", "pytensor", "nutpie", "numba"):
+        try:
+            versions.append(importlib.metadata.version(name))
+        except importlib.metadata.PackageNotFoundError:
+            versions.append("-")
+    flags = [os.environ.get(v, "") for v in ("PYTENSOR_FLAGS", "PYTENSORRC", "HOME")]
+    text = repr((key, versions, flags))
+    return cache_dir() / "compiled" / hashlib.sha256(text.encode()).hexdigest()[:24]
 
 
 def compile_phases(cells: Iterable[Cell], dataset_of: Callable[[Cell], Any]) -> list[Phase]:
