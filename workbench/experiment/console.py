@@ -4,12 +4,10 @@
 structure) with their elapsed time, then a bar whose ETA counts the cells' own work only (the
 compile time a cell records is left out), and logs everything to ``run.log``.
 
-The summary of a stored experiment reads at 100 columns.
-
-Condition labels can be long (``jin(init=random_from_data, n_restarts=...)``), so the table
-names conditions by short keys (F1, F2 ... for fitter conditions, D1, D2 ... for data
-conditions) printed with their full labels above it, and splits its metric columns over as
-many tables as the width needs: nothing is ever cut short with an ellipsis.
+The summary of a stored experiment reads at 100 columns. Condition labels can be long
+(``jin(init=random_from_data, ...)``), so the table names conditions by short keys (F1, F2 ...
+for fitter conditions, D1, D2 ... for data conditions) listed with their full labels above it,
+and splits its metric columns over as many tables as the width needs: nothing is cut short.
 """
 
 from __future__ import annotations
@@ -263,12 +261,13 @@ def steps(what: str, quiet: bool = False) -> Iterator[None]:
     if quiet:
         yield
         return
-    start, shown = time.monotonic(), []
+    start, shown = time.monotonic(), [False]  # whether the first line is out
 
     class Lines(logging.Handler):
         def emit(self, record: logging.LogRecord) -> None:
-            if not shown:
-                shown.append(print(f"{what} ...", file=sys.stderr))
+            if not shown[0]:
+                print(f"{what} ...", file=sys.stderr)
+                shown[0] = True
             took = time.monotonic() - start
             print(f"  {took:6.1f} s  {record.getMessage()}", file=sys.stderr, flush=True)
 
@@ -280,7 +279,7 @@ def steps(what: str, quiet: bool = False) -> Iterator[None]:
         logger.setLevel(logging.INFO)
     try:
         yield
-        if shown:
+        if shown[0]:
             print(f"  {time.monotonic() - start:6.1f} s  done", file=sys.stderr, flush=True)
     finally:
         for logger, level in zip(loggers, levels, strict=True):
