@@ -33,6 +33,7 @@ from workbench.experiment.store import (
     StoreWriteError,
     source_hash,
 )
+from workbench.experiment.warmup import compile_first
 
 # OS errors about a path the user chose (exit 2); any other OS error is the environment's (1).
 PATH_ERRNOS = (
@@ -211,37 +212,6 @@ def run_name(args: argparse.Namespace, spec: Any, cells: list) -> str:
     except DesignMismatch:
         return derived_name(name, [canonical(sorted(args.set))])
     return name
-
-
-def compile_first(cells: list, task: Any, progress: Progress, in_workers: bool) -> None:
-    """Compile, before any worker starts, what the ``cells`` will need (EM kernels, each Bayes
-    model structure), each as a visible phase; the workers then load it from the disk caches.
-    A Bayes model an earlier run compiled is left to the workers (``in_workers``): each builds
-    its own copy anyway, and PyTensor's disk cache holds it. A phase that fails is noted and
-    left to the cells, which record the error."""
-    import warnings
-
-    from workbench.experiment.runner import _dataset, library_logs
-    from workbench.experiment.warmup import compile_phases
-
-    lines: list[str] = []
-    with warnings.catch_warnings(), library_logs(lines):
-        warnings.simplefilter("ignore")
-        phases = compile_phases(cells, lambda c: _dataset(task(c)))
-        for phase in phases:
-            if in_workers and phase.cells and phase.on_disk():
-                progress.record(f"phase skipped: {phase.label} (in the disk cache already)")
-                continue  # the workers build their copies from the disk cache themselves
-            with progress.phase(phase.label):
-                try:
-                    phase.run()
-                    phase.mark()
-                except Exception as err:  # noqa: BLE001 - the cells will record the error
-                    progress.note(f"note: {phase.label} failed ({err}); the cells will retry")
-    for line in lines:
-        progress.record(f"compile log: {line}")
-    if in_workers:  # each worker process compiles its own copy of a Bayes model
-        progress.expect_worker_compiles(sum(min(progress.slots, p.cells) for p in phases))
 
 
 def args_mode(args: argparse.Namespace) -> str:

@@ -272,7 +272,6 @@ def test_a_model_compiled_before_is_left_to_the_workers(tmp_path, monkeypatch, c
     """The parent compiles a Bayes model once; a later run on local workers skips that phase
     (the disk cache holds it and each worker builds its own copy anyway); a serial run, whose
     cells run in the parent, compiles it in the parent every time."""
-    from workbench import cli
     from workbench.experiment import warmup
     from workbench.experiment.console import Progress
 
@@ -282,10 +281,32 @@ def test_a_model_compiled_before_is_left_to_the_workers(tmp_path, monkeypatch, c
     monkeypatch.setattr(warmup, "compile_phases", lambda cells, dataset_of: [phase])
     for in_workers, expected in ((True, 1), (True, 1), (False, 2)):
         progress = Progress("plain", tmp_path / "run.log", slots=2)
-        cli.compile_first([], None, progress, in_workers)
+        warmup.compile_first([], None, progress, in_workers)
         assert len(calls) == expected
         assert progress.worker_compiles == (2 if in_workers else 0)
         progress.close()
     assert phase.on_disk()
     log = (tmp_path / "run.log").read_text()
     assert "phase skipped: compiling the Bayes model K=2 d=1 (nutpie)" in log
+
+
+def test_a_cold_em_compile_runs_alongside_the_bayes_model(tmp_path, monkeypatch):
+    """With both to compile, the EM kernels compile in another process while the parent
+    compiles the Bayes model; the EM phase then only waits for it and loads the kernels."""
+    from workbench.experiment import warmup
+    from workbench.experiment.console import Progress
+
+    order = []
+    script = f"open({str(tmp_path / 'aside')!r}, 'w').write('ran')"
+    em = warmup.Phase("compiling the EM kernels (first run only)", lambda: order.append("em"),
+                      script=script)  # fmt: skip
+    bayes = warmup.Phase("compiling the Bayes model K=2 d=1 (nutpie)", lambda: order.append("b"))
+    monkeypatch.setattr(warmup, "compile_phases", lambda cells, dataset_of: [em, bayes])
+    progress = Progress("quiet", tmp_path / "run.log")
+    warmup.compile_first([], None, progress, in_workers=True)
+    progress.close()
+    assert order == ["b", "em"]
+    assert (tmp_path / "aside").read_text() == "ran"  # the background process ran the script
+    log = (tmp_path / "run.log").read_text()
+    assert "phase: compiling the Bayes model K=2 d=1 (nutpie), the EM kernels alongside" in log
+    assert "phase: finishing the EM kernels, compiled alongside" in log

@@ -13,6 +13,8 @@ import contextlib
 import hashlib
 import importlib.metadata
 import os
+import subprocess
+import sys
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -32,6 +34,7 @@ class Phase:
     run: Callable[[], Any]
     cells: int = 0  # cells that load the result in their worker (Bayes: each compiles a copy)
     marker: Path | None = None  # exists once this was compiled to the disk cache before
+    script: str | None = None  # Python code that fills the disk cache in another process
 
     def on_disk(self) -> bool:
         """Whether an earlier run compiled this to the disk cache (its marker file exists)."""
@@ -62,7 +65,11 @@ def _em_phase(engine: str) -> Phase:
 
         return engines.get(engine)
 
-    return Phase(em_label(), run)
+    label = em_label()
+    script = None
+    if label.startswith("compiling"):  # cold: another process can compile while we do Bayes
+        script = f"from workbench.em import engines; engines.get({engine!r})"
+    return Phase(label, run, script=script)
 
 
 def _bayes_phase(fitter: Any, dataset: Any) -> tuple[Any, Phase]:
@@ -119,3 +126,63 @@ def compile_phases(cells: Iterable[Cell], dataset_of: Callable[[Cell], Any]) -> 
             if key is not None:
                 counts[key] = counts.get(key, 0) + 1
     return [replace(p, cells=counts.get(k, 0)) for k, p in phases.items()]
+
+
+def compile_first(cells: list[Cell], task: Any, progress: Any, in_workers: bool) -> None:
+    """Compile, before any worker starts, what the ``cells`` will need (EM kernels, each Bayes
+    model structure), each as a visible phase; the workers then load it from the disk caches.
+    A Bayes model an earlier run compiled is left to the workers (``in_workers``): each builds
+    its own copy anyway, and PyTensor's disk cache holds it. A phase that fails is noted and
+    left to the cells, which record the error."""
+    import warnings
+
+    from workbench.experiment.runner import _dataset, library_logs
+
+    lines: list[str] = []
+    with warnings.catch_warnings(), library_logs(lines):
+        warnings.simplefilter("ignore")
+        phases = compile_phases(cells, lambda c: _dataset(task(c)))
+        todo = [p for p in phases if not (in_workers and p.cells and p.on_disk())]
+        for phase in phases:
+            if phase not in todo:  # the workers build their copies from the disk cache
+                progress.record(f"phase skipped: {phase.label} (in the disk cache already)")
+        # a cold EM compile runs in another process meanwhile when there is more to compile
+        aside = [p for p in todo if p.script] if len(todo) > 1 else []
+        helpers = {id(p): _in_background(p.script) for p in aside}
+        try:
+            for phase in sorted(todo, key=lambda p: id(p) in helpers):
+                label = phase.label
+                if helpers and id(phase) not in helpers:
+                    label += ", the EM kernels alongside"
+                elif id(phase) in helpers:
+                    label = "finishing the EM kernels, compiled alongside (first run only)"
+                with progress.phase(label):
+                    try:
+                        if id(phase) in helpers:
+                            helpers[id(phase)].wait()
+                        phase.run()
+                        phase.mark()
+                    except Exception as err:  # noqa: BLE001 - the cells record the error
+                        progress.note(f"note: {phase.label} failed ({err}); the cells retry")
+        finally:
+            for helper in helpers.values():
+                if helper.poll() is None:
+                    helper.kill()
+                    helper.wait()
+    for line in lines:
+        progress.record(f"compile log: {line}")
+    if in_workers:  # each worker process compiles its own copy of a Bayes model
+        progress.expect_worker_compiles(sum(min(progress.slots, p.cells) for p in phases))
+
+
+def _in_background(script: str | None) -> Any:
+    """A Python process running ``script`` (this interpreter and sys.path), output discarded."""
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    return subprocess.Popen(
+        [sys.executable, "-c", script or "pass"],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
