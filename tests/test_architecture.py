@@ -8,7 +8,13 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 
 # Stage order; a module may import only its own stage and earlier ones.
 STAGES = [
-    ("workbench.gaussian", "workbench.params", "workbench.matching", "workbench.theory"),
+    (
+        "workbench.cache",
+        "workbench.gaussian",
+        "workbench.params",
+        "workbench.matching",
+        "workbench.theory",
+    ),
     ("workbench.data",),
     ("workbench.fitters", "workbench.em", "workbench.bayes"),
     ("workbench.evaluate",),

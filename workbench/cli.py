@@ -7,8 +7,9 @@ stderr and exits with code 2, with no traceback and nothing written.
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
 import errno
-import math
 import os
 import signal
 import sqlite3
@@ -19,11 +20,20 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from workbench.experiment.config import ConfigError, load_config
-from workbench.experiment.design import build_design
+from workbench.experiment.config import NAME_RE, ConfigError, derived_name, load_config
+from workbench.experiment.console import Progress, print_summary, steps
+from workbench.experiment.design import build_design, canonical, design_hash
 from workbench.experiment.executors import ExecutorError, make_executor
-from workbench.experiment.runner import FAILED_STATUSES, CellOutcome, execute, make_task
-from workbench.experiment.store import STORE_FILE, Store, StoreError, StoreWriteError, source_hash
+from workbench.experiment.runner import FAILED_STATUSES, execute, make_task
+from workbench.experiment.store import (
+    STORE_FILE,
+    DesignMismatch,
+    Store,
+    StoreError,
+    StoreWriteError,
+    source_hash,
+)
+from workbench.experiment.warmup import compile_first
 
 # OS errors about a path the user chose (exit 2); any other OS error is the environment's (1).
 PATH_ERRNOS = (
@@ -65,98 +75,12 @@ def resolve_config(name: str) -> Path:
     return path
 
 
-# ---- progress ------------------------------------------------------------------------------------
-class Progress:
-    """Rich progress bar (a terminal), periodic plain lines (a pipe) or quiet; always a plain
-    log of every cell in ``run.log``."""
-
-    def __init__(self, mode: str, log_path: Path) -> None:
-        self.mode, self.log = mode, open(log_path, "a", encoding="utf-8")  # noqa: SIM115
-        self.bar: Any = None
-        self.done = self.failed = self.new = self.total = 0
-        self.t0 = self.last = time.monotonic()
-
-    def start(self, total: int, done: int, failed: int) -> None:
-        self.total, self.done, self.failed = total, done, failed
-        self._log(f"start: {total} cells, {done} already done")
-        if self.mode == "rich" and done < total:
-            from rich.console import Console
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-            from rich.progress import (
-                Progress as RichProgress,
-            )
-
-            self.bar = RichProgress(
-                TextColumn("[bold]cells"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TextColumn("failed [red]{task.fields[failed]}"),
-                TimeElapsedColumn(),
-                TextColumn("ETA"),
-                TimeRemainingColumn(),
-                console=Console(stderr=True),
-            )
-            self.bar.start()
-            self.task = self.bar.add_task("cells", total=total, completed=done, failed=failed)
-        elif self.mode != "quiet":
-            print(f"running {total - done} of {total} cells ({done} done before)", file=sys.stderr)
-
-    def advance(self, cell: Any, outcome: CellOutcome) -> None:
-        for line in getattr(outcome, "log", None) or ():  # library log lines: the log only
-            self._log(f"{outcome.cell_id} log: {line}")
-        self.done += 1
-        self.new += 1
-        self.failed += outcome.status in FAILED_STATUSES
-        extra = f" {outcome.message}" if outcome.message else ""
-        self._log(
-            f"{outcome.cell_id} {cell.fitter.label} | {cell.data.label} | rep {cell.replicate}: "
-            f"{outcome.status} ({outcome.total_time:.2f} s){extra}"
-        )
-        if self.bar is not None:
-            self.bar.update(self.task, completed=self.done, failed=self.failed)
-        elif self.mode == "plain" and (
-            time.monotonic() - self.last > 10 or self.done == self.total
-        ):
-            self.last = time.monotonic()
-            rate = (self.last - self.t0) / self.new
-            eta = rate * (self.total - self.done)
-            print(
-                f"{self.done}/{self.total} cells, {self.failed} failed, ETA {eta:.0f} s",
-                file=sys.stderr,
-            )
-
-    def note(self, text: str) -> None:
-        self._log(text)
-        if self.bar is not None:
-            self.bar.console.print(text, markup=False)
-        else:
-            print(text, file=sys.stderr)
-
-    def stop(self) -> None:
-        if self.bar is not None:
-            self.bar.stop()
-            self.bar = None
-
-    def close(self) -> None:
-        self.stop()
-        self.log.close()
-
-    def _log(self, text: str) -> None:
-        self.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
-        self.log.flush()
-
-
 # ---- commands ------------------------------------------------------------------------------------
-def overrides(args: argparse.Namespace) -> list[str]:
-    """The ``--set`` overrides, plus ``--max-cells`` as experiment.max_cells."""
+def overrides(args: argparse.Namespace, sets: bool = True) -> list[str]:
+    """The ``--set`` overrides (unless not ``sets``), plus ``--max-cells`` as
+    experiment.max_cells."""
     extra = [] if args.max_cells is None else [f"experiment.max_cells={args.max_cells}"]
-    return [*args.set, *extra]
+    return [*(args.set if sets else []), *extra]
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -164,14 +88,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.timeout is not None:
         spec = replace(spec, timeout=args.timeout)
     cells = build_design(spec)
-    directory = Path(args.reports_dir) / spec.name
+    name = run_name(args, spec, cells)
+    directory = Path(args.reports_dir) / name
+    if name != spec.name:
+        why = "" if args.name else "--set changes the design, so "
+        kept = Path(args.reports_dir) / spec.name
+        print(f"{why}results go to {directory} ({kept} is left as it is)", file=sys.stderr)
+        spec = replace(spec, name=name)
     if not args.fresh:
         Store.check(directory, cells)
     kind = "dask" if args.scheduler else args.executor
     executor = make_executor(kind, args.jobs, args.scheduler, directory / "run.log")
     try:
         store = Store.open_for_run(directory, spec, cells, args.fresh)
-        progress = Progress(args_mode(args), directory / "run.log")
+        progress = Progress(args_mode(args), directory / "run.log", executor.slots)
     except BaseException:
         executor.close()
         raise
@@ -199,11 +129,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     outcome, counts, t0 = "interrupted", {}, time.monotonic()
     failure: BaseException | None = None
     saved = _set_signals(_raise_terminated, None)
+    task = lambda c: make_task(c, spec.timeout, spec.em_traces, spec.posterior_draws)  # noqa: E731
     try:
+        finished = store.finished_ids()
+        pending = [c for c in cells if c.cell_id not in finished]
+        progress.plan(pending)
+        if not args.scheduler:  # a remote cluster has its own caches
+            compile_first(pending, task, progress, kind != "serial")
         counts = execute(
             cells,
-            store.finished_ids(),
-            lambda c: make_task(c, spec.timeout, spec.em_traces, spec.posterior_draws),
+            finished,
+            task,
             executor,
             lambda c, o: store.write(c, o, run_id),
             progress,
@@ -225,8 +161,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor.close()
         progress.close()
         totals = _close_run(store, run_id, outcome, sum(counts.values()), notes)
-        if outcome == "finished":  # after an interrupt a further one keeps exiting quietly
+        if outcome == "finished":
             _set_signals(*saved)
+        else:  # a further Ctrl-C keeps exiting quietly (130), also while Python exits
+            atexit.register(_ignore_signals)
     if failure is not None:
         raise failure
     wall = time.monotonic() - t0
@@ -247,8 +185,34 @@ def cmd_run(args: argparse.Namespace) -> int:
     if not args.quiet:
         print_summary(directory)
     if not args.no_report:
-        return _report([directory], None)
+        return _report([directory], None, args.quiet)
     return 0
+
+
+def run_name(args: argparse.Namespace, spec: Any, cells: list) -> str:
+    """The experiment folder's name: ``--name``; else, when ``--set`` changes the design, a
+    derived name (``quickstart-n500``; with a short hash when that folder holds yet another
+    design), so that a variation never touches the stored results of the config itself."""
+    if args.name:
+        if not NAME_RE.match(args.name):
+            raise UserError(f"--name {args.name!r}: use letters, digits, '_', '.' or '-'")
+        return args.name
+    if not args.set or any(o.partition("=")[0].strip() == "experiment.name" for o in args.set):
+        return spec.name
+    try:
+        base = build_design(load_config(resolve_config(args.config), overrides(args, sets=False)))
+    except ConfigError:  # the config alone is invalid: the overrides make the design
+        base = []
+    if base and design_hash(base) == design_hash(cells):
+        return spec.name
+    name = derived_name(spec.name, args.set)
+    if args.fresh:
+        return name
+    try:
+        Store.check(Path(args.reports_dir) / name, cells)
+    except DesignMismatch:
+        return derived_name(name, [canonical(sorted(args.set))])
+    return name
 
 
 def args_mode(args: argparse.Namespace) -> str:
@@ -268,6 +232,14 @@ def _set_signals(on_term: Any, on_int: Any) -> tuple[Any, Any]:
     if on_int is not None:
         signal.signal(signal.SIGINT, on_int)
     return previous
+
+
+def _ignore_signals() -> None:
+    """At interpreter exit after an interrupted run: ignore SIGINT and SIGTERM, which Python
+    would otherwise turn into a death by signal while it shuts down (exit code -2, not 130)."""
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(ValueError, OSError):
+            signal.signal(signum, signal.SIG_IGN)
 
 
 def _raise_terminated(signum: int, frame: Any) -> None:
@@ -297,15 +269,17 @@ def _close_run(
         store.close()
 
 
-def write_report(dirs: list[Path], out: Path | None) -> Path:
-    """build_report, with an unwritable output path as one line naming it."""
-    from workbench.report import build_report
+def write_report(dirs: list[Path], out: Path | None, quiet: bool = False) -> Path:
+    """build_report, a line per section on stderr (unless ``quiet``), and an unwritable
+    output path as one line naming it."""
+    with steps("building the report (figures: matplotlib, ArviZ)", quiet):
+        from workbench.report import build_report
 
-    try:
-        return build_report(dirs, out)
-    except OSError as err:
-        where = err.filename or out or dirs[0]
-        raise UserError(f"{where}: cannot write the report ({err.strerror or err})") from None
+        try:
+            return build_report(dirs, out)
+        except OSError as err:
+            where = err.filename or out or dirs[0]
+            raise UserError(f"{where}: cannot write the report ({err.strerror or err})") from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
@@ -364,54 +338,6 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _fmt(value: Any, se: Any) -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    text = f"{value:.3g}"
-    return (
-        text if se is None or (isinstance(se, float) and math.isnan(se)) else f"{text} ± {se:.2g}"
-    )
-
-
-def _fmt_rate(row: Any, name: str) -> str | None:
-    """A rate with its 95% Wilson interval, ``0.25 [0.14, 0.4]``; None for other columns."""
-    lower = row.get(f"{name}_lower")
-    if lower is None or row.get(name) is None or math.isnan(row.get(name)):
-        return None
-    return f"{row[name]:.3g} [{lower:.2g}, {row[f'{name}_upper']:.2g}]"
-
-
-def print_summary(directory: Path) -> None:
-    """Failure rate (95% Wilson interval) and mean metrics (± MC standard error) per fitter x
-    data condition."""
-    from rich.console import Console
-    from rich.table import Table
-
-    from workbench.experiment.tables import load_table, summary_table
-
-    summary = summary_table(load_table(directory))
-    if summary.empty:
-        print("no finished fits yet")
-        return
-    table = Table(
-        title=f"{directory}: rate [95% Wilson interval]; mean ± Monte Carlo standard error"
-    )
-    metrics = [c for c in summary.columns if c not in ("fitter", "data", "fits", "errors")]
-    metrics = [c for c in metrics if not c.endswith(("_se", "_lower", "_upper", "_n"))]
-    for column in ("fitter", "data", "fits", "errors", *metrics):
-        table.add_column(column, justify="left" if column in ("fitter", "data") else "right")
-    for _, row in summary.iterrows():
-        cells = [str(row["fitter"]), str(row["data"]), str(row["fits"]), str(row["errors"])]
-        cells += [_fmt_rate(row, m) or _fmt(row.get(m), row.get(f"{m}_se")) for m in metrics]
-        table.add_row(*cells)
-    Console(width=None if sys.stdout.isatty() else 160).print(table)
-    if "compile_time" in summary:
-        print(
-            "fit_time: fitting (EM) or sampling (Bayes) seconds, compile excluded; "
-            "compile_time: seconds compiling or loading compiled code (near 0 once loaded)"
-        )
-
-
 def cmd_report(args: argparse.Namespace) -> int:
     dirs = [Path(d) for d in args.dirs]
     for directory in dirs:
@@ -420,12 +346,12 @@ def cmd_report(args: argparse.Namespace) -> int:
     return _report(dirs, Path(args.out) if args.out else None)
 
 
-def _report(dirs: list[Path], out: Path | None) -> int:
+def _report(dirs: list[Path], out: Path | None, quiet: bool = False) -> int:
     """Build the report; a section that failed is one line on stderr and exit code 1."""
     from workbench.report import ReportError
 
     try:
-        print(f"report: {write_report(dirs, out)}")
+        print(f"report: {write_report(dirs, out, quiet)}")
     except ReportError as err:
         print(f"error: report {err}", file=sys.stderr)
         return 1
@@ -433,9 +359,11 @@ def _report(dirs: list[Path], out: Path | None) -> int:
 
 
 def cmd_walkthrough(args: argparse.Namespace) -> int:
-    from workbench.walkthrough import run_walkthrough
+    from workbench.walkthrough import run_walkthrough  # matplotlib: its own import time
 
-    print(f"walkthrough: {run_walkthrough(Path(args.out))}")
+    with steps("the walkthrough: two EM runs, figures and animations"):
+        page = run_walkthrough(Path(args.out))
+    print(f"walkthrough: {page}")
     return 0
 
 
@@ -472,6 +400,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=[],
         metavar="KEY=VALUE",
         help="override a config key, e.g. data.n=500",
+    )
+    p.add_argument(
+        "--name",
+        help="the experiment folder under --reports-dir (default: the config's name; a --set "
+        "that changes the design goes to a derived folder, e.g. quickstart-n500)",
     )
     p.add_argument("--fresh", action="store_true", help="discard stored results and start over")
     p.add_argument("--quiet", action="store_true", help="no progress output (for CI)")

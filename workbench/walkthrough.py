@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import html
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,8 @@ from workbench.data import generate  # noqa: E402
 from workbench.em.fit import EMSettings, EMState, init_state, step  # noqa: E402
 from workbench.em.init import random_params  # noqa: E402
 from workbench.params import MixtureParams  # noqa: E402
+
+LOG = logging.getLogger(__name__)  # progress lines for `workbench walkthrough`
 
 COLOURS = ("tab:red", "tab:green", "tab:blue")
 FOUNDING_SEED = 2  # data and random start of part 1
@@ -244,6 +247,11 @@ def animate(run: Run, path: Path, title: str) -> Path:
 
 
 # ---- the two stories -----------------------------------------------------------------------------
+def _animate_logged(run: Run, path: Path, title: str) -> Path:
+    LOG.info("animating %d iterations to %s", len(run.states) - 1, path.name)
+    return animate(run, path, title)
+
+
 def founding_story(out: Path) -> dict[str, object]:
     """Part 1: the founding example from the document's random start."""
     rng = np.random.default_rng(FOUNDING_SEED)
@@ -251,6 +259,7 @@ def founding_story(out: Path) -> dict[str, object]:
     weights, means, covs = random_params(data.X, 2, 1, rng)
     order = np.argsort(means[0, :, 0])  # the red component starts on the left
     start = MixtureParams(weights[0][order], means[0][order], covs[0][order])
+    LOG.info("part 1, the founding example: EM from a random start")
     run, reference = run_em(data.X, start), run_em(data.X, data.truth)
     title = "Step 1: a random start, both Gaussians over the data points"
     done = f"Converged after {len(run.states) - 1} iterations"
@@ -259,7 +268,7 @@ def founding_story(out: Path) -> dict[str, object]:
         "e_step": figure_e_step(run, out / "founding_2_e_step.png"),
         "m_step": figure_m_step(run, out / "founding_3_m_step.png"),
         "end": figure_end(run, reference, data.truth, out / "founding_4_converged.png", done),
-        "gif": animate(run, out / "founding_em.gif", "founding example"),
+        "gif": _animate_logged(run, out / "founding_em.gif", "founding example"),
     }
     return {"run": run, "reference": reference, "files": files, "truth": data.truth}
 
@@ -276,6 +285,7 @@ def local_optimum_story(out: Path) -> dict[str, object]:
     """Part 2: K=3, well separated, a poor start: EM ends in a local optimum."""
     rng = np.random.default_rng(LOCAL_SEED)
     data = generate("gaussian_mixture", rng, n=300, K=3, d=1, separation=4.0)
+    LOG.info("part 2, K=3 from a poor start: EM to a local optimum")
     run, reference = run_em(data.X, poor_start(data.X, data.truth)), run_em(data.X, data.truth)
     gap = reference.logliks[-1] - run.logliks[-1]
     title = "A poor start: two components in one cluster"
@@ -283,7 +293,7 @@ def local_optimum_story(out: Path) -> dict[str, object]:
     files = {
         "start": figure_start(run, out / "local_1_init.png", title),
         "end": figure_end(run, reference, data.truth, out / "local_2_stuck.png", stuck),
-        "gif": animate(run, out / "local_optimum_em.gif", "K=3, poor start"),
+        "gif": _animate_logged(run, out / "local_optimum_em.gif", "K=3, poor start"),
     }
     return {"run": run, "reference": reference, "files": files, "gap": gap, "truth": data.truth}
 

@@ -55,7 +55,7 @@ def test_quickstart_end_to_end(tmp_path):
 def test_quickstart_em_only_and_list(tmp_path, capsys):
     args = ["run", "quickstart", "--set", "fitters.bayes.enabled=false", "-j", "2", "--no-report"]
     assert main([*args, "--reports-dir", str(tmp_path), "--quiet"]) == 0
-    table = load_table(tmp_path / "quickstart")
+    table = load_table(tmp_path / "quickstart-enabledfalse")  # the --set's derived folder
     assert len(table) == 24 and set(table["method"]) == {"em"}
     assert main(["list"]) == 0
     assert "quickstart" in capsys.readouterr().out

@@ -78,7 +78,7 @@ def test_provenance_is_recorded(tmp_path, write_config, capsys):
     )
     assert code == 0
     (row,) = query(
-        tmp_path / "small",
+        tmp_path / "small-replicates1",  # a --set that changes the design: a derived folder
         "SELECT config_text, overrides, versions, platform, started_at, ended_at, outcome, "
         "executor FROM runs",
     )
@@ -110,13 +110,12 @@ def test_changed_design_is_refused_unless_fresh(small_run, capsys):
     path, directory = small_run
     store = directory / STORE_FILE
     before = digest(store)
-    code, err = run(capsys, path, "--set", "data.n=130", "--reports-dir", directory.parent)
+    where = ("--name", "small", "--reports-dir", directory.parent)  # not a derived folder
+    code, err = run(capsys, path, "--set", "data.n=130", *where)
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "different design" in err and "--fresh" in err
     assert digest(store) == before
-    code, err = run(
-        capsys, path, "--set", "data.n=130", "--fresh", "--reports-dir", directory.parent
-    )
+    code, err = run(capsys, path, "--set", "data.n=130", "--fresh", *where)
     assert code == 0, err
     assert set(load_table(directory)["data.n"]) == {130}
 

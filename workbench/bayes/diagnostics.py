@@ -6,15 +6,17 @@ Shapes: C chains, S draws per chain, K components, d dimensions, p features per 
 from __future__ import annotations
 
 import itertools
+from typing import TYPE_CHECKING
 
-import arviz as az
 import numpy as np
-import xarray as xr
 from scipy.optimize import linear_sum_assignment
 
 from workbench.bayes.models import Draws
 from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams
+
+if TYPE_CHECKING:
+    import xarray as xr
 
 # Every status a Bayes fit can have (``classify`` documents the order of the checks), and the
 # convergence thresholds of Vehtari et al. (2021), the defaults of BayesFitter's ``rhat_max`` and
@@ -97,6 +99,8 @@ def switched_fraction(perms: np.ndarray) -> float:
 
 # ---- sampler health -------------------------------------------------------------------------
 def _dataset(arrays: dict[str, np.ndarray]) -> xr.Dataset:
+    import arviz as az  # loaded on use: `workbench validate` never needs it
+
     return az.convert_to_dataset({k: np.asarray(v) for k, v in arrays.items()})
 
 
@@ -105,6 +109,8 @@ def convergence(arrays: dict[str, np.ndarray]) -> dict[str, float]:
 
     arrays: name -> (C, S, ...). Constant scalars (known parameters) are ignored.
     """
+    import arviz as az
+
     ds = _dataset({k: v for k, v in arrays.items() if np.ptp(v) > 0})
     if not ds.data_vars:
         return {
@@ -126,6 +132,8 @@ def convergence(arrays: dict[str, np.ndarray]) -> dict[str, float]:
 
 def sampler_stats(sample_stats: xr.Dataset) -> dict[str, float]:
     """Divergences, maximum-tree-depth hits, E-BFMI (min over chains), from nutpie or PyMC."""
+    import arviz as az
+
     diverging = np.asarray(sample_stats["diverging"])
     depth_name = next(
         (n for n in ("maxdepth_reached", "reached_max_treedepth") if n in sample_stats), None
@@ -190,6 +198,8 @@ def chain_groups(
 
 def _chain_ess(x: np.ndarray) -> np.ndarray:
     """Bulk ESS of each column of one chain's draws (S, F) -> (F,)."""
+    import arviz as az
+
     ds = az.convert_to_dataset({"v": x[None, :, :]})
     return np.asarray(az.ess(ds, method="bulk")["v"].values, dtype=float)
 

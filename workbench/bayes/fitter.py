@@ -9,9 +9,8 @@ from __future__ import annotations
 import dataclasses
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
 
 from workbench.bayes import diagnostics as dg
@@ -20,6 +19,9 @@ from workbench.bayes.sampling import SAMPLERS, get_compiled, sample
 from workbench.data.dataset import Dataset
 from workbench.fitters import FitResult
 from workbench.params import MixtureParams, as_data_matrix
+
+if TYPE_CHECKING:  # arviz loads on first fit, so `workbench validate` stays light
+    import arviz as az
 
 
 def _fail(key: str, value: Any, why: str) -> None:
@@ -163,19 +165,8 @@ class BayesFitter:
         ``dataset.truth`` serves the ``"truth"`` constraints and the ``truth_*`` diagnostics.
         """
         start = time.perf_counter()
-        X = as_data_matrix(dataset.X)
-        if not np.all(np.isfinite(X)):
-            _fail("data", f"{int(np.sum(~np.isfinite(X)))} non-finite values", "need finite data")
-        K = int(self.n_components or dataset.n_components_to_fit)
-        n, d = X.shape
-        spec = self.spec(K, d)
-        loc, scale = np.zeros(d), np.ones(d)
-        if self.standardize:
-            loc, scale = X.mean(axis=0), X.std(axis=0)
-            scale = np.where(scale > 0, scale, 1.0)
-        data = self._model_data(X, spec, dataset.truth, loc, scale)
-        if _labels_known(data):  # known values differ between components: no ordering needed
-            spec = dataclasses.replace(spec, identifiability="none")
+        X, spec, data, loc, scale = self._setup(dataset)
+        n = X.shape[0]
         seed = int(rng.integers(2**31))
         compile_start = time.perf_counter()
         entry, cached = get_compiled(spec, self.sampler)
@@ -231,7 +222,35 @@ class BayesFitter:
             posterior=posterior if self.keep_posterior else None,
         )
 
+    def model_spec(self, dataset: Dataset) -> ModelSpec:
+        """The model structure this fitter compiles for ``dataset`` (with the sampler, the key
+        of the compile cache); a runner compiles it once up front with :meth:`compile`."""
+        return self._setup(dataset)[1]
+
+    def compile(self, dataset: Dataset) -> float:
+        """Compile (or look up) the model for ``dataset``'s structure; returns the seconds."""
+        start = time.perf_counter()
+        get_compiled(self.model_spec(dataset), self.sampler)
+        return time.perf_counter() - start
+
     # ------------------------------------------------------------------------------------------
+    def _setup(self, dataset: Dataset) -> tuple[np.ndarray, ModelSpec, dict, np.ndarray, Any]:
+        """(X (n, d), the model structure, the standardised ``pm.Data`` arrays, loc, scale)."""
+        X = as_data_matrix(dataset.X)
+        if not np.all(np.isfinite(X)):
+            _fail("data", f"{int(np.sum(~np.isfinite(X)))} non-finite values", "need finite data")
+        K = int(self.n_components or dataset.n_components_to_fit)
+        d = X.shape[1]
+        spec = self.spec(K, d)
+        loc, scale = np.zeros(d), np.ones(d)
+        if self.standardize:
+            loc, scale = X.mean(axis=0), X.std(axis=0)
+            scale = np.where(scale > 0, scale, 1.0)
+        data = self._model_data(X, spec, dataset.truth, loc, scale)
+        if _labels_known(data):  # known values differ between components: no ordering needed
+            spec = dataclasses.replace(spec, identifiability="none")
+        return X, spec, data, loc, scale
+
     def _model_data(
         self,
         X: np.ndarray,
@@ -377,6 +396,8 @@ def _tracked(draws: Draws, spec: ModelSpec) -> dict[str, np.ndarray]:
 
 def _inference_data(rel: Draws, perms: np.ndarray, sample_stats: Any, X: np.ndarray):
     """InferenceData of the relabelled draws in data units, sample stats and the data."""
+    import arviz as az
+
     K, d = rel.means.shape[2:]
     stats = {k: np.asarray(v) for k, v in sample_stats.data_vars.items()}
     stats["relabel_permutation"] = perms

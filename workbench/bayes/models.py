@@ -27,10 +27,13 @@ Known weights or covariances (the EM fixed-parameter options) enter as ``pm.Data
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pymc as pm
-import pytensor.tensor as pt
+
+if TYPE_CHECKING:  # pymc and pytensor load only when a model is built (fast `workbench --help`)
+    import pymc as pm
+    import pytensor.tensor as pt
 
 IDENTIFIABILITY = ("ordered", "none")
 
@@ -96,6 +99,8 @@ def build_model(spec: ModelSpec, data: dict[str, np.ndarray] | None = None) -> p
     "sigma_fixed" (K,) (d = 1) or "chol_fixed" (K, d, d) lower Cholesky factors when covariances
     are known. All standardised. Placeholders are used when ``data`` is None.
     """
+    import pymc as pm
+
     data = placeholder_data(spec) if data is None else data
     K, d = spec.n_components, spec.n_features
     with pm.Model() as model:
@@ -120,6 +125,8 @@ def build_model(spec: ModelSpec, data: dict[str, np.ndarray] | None = None) -> p
 
 def _means(spec: ModelSpec) -> pt.TensorVariable:
     """Component means: (K,) in 1-D, (K, d) otherwise."""
+    import pymc as pm
+
     K, d = spec.n_components, spec.n_features
     loc, scale = spec.prior_mean_loc, spec.prior_mean_scale
     if spec.ordered:
@@ -137,6 +144,8 @@ def _means(spec: ModelSpec) -> pt.TensorVariable:
 
 def _cholesky_factors(spec: ModelSpec, data: dict[str, np.ndarray]) -> list[pt.TensorVariable]:
     """K lower Cholesky factors of the component covariances, each (d, d)."""
+    import pymc as pm
+
     K, d = spec.n_components, spec.n_features
     if spec.fixed_covariances:
         chol = pm.Data("chol_fixed", np.asarray(data["chol_fixed"], dtype=float))

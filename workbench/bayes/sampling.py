@@ -19,14 +19,16 @@ import threading
 import time
 import warnings
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import arviz as az
 import numpy as np
-import pymc as pm
 from threadpoolctl import threadpool_limits
 
 from workbench.bayes.models import ModelSpec, build_model
+
+if TYPE_CHECKING:  # loaded only when sampling (fast `workbench --help` and `validate`)
+    import arviz as az
+    import pymc as pm
 
 SAMPLERS = ("nutpie", "pymc")
 
@@ -126,6 +128,8 @@ def sample(
                 maxdepth=max_treedepth,
             )
     else:
+        import pymc as pm
+
         with entry.model, warnings.catch_warnings():
             warnings.simplefilter("ignore")
             pm.set_data(data)

@@ -9,7 +9,7 @@ delta method: var(w_K) = 1' V_w 1, se(sd) = se(var) / (2 sd).
 from __future__ import annotations
 
 import numpy as np
-from scipy.stats import norm
+from scipy.special import ndtri  # the normal quantile; scipy.stats loads slowly
 
 from workbench.em.fit import EMSettings, EMState
 from workbench.em.vector import from_vector, to_vector
@@ -55,7 +55,7 @@ def wald_intervals(X, state: EMState, settings: EMSettings, level: float = 0.9):
     except np.linalg.LinAlgError:
         return {}
     se = np.sqrt(np.where(np.diag(covariance) > 0, np.diag(covariance), np.nan))
-    z = norm.ppf(0.5 + level / 2)
+    z = ndtri(0.5 + level / 2)
     K, d = state.means.shape[1:]
     out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
     offset = 0

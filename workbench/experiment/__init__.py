@@ -12,7 +12,18 @@ from workbench.experiment.config import ConfigError, ExperimentSpec, load_config
 from workbench.experiment.design import Cell, build_design
 from workbench.experiment.runner import CellOutcome, CellTask, run_cell
 from workbench.experiment.store import Store, StoreError
-from workbench.experiment.tables import export_table, load_table, summary_table, without_timings
+
+_TABLES = ("export_table", "load_table", "summary_table", "without_timings")
+
+
+def __getattr__(name: str):
+    """The table functions, imported on first use (pandas stays out of ``workbench validate``)."""
+    if name in _TABLES:
+        from workbench.experiment import tables
+
+        return getattr(tables, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "Cell",

@@ -40,6 +40,7 @@ Every problem raises
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import math
@@ -292,6 +293,21 @@ def _varying_label(points: list[dict[str, Any]], base: str = "") -> list[str]:
     return labels
 
 
+def derived_name(name: str, overrides: tuple[str, ...] | list[str]) -> str:
+    """The experiment name for a variation: ``name`` plus each override's last key part and
+    value, sorted (``quickstart`` + ``data.n=500`` -> ``quickstart-n500``); a short hash of the
+    overrides instead when that would be longer than 60 characters."""
+    parts = []
+    for text in overrides:
+        key, _, value = text.partition("=")
+        last = key.strip().split(".")[-1]
+        parts.append(re.sub(r"[^A-Za-z0-9.+-]+", "_", f"{last}{value.strip()}").strip("_."))
+    suffix = "-".join(sorted(p for p in parts if p))
+    if not suffix or len(name) + len(suffix) > 60:
+        suffix = hashlib.sha256("\n".join(sorted(overrides)).encode()).hexdigest()[:8]
+    return f"{name}-{suffix}"
+
+
 # ---- loading -------------------------------------------------------------------------------------
 def load_config(path: str | Path, overrides: tuple[str, ...] | list[str] = ()) -> ExperimentSpec:
     """Read, override and validate a config file. Raises ConfigError."""
@@ -326,6 +342,7 @@ __all__ = [
     "FitterCondition",
     "REPORT_SECTIONS",
     "apply_overrides",
+    "derived_name",
     "expand_grid",
     "load_config",
     "parse_config",

@@ -107,6 +107,10 @@ class StoreError(RuntimeError):
     in use, unusable directory. One line naming the path."""
 
 
+class DesignMismatch(StoreError):
+    """The store holds the cells of a different design (another config, or other overrides)."""
+
+
 class StoreWriteError(RuntimeError):
     """The environment refused a write (disk full, permission, I/O error): one line naming the
     path; the cell's transaction was rolled back, so the store is as it was."""
@@ -216,9 +220,10 @@ class Store:
             conn.close()
         wanted = {c.cell_id for c in cells}
         if stored and stored != wanted:
-            raise StoreError(
+            raise DesignMismatch(
                 f"{path}: holds a different design ({len(stored)} cells stored, {len(wanted)} in "
-                f"the config, {len(stored & wanted)} in common); rerun with --fresh to discard it"
+                f"the config, {len(stored & wanted)} in common); run it under another name "
+                "(--name NEW) to keep both, or rerun with --fresh to discard the stored one"
             )
         return done
 

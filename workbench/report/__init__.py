@@ -16,6 +16,7 @@ experiment by name.
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -366,6 +367,7 @@ def _build(dirs: list[Path], out: Path | None) -> Path:
     failed: list[str] = []
     for key in _sections(data):
         title, builder = SECTIONS.get(key, (key.replace("_", " ").capitalize(), None))
+        logging.getLogger(__name__).info("section: %s", title)  # progress for `workbench report`
         section = Section(key, title)
         if builder is None:
             section.note(f"No report builder is registered for section {key!r}.")

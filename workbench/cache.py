@@ -1,0 +1,60 @@
+"""Where compiled code is kept between runs: a user cache directory, never the installed package.
+
+``$XDG_CACHE_HOME/workbench`` (default ``~/.cache/workbench``). numba's disk cache of the EM
+kernels (``cache=True``) goes to its ``numba/`` folder unless ``NUMBA_CACHE_DIR`` is set: the
+variable is set for this process and the worker processes it starts, before numba is imported
+(numba is never imported here). PyTensor keeps its own compile cache (``~/.pytensor``, the
+``base_compiledir`` flag), which holds the numba code of the Bayes models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+
+def cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/workbench``, or ``~/.cache/workbench``."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "workbench"
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            return True
+    except OSError:
+        return False
+
+
+def use_numba_cache() -> Path | None:
+    """Point numba's disk cache at ``cache_dir() / "numba"`` unless ``NUMBA_CACHE_DIR`` is set
+    already (then that is used). Returns the folder in use, or None when neither can be written
+    (numba then keeps its own default). Call before the kernels are defined (importing
+    ``workbench`` does); when numba is imported already its config is updated too."""
+    chosen = os.environ.get("NUMBA_CACHE_DIR")
+    if not chosen:
+        path = cache_dir() / "numba"
+        if not _writable(path):
+            return None
+        chosen = os.environ["NUMBA_CACHE_DIR"] = str(path)
+    if "numba" in sys.modules:
+        config = sys.modules.get("numba.core.config")
+        if config is not None and not getattr(config, "CACHE_DIR", ""):
+            config.CACHE_DIR = chosen
+    return Path(chosen)
+
+
+def numba_cache_holds(source_dir: Path, stem: str) -> bool:
+    """Whether numba's cache folder for the source files in ``source_dir`` holds an index for
+    module ``stem`` (numba names that folder ``<dir name>_<sha1 of the absolute dir>``)."""
+    root = os.environ.get("NUMBA_CACHE_DIR")
+    if not root:
+        return False
+    absolute = os.path.abspath(source_dir)
+    folder = f"{os.path.basename(absolute)}_{hashlib.sha1(absolute.encode()).hexdigest()}"
+    return any((Path(root) / folder).glob(f"{stem}.*.nbi"))

@@ -1,0 +1,394 @@
+"""What a run shows in the terminal: its compile phases and progress, and the summary.
+
+:class:`Progress` shows the phases before the cells (compiling EM kernels, each Bayes model
+structure) with their elapsed time, then a bar whose ETA counts the cells' own work only (the
+compile time a cell records is left out), and logs everything to ``run.log``.
+
+The summary of a stored experiment reads at 100 columns. Condition labels can be long
+(``jin(init=random_from_data, ...)``), so the table names conditions by short keys (F1, F2 ...
+for fitter conditions, D1, D2 ... for data conditions) listed with their full labels above it,
+and splits its metric columns over as many tables as the width needs: nothing is cut short.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import textwrap
+import time
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from workbench.experiment.runner import FAILED_STATUSES, CellOutcome
+
+SUMMARY_WIDTH = 100  # columns when the output is not a terminal
+TIME_NOTE = (
+    "fit_time: fitting (EM) or sampling (Bayes) seconds, compile excluded; "
+    "compile_time: seconds compiling or loading compiled code (near 0 once loaded)"
+)
+
+
+# ---- progress ------------------------------------------------------------------------------------
+def clock(seconds: float) -> str:
+    """``m:ss`` or ``h:mm:ss``."""
+    seconds = max(0, round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
+
+
+def compile_seconds(outcome: CellOutcome) -> float:
+    """The compile (or compiled-code loading) time a cell recorded, 0 when none."""
+    value = (getattr(outcome, "diagnostics", None) or {}).get("compile_time")
+    return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
+
+
+class Progress:
+    """Rich display (a terminal), plain lines (a pipe) or quiet; always a plain log of every
+    phase and cell in ``run.log``. ``slots``: cells that run at once (for the ETA)."""
+
+    def __init__(self, mode: str, log_path: Path, slots: int = 1) -> None:
+        self.mode, self.log = mode, open(log_path, "a", encoding="utf-8")  # noqa: SIM115
+        self.slots = max(1, slots)
+        self.bar: Any = None
+        self.done = self.failed = self.new = self.total = 0
+        self.left: dict[str, int] = {}  # fitter condition -> cells still to run
+        self.work: dict[str, list[float]] = {}  # fitter condition -> (seconds, cells) run now
+        self.estimate: tuple[float, float, bool] | None = None  # (ETA s, made at, a lower bound)
+        self.worker_compiles = 0  # compiles the workers still have to do (each its own copy)
+        self.t0 = self.last = time.monotonic()
+
+    # -- phases before the cells
+    @contextlib.contextmanager
+    def phase(self, label: str) -> Iterator[None]:
+        """Show ``label`` with a spinner and its elapsed time while the block runs; then one
+        line ``label: 12.3 s``."""
+        self._log(f"phase: {label}")
+        start = time.monotonic()
+        display: Any = None
+        if self.mode == "rich":
+            from rich.console import Console
+            from rich.progress import Progress as RichProgress
+            from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
+
+            display = RichProgress(
+                SpinnerColumn(),
+                TextColumn("{task.description}"),
+                TimeElapsedColumn(),
+                console=Console(stderr=True),
+                transient=True,
+            )
+            display.add_task(label, total=None)
+            display.start()
+        elif self.mode == "plain":
+            print(f"{label} ...", file=sys.stderr, flush=True)
+        try:
+            yield
+        finally:
+            if display is not None:
+                display.stop()
+            took = time.monotonic() - start
+            self._log(f"phase done: {label} ({took:.1f} s)")
+            if self.mode != "quiet":
+                print(f"{label}: {took:.1f} s", file=sys.stderr, flush=True)
+            self.t0 = self.last = time.monotonic()
+
+    def expect_worker_compiles(self, count: int) -> None:
+        """The workers will each compile (from the disk cache) ``count`` models in all, in
+        their first cells: the bar says so until they are done; the ETA leaves it out."""
+        self.worker_compiles = count
+        if count and self.mode == "plain":
+            print(
+                f"then the workers build their copies of the Bayes model ({count} in all)",
+                file=sys.stderr,
+            )
+
+    def description(self) -> str:
+        return "cells (workers compiling the Bayes model)" if self.worker_compiles else "cells"
+
+    # -- the cells
+    def start(self, total: int, done: int, failed: int) -> None:
+        self.total, self.done, self.failed = total, done, failed
+        self._log(f"start: {total} cells, {done} already done")
+        if self.mode == "rich" and done < total:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self.bar = RichProgress(
+                TextColumn("[bold]{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("failed [red]{task.fields[failed]}"),
+                TimeElapsedColumn(),
+                _eta_column(self),
+                console=Console(stderr=True),
+            )
+            self.bar.start()
+            self.task = self.bar.add_task(
+                self.description(), total=total, completed=done, failed=failed
+            )
+        elif self.mode != "quiet":
+            print(f"running {total - done} of {total} cells ({done} done before)", file=sys.stderr)
+
+    def plan(self, cells: Iterable[Any]) -> None:
+        """The cells about to run, so that the ETA weighs each fitter condition by its own
+        cost (an EM cell takes milliseconds, a Bayes cell seconds)."""
+        self.left = {}
+        for cell in cells:
+            self.left[cell.fitter.label] = self.left.get(cell.fitter.label, 0) + 1
+
+    def _estimate(self) -> tuple[float, bool] | None:
+        """(seconds of work left over the cells that run at once, whether some condition has
+        no timed cell yet so that this is a lower bound); None before the first timed cell."""
+        timed = [w for w in self.work.values() if w[1]]
+        if not timed:
+            return None
+        overall = sum(w[0] for w in timed) / sum(w[1] for w in timed)
+        seconds, unknown = 0.0, False
+        for label, count in self.left.items():
+            spent, cells = self.work.get(label, (0.0, 0))
+            unknown |= count > 0 and not cells
+            seconds += count * (spent / cells if cells else overall)
+        left = sum(self.left.values()) or max(0, self.total - self.done)
+        if not self.left:
+            seconds = overall * left
+        return seconds / max(1, min(self.slots, left)), unknown
+
+    def eta(self) -> float | None:
+        """Seconds left: per fitter condition, its cells left times the mean work of its cells
+        run now (compile time excluded; the overall mean for a condition not timed yet), over
+        the cells that run at once, counted down since; None before the first cell."""
+        if self.estimate is None:
+            return None
+        seconds, made, _ = self.estimate
+        return max(0.0, seconds - (time.monotonic() - made))
+
+    def eta_text(self) -> str:
+        left = self.eta()
+        bound = self.estimate is not None and self.estimate[2]
+        if left is None or (bound and left < 60):  # a condition not timed yet: unknown
+            return "ETA -:--"
+        return f"ETA {'>' if bound else ''}{clock(left)}"
+
+    def advance(self, cell: Any, outcome: CellOutcome) -> None:
+        for line in getattr(outcome, "log", None) or ():  # library log lines: the log only
+            self._log(f"{outcome.cell_id} log: {line}")
+        self.done += 1
+        self.new += 1
+        self.failed += outcome.status in FAILED_STATUSES
+        compiled = compile_seconds(outcome)
+        if (getattr(outcome, "diagnostics", None) or {}).get("compile_cached") == 0:
+            self.worker_compiles = max(0, self.worker_compiles - 1)
+        label = cell.fitter.label
+        if label in self.left:
+            self.left[label] = max(0, self.left[label] - 1)
+        if math.isfinite(outcome.total_time):
+            work = self.work.setdefault(label, [0.0, 0])
+            work[0] += max(0.0, outcome.total_time - compiled)
+            work[1] += 1
+        found = self._estimate()
+        self.estimate = None if found is None else (found[0], time.monotonic(), found[1])
+        extra = f" {outcome.message}" if outcome.message else ""
+        compile_note = f", compile {compiled:.1f} s" if compiled >= 0.05 else ""
+        self._log(
+            f"{outcome.cell_id} {cell.fitter.label} | {cell.data.label} | rep {cell.replicate}: "
+            f"{outcome.status} ({outcome.total_time:.2f} s{compile_note}){extra}"
+        )
+        if self.bar is not None:
+            self.bar.update(
+                self.task, completed=self.done, failed=self.failed, description=self.description()
+            )
+        elif self.mode == "plain" and (
+            time.monotonic() - self.last > 10 or self.done == self.total
+        ):
+            self.last = time.monotonic()
+            print(
+                f"{self.done}/{self.total} cells, {self.failed} failed, {self.eta_text()}",
+                file=sys.stderr,
+            )
+
+    def note(self, text: str) -> None:
+        self._log(text)
+        if self.bar is not None:
+            self.bar.console.print(text, markup=False)
+        else:
+            print(text, file=sys.stderr)
+
+    def stop(self) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+            self.bar = None
+
+    def close(self) -> None:
+        self.stop()
+        self.log.close()
+
+    def record(self, text: str) -> None:
+        """A line for ``run.log`` only."""
+        self._log(text)
+
+    def _log(self, text: str) -> None:
+        self.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
+        self.log.flush()
+
+
+def _eta_column(owner: Progress) -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class EtaColumn(ProgressColumn):
+        """The owner's ETA, counting down between cells."""
+
+        def render(self, task: Any) -> Text:
+            return Text(owner.eta_text(), style="progress.remaining")
+
+    return EtaColumn()
+
+
+# ---- report and walkthrough ----------------------------------------------------------------------
+STEP_LOGGERS = ("workbench.report", "workbench.walkthrough")
+
+
+@contextlib.contextmanager
+def steps(what: str, quiet: bool = False) -> Iterator[None]:
+    """One line per step that the report or the walkthrough logs (each section, each
+    animation) with the seconds since the start, under a first line ``what ...`` printed with
+    the first step (an error before any step stays the only line); then ``done`` (stderr)."""
+    import logging
+
+    if quiet:
+        yield
+        return
+    start, shown = time.monotonic(), [False]  # whether the first line is out
+
+    class Lines(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if not shown[0]:
+                print(f"{what} ...", file=sys.stderr)
+                shown[0] = True
+            took = time.monotonic() - start
+            print(f"  {took:6.1f} s  {record.getMessage()}", file=sys.stderr, flush=True)
+
+    handler = Lines(logging.INFO)
+    loggers = [logging.getLogger(name) for name in STEP_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    try:
+        yield
+        if shown[0]:
+            print(f"  {time.monotonic() - start:6.1f} s  done", file=sys.stderr, flush=True)
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+# ---- the summary ---------------------------------------------------------------------------------
+def fmt(value: Any, se: Any) -> str:
+    """``value ± se`` to 3 and 2 significant digits; ``-`` for a missing value."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    text = f"{value:.3g}"
+    missing = se is None or (isinstance(se, float) and math.isnan(se))
+    return text if missing else f"{text} ± {se:.2g}"
+
+
+def fmt_rate(row: Any, name: str) -> str | None:
+    """A rate with its 95% Wilson interval, ``0.25 [0.14, 0.4]``; None for other columns."""
+    lower, value = row.get(f"{name}_lower"), row.get(name)
+    if lower is None or value is None or math.isnan(value):
+        return None
+    return f"{value:.3g} [{lower:.2g}, {row[f'{name}_upper']:.2g}]"
+
+
+def condition_keys(labels: list[str], prefix: str) -> dict[str, str]:
+    """label -> short key (``F1``, ``F2`` ...) in order of first appearance."""
+    unique = list(dict.fromkeys(labels))
+    return {label: f"{prefix}{i}" for i, label in enumerate(unique, start=1)}
+
+
+def key_lines(title: str, keys: dict[str, str], width: int) -> list[str]:
+    """``title`` then one ``  F1  label`` line per condition, long labels wrapped at their
+    commas onto indented lines no wider than ``width``."""
+    lines = [title]
+    pad = max(len(k) for k in keys.values()) + 4
+    for label, key in keys.items():
+        lines += textwrap.wrap(
+            label,
+            width=width,
+            initial_indent=f"  {key:<{pad - 2}}",
+            subsequent_indent=" " * (pad + 2),
+            break_on_hyphens=False,
+        ) or [f"  {key}"]
+    return lines
+
+
+def summary_tables(summary: Any, width: int) -> tuple[list[str], list[Any]]:
+    """(key lines, rich Tables) for a ``summary_table`` frame, each table at most ``width``
+    columns wide: the condition keys, fits and errors, then as many metric columns as fit."""
+    from rich.console import Console
+    from rich.table import Table
+
+    fitters = condition_keys([str(f) for f in summary["fitter"]], "F")
+    datas = condition_keys([str(d) for d in summary["data"]], "D")
+    lines = key_lines("fitters:", fitters, width) + key_lines("data:", datas, width)
+    metrics = [c for c in summary.columns if c not in ("fitter", "data", "fits", "errors")]
+    metrics = [c for c in metrics if not c.endswith(("_se", "_lower", "_upper", "_n"))]
+    columns = {
+        "fitter": [fitters[str(f)] for f in summary["fitter"]],
+        "data": [datas[str(d)] for d in summary["data"]],
+        "fits": [str(v) for v in summary["fits"]],
+        "errors": [str(v) for v in summary["errors"]],
+    }
+    for m in metrics:
+        columns[m] = [
+            fmt_rate(row, m) or fmt(row.get(m), row.get(f"{m}_se")) for _, row in summary.iterrows()
+        ]
+    measure = Console(width=10_000)
+
+    def table(names: list[str]) -> Any:
+        out = Table()
+        for name in names:
+            out.add_column(name, justify="left" if name in ("fitter", "data") else "right")
+            out.columns[-1].no_wrap = True
+        for i in range(len(summary)):
+            out.add_row(*[columns[name][i] for name in names])
+        return out
+
+    def wide(names: list[str]) -> int:
+        return measure.measure(table(names)).maximum
+
+    fixed = ["fitter", "data", "fits", "errors"]
+    groups: list[list[str]] = [[]]
+    for m in metrics:
+        if groups[-1] and wide([*fixed, *groups[-1], m]) > width:
+            groups.append([])
+        groups[-1].append(m)
+    return lines, [table([*fixed, *g]) for g in groups]
+
+
+def print_summary(directory: Path, width: int | None = None) -> None:
+    """Failure rate (95% Wilson interval) and mean metrics (± Monte Carlo standard error) per
+    fitter x data condition, at ``width`` columns (default: the terminal's, else 100)."""
+    from rich.console import Console
+
+    from workbench.experiment.tables import load_table, summary_table
+
+    summary = summary_table(load_table(directory))
+    if summary.empty:
+        print("no finished fits yet")
+        return
+    if width is None:
+        width = Console().width if sys.stdout.isatty() else SUMMARY_WIDTH
+    title = f"{directory}: rate [95% Wilson interval]; mean ± Monte Carlo standard error"
+    lines, tables = summary_tables(summary, width)
+    console = Console(width=width, soft_wrap=False)
+    print("\n".join([*textwrap.wrap(title, width, break_on_hyphens=False), *lines]))
+    for table in tables:
+        console.print(table)
+    if "compile_time" in summary:
+        print("\n".join(textwrap.wrap(TIME_NOTE, width)))
