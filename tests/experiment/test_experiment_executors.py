@@ -72,21 +72,24 @@ def test_worker_crash_is_isolated(tmp_path, write_config, capsys, fakes, executo
 
 @pytest.mark.parametrize("executor", ["local", "serial"])
 def test_timeout_is_enforced_in_the_worker(tmp_path, write_config, capsys, fakes, executor):
+    """A stuck cell (busy for 60 s) is stopped at the 2.5 s cell timeout while healthy cells of
+    the same run finish. Outcomes only, no wall-clock bound: a timeout that did not fire leaves
+    the stuck cell ``converged`` after its 60 s. The healthy control skips the reference bank
+    (``reference = false``: a few milliseconds of EM), so even a heavily loaded machine cannot
+    push it past the timeout."""
     text = (
-        SMALL.replace("seed = 7", "seed = 7\ntimeout = 2.5").replace(
-            "replicates = 2", "replicates = 1"
-        )
-        + '\n[fitters.stuck]\nmethod = "sleep"\n'
+        SMALL.replace("seed = 7", "seed = 7\ntimeout = 2.5")
+        .replace("replicates = 2", "replicates = 1")
+        .replace('engine = "numpy"', 'engine = "numpy"\nreference = false')
+        + '\n[fitters.stuck]\nmethod = "sleep"\nseconds = 60.0\nreference = false\n'
     )
-    start = time.monotonic()
     table = run(capsys, write_config(text, "small"), tmp_path, "--executor", executor, "-j", "2")
-    assert time.monotonic() - start < 60
     stuck = table[table["fitter_name"] == "stuck"]
     assert (stuck["status"] == "timeout").all() and len(stuck) == 2
     assert stuck["message"].str.contains("cell timeout of 2.5 s").all()
-    assert (stuck["total_time"] < 4).all()
+    assert (stuck["total_time"] >= 2.5).all()  # stopped by the timeout, not before it
     em = table[table["fitter_name"] == "em"]
-    assert em["status"].isin(["converged", "max_iter"]).all()
+    assert len(em) == 4 and em["status"].isin(["converged", "max_iter"]).all()
 
 
 def test_cli_timeout_overrides_the_config(tmp_path, write_config, capsys, fakes):

@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.evaluate import GROSS_CHANGE, PARAM_TOL
-from workbench.report.figures import Figure, save
+from workbench.report.figures import Figure, figure_legend, save
 from workbench.report.rates import summarise_rate
 from workbench.report.summary import slug
 
@@ -55,7 +55,7 @@ def figure_vs_k(outcomes: pd.DataFrame, arm: str, out: Path) -> Figure | None:
     cmap = plt.get_cmap("viridis")
     colour = {c: cmap(i / max(len(seps) - 1, 1)) for i, c in enumerate(seps)}
     fig, axes = plt.subplots(len(dims), len(inits), figsize=(4.2 * len(inits), 3.6 * len(dims)),
-                             squeeze=False, sharey=True)  # fmt: skip
+                             squeeze=False, sharey=True, layout="constrained")  # fmt: skip
     stats = rates(data, ["data.d", "fit.init", "data.separation", "data.K"])
     x = {k: i for i, k in enumerate(ks)}
     for i, d in enumerate(dims):
@@ -73,7 +73,7 @@ def figure_vs_k(outcomes: pd.DataFrame, arm: str, out: Path) -> Figure | None:
             ax.set_title(f"d = {int(d)}, init {init}", fontsize=9)
             ax.grid(alpha=0.3)
         axes[i, 0].set_ylabel("per-start local-optimum rate")
-    axes[0, 0].legend(fontsize=7, title="separation", title_fontsize=7)
+    figure_legend(fig, axes)  # separations (c = ...) and the reference curve, below the panels
     placement = ", ".join(sorted(set(data["data.placement"].astype(str))))
     caption = (
         f"{arm}: fraction of single EM starts ending in a local optimum (minor or gross, judged "
