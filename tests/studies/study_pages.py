@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from scipy.stats import binomtest
+
 
 def section_html(directory: Path, key: str) -> str:
     """The inner HTML of ``<section id="key">`` in ``directory/report.html``."""
@@ -23,3 +25,10 @@ def checked_section(directory: Path, key: str, figures: tuple[str, ...]) -> tupl
         assert (directory / "figures" / f"{figure}.png").is_file(), figure
         assert (directory / "figures" / f"{figure}.pdf").is_file(), figure
     return html, re.findall(r'<p class="finding">(.*?)</p>', html, re.S)
+
+
+def wilson_text(k: int, n: int) -> str:
+    """The report's rate text, its interval from scipy's Wilson interval (independent of
+    workbench.evaluate)."""
+    lower, upper = binomtest(k, n).proportion_ci(method="wilson")
+    return f"{k / n:.3g} (95% CI {lower:.2g}-{upper:.2g}; {k}/{n} data sets)"

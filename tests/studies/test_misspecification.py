@@ -12,8 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from figure_layout import assert_readable
-from scipy.stats import binomtest
-from study_pages import checked_section
+from study_pages import checked_section, wilson_text
 
 from workbench.report.studies.misspecification import (
     CONTROL,
@@ -109,13 +108,6 @@ def test_findings_quote_the_tables(table):
 def test_every_figure_of_the_report_is_readable(study_figures):
     """No overlapping or cut-off text, every series in a legend (tests/report/figure_layout)."""
     assert_readable(study_figures)
-
-
-def wilson_text(k: int, n: int) -> str:
-    """The report's rate text, its interval from scipy's Wilson interval (independent of
-    workbench.evaluate)."""
-    lower, upper = binomtest(k, n).proportion_ci(method="wilson")
-    return f"{k / n:.3g} (95% CI {lower:.2g}-{upper:.2g}; {k}/{n} data sets)"
 
 
 def test_every_rate_has_its_wilson_interval_and_count(study, table):
