@@ -180,10 +180,13 @@ def with_stability(
 
 
 def best_known(bank: BestKnown | None, polished: PolishedRestarts | None, n_starts: int):
-    """The higher of the bank's optimum and the best polished restart (source ``restart <r>``)."""
+    """The higher of the bank's optimum and the best polished restart (source ``restart <r>``).
+    A restart that ended degenerate, before or during polishing (a spike at the variance floor
+    has an unboundedly high likelihood), is never the best known optimum: the bank's rule."""
     best = bank
     if polished is not None:
-        finite = np.where(np.isfinite(polished.loglik), polished.loglik, -np.inf)
+        usable = np.isfinite(polished.loglik) & (polished.status != "degenerate")
+        finite = np.where(usable, polished.loglik, -np.inf)
         if finite.size and np.isfinite(finite.max()):
             r = int(np.argmax(finite))
             # ties within round-off keep the bank's source
