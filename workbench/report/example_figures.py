@@ -4,6 +4,7 @@ coloured by outcome, and fitted densities of example successes and failures over
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from matplotlib import pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 
+from workbench.evaluate import LOCAL_OPTIMUM_KINDS
 from workbench.report.figures import OUTCOME_COLOURS, Figure, save, wrap_label
 from workbench.report.summary import ReportData, completed, example_cells
 
@@ -56,8 +58,7 @@ def trace_figures(data: ReportData, out: Path, max_panels: int = 4, per_panel: i
                 continue
             y = t["loglik"].to_numpy(dtype=float)
             best = np.nanmax([best_known[row.cell_id], reference[row.cell_id], final[row.cell_id]])
-            outcome = ["global optimum", "local optimum"][int(bool(row.failed))]
-            outcome = "degenerate" if row.status == "degenerate" else outcome
+            outcome = restart_outcome(row)
             counts[outcome] = counts.get(outcome, 0) + 1
             gap = np.maximum(best - y, GAP_FLOOR)
             _trace_line(ax, t["iteration"].to_numpy(), gap, outcome)
@@ -82,13 +83,14 @@ def trace_figures(data: ReportData, out: Path, max_panels: int = 4, per_panel: i
         "Each line is one EM restart (at most 40 per panel, local optima first, up to 20): the "
         "distance of its log-likelihood to the best known optimum of its data set (truth-started "
         "fit and all restarts), in nats on a log scale, floored at 1e-10, per iteration. Blue: "
-        "restarts that ended within the failure threshold (1e-3 nats per point) of the best "
-        "known optimum; they fall towards the floor, or stop at max_iter while still falling, "
+        "restarts judged to reach the best known optimum (rule fixed-point-v1, at the polished "
+        "fixed point); they fall towards the floor, or stop at max_iter while still falling, "
         "and a straight descent is linear convergence. A blue line that runs level and then "
         "falls again passed a saddle: a plateau alone is not a local optimum. Red, drawn on top: "
-        "local optima, restarts that ended more than the threshold below the best known "
-        "optimum; the dot marks where EM stopped and the dotted line carries that level to the "
-        "panel's edge (the run never gets closer). Grey: degenerate. Panel titles count the "
+        "local optima (another fixed point, below the best known optimum); the dot marks where "
+        "EM stopped and the dotted line carries that level to the panel's edge (the run never "
+        "gets closer). Orange: saddle points and runs still moving after polishing "
+        "(unresolved). Grey: degenerate. Panel titles count the "
         "restarts drawn by outcome, the legend all panels together. Panels: the data conditions "
         "with the most mixed outcomes."
     )
@@ -96,12 +98,31 @@ def trace_figures(data: ReportData, out: Path, max_panels: int = 4, per_panel: i
 
 
 GAP_FLOOR = 1e-10
-SHORT = {"global optimum": "global", "local optimum": "local", "degenerate": "degenerate"}
+SHORT = {
+    "global optimum": "global",
+    "saddle or unresolved": "saddle/unresolved",
+    "local optimum": "local",
+    "degenerate": "degenerate",
+}
 TRACE_STYLE = {
     "global optimum": {"lw": 1.0, "alpha": 0.6, "zorder": 2},
+    "saddle or unresolved": {"lw": 1.2, "alpha": 0.8, "zorder": 3},
     "degenerate": {"lw": 1.0, "alpha": 0.7, "zorder": 3},
     "local optimum": {"lw": 2.2, "alpha": 0.95, "zorder": 4},
 }
+
+
+def restart_outcome(row) -> str:
+    """A stored restart's outcome under the failure rule it was judged by: its ``failure_kind``
+    (in the restart's ``extra`` record) when stored, else (older stores) ``failed``/status."""
+    kind = json.loads(row.extra or "{}").get("failure_kind") if hasattr(row, "extra") else None
+    if row.status == "degenerate" or kind == "degenerate":
+        return "degenerate"
+    if kind is None:
+        return ["global optimum", "local optimum"][int(bool(row.failed))]
+    if kind in LOCAL_OPTIMUM_KINDS:
+        return "local optimum"
+    return "global optimum" if kind == "best" else "saddle or unresolved"
 
 
 def _trace_line(ax: plt.Axes, iteration: np.ndarray, gap: np.ndarray, outcome: str) -> None:

@@ -38,7 +38,12 @@ from workbench.report.summary import (  # noqa: E402
 )
 
 ERRORBAR_NOTE = "Error bars: one Monte Carlo standard error over replicates."
-OUTCOME_COLOURS = {"global optimum": "tab:blue", "local optimum": "tab:red", "degenerate": "0.55"}
+OUTCOME_COLOURS = {
+    "global optimum": "tab:blue",
+    "saddle or unresolved": "tab:orange",
+    "local optimum": "tab:red",
+    "degenerate": "0.55",
+}
 
 
 @dataclass(frozen=True)

@@ -245,12 +245,18 @@ def crosstab(table: pd.DataFrame) -> pd.DataFrame:
         em = table[(table["series"] == a) & numbers(table, "failed").notna()]
         for b in others:
             bayes = table[table["series"] == b]
-            both = em[[*keys, "failed"]].merge(
+            both = em[[*keys, "failed", "failure_kind"]].merge(
                 bayes[[*keys, "status"]].assign(groups=numbers(bayes, "diag.n_chain_groups")),
                 on=keys,
             )
-            for failed, label in ((1.0, "local optimum"), (0.0, "best known optimum")):
-                part = both[numbers(both, "failed") == failed]
+            # EM's verdict on its returned fit: a local optimum (failed), or the best known
+            # optimum itself (kind "best"); saddles and unresolved runs are in neither row.
+            verdicts = {
+                "local optimum": numbers(both, "failed") == 1.0,
+                "best known optimum": both["failure_kind"] == "best",
+            }
+            for label, chosen in verdicts.items():
+                part = both[chosen]
                 row = dict(zip(CROSS_KEYS, (a, b, label, len(part)), strict=True))
                 row.update({f"Bayes {s}": int((part["status"] == s).sum()) for s in statuses})
                 row["flagged"] = int(part["status"].isin(FLAGS).sum())

@@ -85,6 +85,7 @@ def restart_outcomes(exp: Experiment) -> pd.DataFrame:
         rows[column] = rows[column].fillna(default) if column in rows else default
     kind = rows["failure_kind"].astype(str)
     rows["failed"] = kind.isin(LOCAL_OPTIMUM_KINDS).astype(float)
+    rows.loc[kind == "unjudged", "failed"] = np.nan  # no reference: no verdict, not a success
     for name in ("gross", "minor", "degenerate", "saddle", "unresolved"):
         rows[name] = (kind == name).astype(float)
     best = pd.to_numeric(rows["best"], errors="coerce").fillna(0).astype(bool)
@@ -312,12 +313,13 @@ def local_optima_section(ctx: ReportContext, section: Section) -> None:
     rules = ", ".join(sorted(set(outcomes["failure_rule"].astype(str))))
     section.text(
         f"Every EM restart counts as one fit, judged by rule {rules} as the run stored it. The "
-        "fit is first polished (EM continued to a relative change of 1e-12); it is a local "
-        "optimum when it then lies more than 1e-6 + 1e-8 |L| nats below the best known optimum "
-        "of its data set and model AND its Hungarian-matched weights, means or covariances differ "
-        f"from the best known fit's by more than {PARAM_TOL:g} data standard deviations: another "
-        "fixed point, not a run that stopped early. The best known optimum is the best of a "
-        "reference bank (EM from the truth and from k-means++ and random-data-point starts, "
+        "fit is first polished (EM continued to a change below 1e-12 nats per point); it is a "
+        "local optimum when it then lies more than 1e-6 + 1e-8 |L| nats below the best known "
+        "optimum of its data set and model AND its Hungarian-matched weights, means or "
+        f"covariances differ from the best known fit's by more than {PARAM_TOL:g} data "
+        "standard deviations: another fixed point, not a run that stopped early. The best known "
+        "optimum is the best of a reference bank (EM from the truth and from the configured "
+        "starts: k-means++, random data points and spikes by default, "
         "seeded by the data, so every cell on one data set shares it) and the cell's own "
         "polished restarts. Gross local optima merge, split or swap a cluster; minor ones do "
         "not. Degenerate runs, saddle points (the EM map's Jacobian at the polished fit has an "
