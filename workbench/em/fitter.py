@@ -142,10 +142,12 @@ class EMFitter:
             allowed = value is None or is_truth or isinstance(value, list | tuple | np.ndarray)
             _check(allowed, name, value, "expected a list of values or 'truth'")
 
-    def prepare(self) -> None:
+    def prepare(self) -> float:
         """Load the engine's compiled kernels (once per process), so that a runner can do it
-        before a cell's clock starts (issue 11: start-up is not the first cell's time)."""
-        engines.get(self.engine)
+        before a cell's clock starts (issue 11: start-up is not the first cell's time).
+        Returns the seconds spent (0 when already loaded): the runner records them as the
+        cell's ``compile_time``."""
+        return engines.load(self.engine)[1]
 
     # ------------------------------------------------------------------------------------------
     def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
