@@ -40,9 +40,10 @@ __all__ = [
 ]
 
 # ---- the failure rule ----------------------------------------------------------------------------
-# A fit (one EM restart) is a LOCAL OPTIMUM when, judged at its polished fixed point (EM continued
-# to a relative change of 1e-12, workbench.em.reference), (1) its log-likelihood lies more than
-# LOGLIK_ABS_TOL + LOGLIK_REL_TOL * |L_best| nats below the best known optimum L_best, and (2) its
+# A fit (one EM restart) is a LOCAL OPTIMUM when, judged at its polished fixed point (EM
+# continued to a change below 1e-12 nats per point, workbench.em.reference), (1) its
+# log-likelihood lies more than LOGLIK_ABS_TOL + LOGLIK_REL_TOL * |L_best| nats below the best
+# known optimum L_best, and (2) its
 # Hungarian-matched parameters differ from the best known fit's by more than PARAM_TOL: weights
 # (absolute), means (in data standard deviations per dimension) or covariance entries (in products
 # of data sds). Why these: after polishing, a run sits within ~1e-9 |L| of its fixed point (rate

@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
 from workbench.data import generate  # noqa: E402
-from workbench.em.fit import EMSettings, EMState, init_state, step  # noqa: E402
+from workbench.em.fit import EMSettings, EMState, converged, init_state, step  # noqa: E402
 from workbench.em.init import random_params  # noqa: E402
 from workbench.params import MixtureParams  # noqa: E402
 
@@ -56,8 +56,9 @@ class Run:
 
 
 def run_em(X: np.ndarray, start: MixtureParams, tol: float = 1e-8, max_iter: int = 2000) -> Run:
-    """Iterate the pure EM step from ``start`` until the relative change of the log-likelihood
-    falls below ``tol``; keep every iterate."""
+    """Iterate the pure EM step from ``start`` until the log-likelihood changes by less than
+    ``tol`` nats per point (the EM loop's own rule, :func:`workbench.em.fit.converged`); keep
+    every iterate."""
     settings = EMSettings(tol=tol, max_iter=max_iter)
     variance = X.var(axis=0)
     cov = start.full_covariances()
@@ -67,7 +68,7 @@ def run_em(X: np.ndarray, start: MixtureParams, tol: float = 1e-8, max_iter: int
         new, info = step(X, state, settings, variance)
         states.append(_params(state))
         logliks.append(float(info.loglik[0]))
-        if len(logliks) > 1 and abs(logliks[-1] - logliks[-2]) < tol * abs(logliks[-1]):
+        if len(logliks) > 1 and converged(logliks[-1] - logliks[-2], X.shape[0], tol):
             break
         state = new
     return Run(X, states, logliks)
@@ -353,8 +354,8 @@ def _fragment(one: dict, two: dict) -> str:
         _img(f1["m_step"]),
         "<h3>4. Repeat until convergence</h3>",
         p(
-            f"EM stopped after {len(run.states) - 1} iterations (relative change of the "
-            f"log-likelihood below 1e-8) at {_describe(run.final)}; log-likelihood "
+            f"EM stopped after {len(run.states) - 1} iterations (the log-likelihood changed by "
+            f"less than 1e-8 nats per point) at {_describe(run.final)}; log-likelihood "
             f"{run.logliks[-1]:.4f}, against {ref.logliks[-1]:.4f} from the truth. The generating "
             f"values were {_describe(one['truth'])}."
         ),

@@ -18,8 +18,8 @@
 - ``kmeans``: the same partition after Lloyd's k-means (scipy ``kmeans2``, 30 iterations) from
   k-means++ seeds.
 - ``small_em``: Biernacki, Celeux & Govaert (2003) with Rmixmod's defaults: 50 random_from_data
-  tries, each run for at most 5 EM iterations (stopping early at relative change 1e-3); the try
-  with the highest log-likelihood is the start.
+  tries, each run for at most 5 EM iterations (stopping early at a change of 1e-3 nats per
+  point); the try with the highest log-likelihood is the start.
 - ``truth`` and user-given parameters are handled by the fitter (no randomness).
 """
 
