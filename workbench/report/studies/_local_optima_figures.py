@@ -13,7 +13,7 @@ import pandas as pd
 
 from workbench.evaluate import GROSS_CHANGE, PARAM_TOL
 from workbench.report.figures import Figure, figure_legend, save
-from workbench.report.rates import summarise_rate
+from workbench.report.rates import rate_yerr, summarise_rate
 from workbench.report.summary import slug
 
 DATA_SET = ["data_id", "replicate"]  # restarts on one data set are correlated
@@ -39,10 +39,6 @@ def reference_curve(K: np.ndarray) -> np.ndarray:
 
 
 # ---- figures -------------------------------------------------------------------------------------
-def _yerr(stats: pd.DataFrame) -> np.ndarray:
-    return np.vstack([stats["rate"] - stats["lower"], stats["upper"] - stats["rate"]]).clip(0)
-
-
 def figure_vs_k(outcomes: pd.DataFrame, arm: str, out: Path) -> Figure | None:
     """One arm (equal weights): per-start local-optimum rate against K (categorical), one line
     per separation, one panel per (dimension, init); nothing pooled."""
@@ -65,7 +61,7 @@ def figure_vs_k(outcomes: pd.DataFrame, arm: str, out: Path) -> Figure | None:
                 rows = stats[(stats["data.d"] == d) & (stats["fit.init"] == init)
                              & (stats["data.separation"].astype(float) == sep)]  # fmt: skip
                 xs = np.array([x[k] for k in rows["data.K"]]) + 0.06 * (s - (len(seps) - 1) / 2)
-                ax.errorbar(xs, rows["rate"], yerr=_yerr(rows), marker="o", capsize=3,
+                ax.errorbar(xs, rows["rate"], yerr=rate_yerr(rows), marker="o", capsize=3,
                             color=colour[sep], label=f"c = {sep:g}")  # fmt: skip
             ax.plot(range(len(ks)), reference_curve(ks), "k--", lw=1, label="1 - K!/K^K")
             ax.set_xticks(range(len(ks)), [str(int(k)) for k in ks])
@@ -134,7 +130,7 @@ def figure_arms(outcomes: pd.DataFrame, out: Path) -> Figure | None:
     for i, arm in enumerate(palette):
         rows = stats[stats["arm"] == arm].set_index("fit.init").reindex(inits)
         x = np.arange(len(inits)) + width * (i - (len(palette) - 1) / 2)
-        left.bar(x, rows["rate"], width, yerr=_yerr(rows), capsize=3, color=palette[arm],
+        left.bar(x, rows["rate"], width, yerr=rate_yerr(rows), capsize=3, color=palette[arm],
                  label=arm)  # fmt: skip
     left.set_xticks(range(len(inits)), inits, fontsize=8)
     left.set(ylabel="per-start local-optimum rate", ylim=(0, 1.03))
@@ -142,7 +138,7 @@ def figure_arms(outcomes: pd.DataFrame, out: Path) -> Figure | None:
     by_sep = rates(unequal, ["arm", "data.separation"])
     for arm, colour in palette.items():
         rows = by_sep[by_sep["arm"] == arm]
-        right.errorbar(rows["data.separation"].astype(float), rows["rate"], yerr=_yerr(rows),
+        right.errorbar(rows["data.separation"].astype(float), rows["rate"], yerr=rate_yerr(rows),
                        marker="o", capsize=3, color=colour, label=arm)  # fmt: skip
     separations = sorted(unequal["data.separation"].astype(float).unique())
     right.set_xticks(separations)
