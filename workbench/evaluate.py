@@ -36,6 +36,7 @@ __all__ = [
     "rate_interval",
     "recovery_errors",
     "restart_table",
+    "restart_verdicts",
     "wilson_interval",
 ]
 
@@ -200,7 +201,7 @@ def mixture_sd(params: MixtureParams) -> np.ndarray:
     return np.where(sd > 0, sd, 1.0)
 
 
-def _restart_verdicts(result: FitResult) -> list[dict[str, Any]]:
+def restart_verdicts(result: FitResult) -> list[dict[str, Any]]:
     """Per restart: polished log-likelihood, gap, parameter distances and kind."""
     reference = result.diagnostics.get("reference_loglik", np.nan)
     known = result.best_known.params if result.best_known is not None else None
@@ -266,8 +267,11 @@ def interval_coverage(
     return out
 
 
-def evaluate_fit(dataset: Dataset, result: FitResult) -> dict[str, Any]:
-    """Flat metrics of one fit for the results store (numbers and short strings).
+def evaluate_fit(
+    dataset: Dataset, result: FitResult, verdicts: list[dict[str, Any]] | None = None
+) -> dict[str, Any]:
+    """Flat metrics of one fit for the results store (numbers and short strings). ``verdicts``:
+    :func:`restart_verdicts` of ``result`` when the caller has them already.
 
     With restarts (EM): ``gap`` (nats, polished), ``failure_kind`` and ``failed`` (a local
     optimum under FAILURE_RULE, named in ``failure_rule``) of the returned fit, its
@@ -283,7 +287,7 @@ def evaluate_fit(dataset: Dataset, result: FitResult) -> dict[str, Any]:
     if result.params is None:
         return metrics
     if result.restarts is not None:
-        verdicts = _restart_verdicts(result)
+        verdicts = restart_verdicts(result) if verdicts is None else verdicts
         mine = verdicts[result.restarts.best]
         kinds = np.array([v["failure_kind"] for v in verdicts])
         metrics.update({k: mine[k] for k in ("gap", "param_distance", "cluster_change")})
@@ -307,13 +311,17 @@ def evaluate_fit(dataset: Dataset, result: FitResult) -> dict[str, Any]:
     return metrics
 
 
-def restart_table(result: FitResult, n: int | None = None) -> list[dict[str, Any]]:
+def restart_table(
+    result: FitResult, verdicts: list[dict[str, Any]] | None = None
+) -> list[dict[str, Any]]:
     """One row per restart: restart, loglik, status, n_iter, gap, failed (a local optimum), and
     the verdict's inputs and kind (polished_loglik, polished_status, polished_iter,
-    param_distance, cluster_change, failure_kind). ``n`` is accepted for compatibility."""
+    param_distance, cluster_change, failure_kind). ``verdicts``: :func:`restart_verdicts` of
+    ``result`` when the caller has them already."""
     if result.restarts is None:
         return []
     restarts = result.restarts
+    verdicts = restart_verdicts(result) if verdicts is None else verdicts
     return [
         {
             "restart": r,
@@ -322,7 +330,7 @@ def restart_table(result: FitResult, n: int | None = None) -> list[dict[str, Any
             "n_iter": int(restarts.n_iter[r]),
             **verdict,
         }
-        for r, verdict in enumerate(_restart_verdicts(result))
+        for r, verdict in enumerate(verdicts)
     ]
 
 

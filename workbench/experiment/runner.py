@@ -261,7 +261,7 @@ def run_cell(task: CellTask) -> CellOutcome:
         # Imports (a fresh worker's first cell) are not the cell's time.
         from workbench import fitters
         from workbench.data import registry  # noqa: F401
-        from workbench.evaluate import evaluate_fit, restart_table
+        from workbench.evaluate import evaluate_fit, restart_table, restart_verdicts
 
         importlib.import_module(task.factory.partition(":")[0])
         fitters.FITTERS[task.method] = task.factory
@@ -289,9 +289,10 @@ def run_cell(task: CellTask) -> CellOutcome:
             seq = np.random.SeedSequence(task.fit_entropy, spawn_key=(FIT_STREAM,))
             result = fitter.fit(dataset, np.random.default_rng(seq))
             t_eval = time.perf_counter()
-            metrics = evaluate_fit(dataset, result)
+            verdicts = restart_verdicts(result) if result.restarts is not None else None
+            metrics = evaluate_fit(dataset, result, verdicts)  # verdicts judged once per cell
             out.restarts = [
-                {k: plain(v) for k, v in row.items()} for row in restart_table(result, dataset.n)
+                {k: plain(v) for k, v in row.items()} for row in restart_table(result, verdicts)
             ]
             out.eval_time = time.perf_counter() - t_eval
             out.posterior = (
