@@ -28,6 +28,7 @@ import numpy as np
 from numba import njit
 
 from workbench.em.fast import DIAG, FULL, TIED, e_pass, kernel, s_pass
+from workbench.em.fit import EMPTY_COUNT  # the generic loop's empty-component count
 
 MAX_ITER, CONVERGED, DEGENERATE = 0, 1, 2  # status codes
 STOP, SCATTER, FINISH = 0, 1, 2  # what an iteration needs after its E-step
@@ -46,7 +47,6 @@ FUSED_SETTINGS = frozenset(
 # iteration cost more than they save, above all on a loaded machine.
 MIN_PASS_WORK = 5_000_000
 MAX_RESTARTS_PER_THREAD = 4
-EMPTY_COUNT = float(np.finfo(np.float64).tiny)  # as fit.EMPTY_COUNT
 # Rows of the ``limits`` array (3, d): collapse thresholds, variance floors, zeros.
 COLLAPSE, FLOOR, ZERO = 0, 1, 2
 
