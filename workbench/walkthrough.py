@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
 from workbench.data import generate  # noqa: E402
-from workbench.em.fit import EMSettings, EMState, converged, init_state, step  # noqa: E402
+from workbench.em.fit import EMSettings, EMState, converged, em_map, init_state  # noqa: E402
 from workbench.em.init import random_params  # noqa: E402
 from workbench.params import MixtureParams  # noqa: E402
 
@@ -56,19 +56,20 @@ class Run:
 
 
 def run_em(X: np.ndarray, start: MixtureParams, tol: float = 1e-8, max_iter: int = 2000) -> Run:
-    """Iterate the pure EM step from ``start`` until the log-likelihood changes by less than
-    ``tol`` nats per point (the EM loop's own rule, :func:`workbench.em.fit.converged`); keep
-    every iterate."""
+    """Run the workbench's EM loop one iteration at a time from ``start`` (so that every iterate
+    can be drawn) until the log-likelihood changes by less than ``tol`` nats per point (the
+    loop's own rule, :func:`workbench.em.fit.converged`); keep every iterate."""
     settings = EMSettings(tol=tol, max_iter=max_iter)
-    variance = X.var(axis=0)
     cov = start.full_covariances()
-    state = init_state(start.weights[None], start.means[None], cov[None], settings, variance)
+    state = init_state(start.weights[None], start.means[None], cov[None], settings, X.var(axis=0))
     states, logliks = [], []
     for _ in range(max_iter + 1):
-        new, info = step(X, state, settings, variance)
+        new, objective, degenerate = em_map(X, state, settings)
         states.append(_params(state))
-        logliks.append(float(info.loglik[0]))
+        logliks.append(float(objective[0]))
         if len(logliks) > 1 and converged(logliks[-1] - logliks[-2], X.shape[0], tol):
+            break
+        if degenerate[0]:
             break
         state = new
     return Run(X, states, logliks)

@@ -1,4 +1,5 @@
-"""Hand-written EM for Gaussian mixtures: pure steps (steps.py), the loop (fit.py),
+"""Hand-written EM: the one loop (loop.py), the model seam (model.py), the Gaussian mixture
+(gaussian_model.py with its covariance strategies, covariance/), the records over them (fit.py),
 initialisation strategies (init.py) and the fitter (fitter.py)."""
 
 from workbench.em.fitter import EMFitter

@@ -1,34 +1,61 @@
-"""The EM loop: an ``init`` and a ``step`` on small immutable records, stopping rules, statuses.
+"""EM for Gaussian mixtures on batches of restarts: the records users and the fitter see, over
+the one loop (:mod:`workbench.em.loop`) and the Gaussian model (:mod:`workbench.em.gaussian_model`).
 
-All R restarts of one data set run together as batched arrays; a restart that stops (converged,
-max_iter or degenerate) is frozen while the others go on. Memory is bounded by running the
-restarts in blocks.
+Shapes: X (n, d); weights (R, K); means (R, K, d); covariances and precision factors in the
+covariance strategy's shapes with a leading R (:mod:`workbench.em.covariance`).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
-from workbench.em import steps
-from workbench.em.steps import Prior
-from workbench.gaussian import precision_cholesky
+from workbench.em import loop
+from workbench.em.covariance import DEFAULT, strategy, variance_scale
+from workbench.em.gaussian_model import (
+    EMPTY_COUNT,
+    GaussianConfig,
+    chunking,
+    finisher,
+    gaussian_model,
+)
+from workbench.em.gaussian_model import KINDS as LOOP_KINDS
 
-STATUSES = ("converged", "max_iter", "degenerate")
+__all__ = ["EMPTY_COUNT", "LOOP_KINDS", "variance_scale"]
+
+STATUSES = loop.STATUS_NAMES
 # Degenerate kinds. Stops: "nan" (a non-finite log-likelihood), "weight" (an expected count fell
 # below min_count, free weights only), "covariance" (a variance fell below collapse_tol times the
 # data's). Verdicts on the final state of a run that converged or reached max_iter: "floor" (a
 # covariance held at the variance floor) and "spurious" (a component with fewer expected points
 # than its covariance needs, :func:`min_support`).
-DEGENERATE_KINDS = ("nan", "weight", "covariance", "floor", "spurious")
-# Expected counts below this (the smallest normal float: the responsibilities underflowed) leave
-# a component's mean and covariance at their previous values (fixed weights only; see step).
-EMPTY_COUNT = float(np.finfo(float).tiny)
-# Largest block of work per restart batch, in array elements of the (R, K, n, d) temporaries.
-BLOCK_ELEMENTS = 2**25
+DEGENERATE_KINDS = ("nan", *LOOP_KINDS, "floor", "spurious")
+FLOOR_RTOL = 1e-9  # a covariance within this of its floor is held at it
+
+
+class Prior(NamedTuple):
+    """Conjugate normal-inverse-Wishart prior of Fraley & Raftery (2007) for MAP-EM.
+
+    mean_{k} | S_k ~ N(mean, S_k / shrinkage); S_k ~ inverse-Wishart(dof, scale).
+    mean: (d,). scale: (d, d) for full/tied, (d,) for diag, () for spherical.
+    """
+
+    shrinkage: float
+    mean: np.ndarray
+    dof: float
+    scale: np.ndarray
+
+
+def default_prior(X: np.ndarray, n_components: int, covariance_type: str) -> Prior:
+    """mclust's ``priorControl()`` defaults: shrinkage 0.01, mean = data mean, dof = d + 2,
+    scale = var(data) / K^(2/d) in the covariance type's shape (the matrix, its diagonal, or its
+    mean diagonal)."""
+    d = X.shape[1]
+    cov = np.atleast_2d(np.cov(X, rowvar=False)) / n_components ** (2.0 / d)
+    scale = strategy(covariance_type).from_full(cov[None], np.ones(1))[0]
+    return Prior(0.01, X.mean(axis=0), d + 2.0, np.asarray(scale))
 
 
 class EMSettings(NamedTuple):
@@ -39,17 +66,16 @@ class EMSettings(NamedTuple):
     MAP-EM): the mean log-likelihood per point changed by less than tol nats. Changes of L do
     not depend on the data's units (L itself shifts by n log|A| under x -> A x).
     reg_covar: the variance floor relative to the data's scale: no variance of a feature below
-    reg_covar times that feature's variance in the data
-    (:func:`workbench.em.steps.variance_floor`, :func:`~workbench.em.steps.apply_variance_floor`).
+    reg_covar times that feature's variance in the data (:func:`variance_floor`).
     min_count: with free weights, a component whose expected count n_k falls below this has
     collapsed in weight (with fixed weights its weight cannot collapse and EM goes on).
     collapse_tol: a variance below collapse_tol times the data variance (same dimension) is a
     collapsed covariance. decrease_tol: a decrease of L beyond decrease_tol * |L| is reported
     (EM never decreases L; smaller changes are round-off). symmetric_means: K = 2 with
-    mu_2 = -mu_1.
+    mu_2 = -mu_1. squarem: accelerate with SQUAREM (:mod:`workbench.em.loop`).
     """
 
-    covariance_type: str = "full"
+    covariance_type: str = DEFAULT
     tol: float = 1e-8
     max_iter: int = 1000
     reg_covar: float = 1e-6
@@ -61,41 +87,17 @@ class EMSettings(NamedTuple):
     collapse_tol: float = 1e-10
     decrease_tol: float = 1e-9
     symmetric_means: bool = False
+    squarem: bool = False
 
 
 class EMState(NamedTuple):
     """Batched mixture parameters: weights (R, K), means (R, K, d), covariances (R, ...) and the
-    precision Cholesky factors (R, ...)."""
+    precision factors (R, ...), upper triangular with S^-1 = U U^T (scikit-learn's)."""
 
     weights: np.ndarray
     means: np.ndarray
     covariances: np.ndarray
     prec_chol: np.ndarray
-
-
-class EMInfo(NamedTuple):
-    """What one step learned about the state it was given, and about the state it produced."""
-
-    loglik: np.ndarray  # (R,) log-likelihood of the input state
-    objective: np.ndarray  # (R,) loglik + log prior (= loglik without a prior)
-    weight_collapsed: np.ndarray  # (R, K) bool, for the produced state
-    covariance_collapsed: np.ndarray  # (R, K) bool, for the produced state
-    nk: np.ndarray  # (R, K) expected counts sum_i r_ik under the input state
-
-
-class Engine(NamedTuple):
-    """The two data passes of an iteration; numpy reference or a fused kernel.
-
-    run_block, when given, runs a whole block of restarts (same contract as ``_run_block``) and
-    returns None for settings it does not support, which then use the generic loop.
-    """
-
-    e_step: Callable[..., steps.EStats]
-    centred_scatter: Callable[..., np.ndarray]
-    run_block: Callable[..., EMRun | None] | None = None
-
-
-NUMPY_ENGINE = Engine(steps.e_step, steps.centred_scatter)
 
 
 class EMRun(NamedTuple):
@@ -104,11 +106,11 @@ class EMRun(NamedTuple):
     state: EMState
     loglik: np.ndarray  # (R,)
     objective: np.ndarray  # (R,)
-    n_iter: np.ndarray  # (R,) number of M-steps applied
+    n_iter: np.ndarray  # (R,) number of M-steps applied (SQUAREM: EM-map evaluations)
     status: np.ndarray  # (R,) str
-    degenerate_component: np.ndarray  # (R,) int, -1 when none (all K for tied: K)
+    degenerate_component: np.ndarray  # (R,) int, -1 when none
     degenerate_kind: np.ndarray  # (R,) str: one of DEGENERATE_KINDS, or ""
-    traces: list[np.ndarray]  # R arrays of objective per evaluated state, (n_iter + 1,)
+    traces: list[np.ndarray]  # R arrays of objective per evaluated state (per SQUAREM cycle)
     n_decreases: np.ndarray  # (R,) decreases of L beyond round-off
     max_decrease: np.ndarray  # (R,) largest decrease of L (0 when monotone)
     wall_time: float  # seconds, all restarts
@@ -116,115 +118,18 @@ class EMRun(NamedTuple):
 
 
 # ---------------------------------------------------------------------------------------------
-def safe_precision_cholesky(covariances, covariance_type, data_variance, collapse_tol):
-    """Precision Cholesky factors, and which components have collapsed (R, K) bool.
-
-    Collapsed components (non-finite, not positive definite, or a conditional variance below
-    collapse_tol * data variance, :func:`workbench.em.steps.variance_scale`) get an identity
-    factor so the arrays stay finite.
-    """
-    covariances = np.array(covariances, dtype=float)
-    data_variance = steps.variance_scale(data_variance)
-    tied = covariance_type == "tied"
-    if covariance_type in ("full", "tied"):
-        mats = covariances[:, None] if tied else covariances  # (R, K', d, d)
-        bad = ~np.all(np.isfinite(mats), axis=(-1, -2))
-        mats[bad] = np.eye(mats.shape[-1])
-        try:
-            chol = np.linalg.cholesky(mats)
-        except np.linalg.LinAlgError:
-            chol = np.full_like(mats, np.nan)
-            for idx in np.ndindex(mats.shape[:2]):
-                try:
-                    chol[idx] = np.linalg.cholesky(mats[idx])
-                except np.linalg.LinAlgError:
-                    bad[idx] = True
-        cond_var = np.diagonal(chol, axis1=-2, axis2=-1) ** 2
-        with np.errstate(invalid="ignore"):
-            bad |= ~np.all(cond_var >= collapse_tol * data_variance, axis=-1)
-        mats[bad] = np.eye(mats.shape[-1])
-        prec = precision_cholesky(mats, "full")
-        return (prec[:, 0] if tied else prec), bad
-    scale = data_variance if covariance_type == "diag" else data_variance.mean()
-    with np.errstate(invalid="ignore"):
-        ok = np.isfinite(covariances) & (covariances >= collapse_tol * scale)
-    bad = ~ok if covariance_type == "spherical" else ~np.all(ok, axis=-1)
-    covariances[~ok] = 1.0
-    return precision_cholesky(covariances, covariance_type), bad
-
-
-def init_state(weights, means, covariances, settings: EMSettings, data_variance) -> EMState:
-    """Batched starting state, with the fixed parameters imposed. Shapes with leading R."""
-    weights, means, covariances = _impose_fixed(weights, means, covariances, settings)
-    prec_chol, _ = safe_precision_cholesky(
-        covariances, settings.covariance_type, data_variance, settings.collapse_tol
-    )
-    return EMState(weights, means, covariances, prec_chol)
-
-
-def _impose_fixed(weights, means, covariances, settings: EMSettings):
-    def fixed(value, current):
-        if value is None:
-            return np.asarray(current, dtype=float)
-        return np.broadcast_to(np.asarray(value, dtype=float), current.shape).copy()
-
-    return (
-        fixed(settings.fixed_weights, weights),
-        fixed(settings.fixed_means, means),
-        fixed(settings.fixed_covariances, covariances),
-    )
-
-
-def step(X, state: EMState, settings: EMSettings, data_variance, engine=NUMPY_ENGINE):
-    """One EM iteration: E-step at ``state``, then M-step. Returns (new_state, EMInfo).
-
-    With fixed weights a component cannot collapse in weight: its M-step stays the exact one
-    (mean sum_i r_ik x_i / n_k, however small n_k), and only where n_k underflows
-    (< EMPTY_COUNT, the responsibilities are zero; without a prior) are its mean and covariance
-    kept: the M-step objective does not depend on them there, so EM stays monotone."""
-    cov_type = settings.covariance_type
-    with np.errstate(divide="ignore"):
-        log_weights = np.log(state.weights)
-    stats = engine.e_step(X, log_weights, state.means, state.prec_chol, cov_type)
-    objective = stats.loglik
-    if settings.prior is not None:
-        objective = objective + steps.log_prior_density(
-            state.means, state.covariances, state.prec_chol, cov_type, settings.prior
-        )
-    if settings.fixed_weights is None:
-        weight_collapsed = ~(stats.nk >= settings.min_count)
-        weights = steps.estimate_weights(stats.nk)
-    else:
-        weight_collapsed = np.zeros(stats.nk.shape, dtype=bool)
-        weights = state.weights
-    empty = weight_collapsed  # the M-step is undefined there (0/0) without a prior
-    if settings.prior is None:
-        empty = empty | ~(stats.nk >= EMPTY_COUNT)
-    means = steps.estimate_means(stats.nk, stats.sum_x, settings.prior)
-    if settings.symmetric_means:
-        means = steps.estimate_symmetric_means(stats.nk, stats.sum_x, state.prec_chol, cov_type)
-    if settings.fixed_means is not None:
-        means = state.means
-    means = np.where(empty[..., None], state.means, means)
-    if settings.fixed_covariances is not None:
-        new = EMState(weights, means, state.covariances, state.prec_chol)
-        cov_collapsed = np.zeros_like(weight_collapsed)
-    else:
-        scatter = engine.centred_scatter(X, stats.resp, means, cov_type)
-        covariances = steps.raw_covariances(scatter, stats.nk, means, cov_type, settings.prior)
-        if cov_type != "tied":
-            keep = empty.reshape(empty.shape + (1,) * (covariances.ndim - empty.ndim))
-            covariances = np.where(keep, state.covariances, covariances)
-        floor = steps.variance_floor(settings.reg_covar, data_variance, cov_type)
-        covariances = steps.apply_variance_floor(covariances, cov_type, floor)
-        prec_chol, cov_collapsed = safe_precision_cholesky(
-            covariances, cov_type, data_variance, settings.collapse_tol
-        )
-        if cov_type == "tied":  # one shared matrix: every component collapses with it
-            cov_collapsed = np.broadcast_to(cov_collapsed, weight_collapsed.shape)
-        new = EMState(weights, means, covariances, prec_chol)
-    collapsed = cov_collapsed & ~weight_collapsed
-    return new, EMInfo(stats.loglik, objective, weight_collapsed, collapsed, stats.nk)
+# Scales of the data
+# ---------------------------------------------------------------------------------------------
+def variance_floor(reg_covar: float, data_variance: np.ndarray, covariance_type: str):
+    """The variance floor per feature, (d,): ``reg_covar`` times the feature's unit of variance
+    (:func:`variance_scale`; one variance per component, spherical, the mean unit). Relative
+    floors make EM equivariant under any rescaling of each feature: the same data in other
+    units give the same iterations, statuses and verdicts. The floor is applied as the exact
+    maximiser of the M-step objective over {S : S - F positive semi-definite} (Ingrassia
+    2004), so EM stays monotone, and it changes nothing while it is inactive; scikit-learn's
+    ``reg_covar`` instead adds the floor to every diagonal."""
+    unit = strategy(covariance_type).variance_unit(variance_scale(data_variance))
+    return reg_covar * unit
 
 
 def converged(change: np.ndarray, n: int, tol: float) -> np.ndarray:
@@ -235,30 +140,202 @@ def converged(change: np.ndarray, n: int, tol: float) -> np.ndarray:
 
 def min_support(settings: EMSettings, d: int) -> float:
     """The fewest expected points a component needs for its covariance to be estimated from
-    its own points: full d + 1 (a scatter of m points about their mean has rank at most
-    m - 1), diag and spherical 2 (one variance per feature, or one shared, is zero from a single
-    point), tied 1 (the covariance is pooled over all points; only the mean is the component's,
-    and one point fixes it). With fixed means the points need not also fix the mean: one fewer.
-    0 (no check) when the covariances are fixed."""
+    its own points (the strategy's ``min_support``); one fewer with fixed means (the points need
+    not also fix the mean); 0 (no check) with fixed covariances."""
     if settings.fixed_covariances is not None:
         return 0.0
-    need = {"full": d + 1.0, "diag": 2.0, "spherical": 2.0, "tied": 1.0}[settings.covariance_type]
+    need = strategy(settings.covariance_type).min_support(d)
     return need - (settings.fixed_means is not None)
+
+
+# ---------------------------------------------------------------------------------------------
+# Between EMState and the model's parameter records
+# ---------------------------------------------------------------------------------------------
+def _shift(X: np.ndarray, settings: EMSettings) -> np.ndarray:
+    """The translation applied before EM: the data mean (none for symmetric means, whose
+    constraint is about the origin)."""
+    if settings.symmetric_means:
+        return np.zeros(X.shape[1])
+    return X.mean(axis=0)
+
+
+def _scale_matrix(scale, d: int) -> np.ndarray:
+    scale = np.asarray(scale, dtype=float)
+    if scale.ndim == 2:
+        return scale
+    if scale.ndim == 1:
+        return np.diag(scale)
+    return np.eye(d) * float(scale)
+
+
+def model_config(
+    settings: EMSettings, n: int, K: int, data_variance, shift, second_total=None
+) -> GaussianConfig:
+    """The compiled model's settings for data of n points (centred by ``shift``)."""
+    var = variance_scale(data_variance)
+    d = var.size
+    unit = strategy(settings.covariance_type).variance_unit(var)
+    prior = settings.prior
+    m = strategy(settings.covariance_type).n_second(d) + d + 1
+    chunk, groups = chunking(n, m, K)
+    return GaussianConfig(
+        fix_weights=settings.fixed_weights is not None,
+        fix_means=settings.fixed_means is not None,
+        fix_covariances=settings.fixed_covariances is not None,
+        symmetric=bool(settings.symmetric_means),
+        min_count=float(settings.min_count),
+        floor=np.ascontiguousarray(settings.reg_covar * unit, dtype=float),
+        collapse=np.ascontiguousarray(settings.collapse_tol * unit, dtype=float),
+        has_prior=prior is not None,
+        shrinkage=float(prior.shrinkage) if prior else 0.0,
+        prior_mean=(np.asarray(prior.mean, float) - shift) if prior else np.zeros(d),
+        dof=float(prior.dof) if prior else 0.0,
+        prior_scale=_scale_matrix(prior.scale, d) if prior else np.zeros((d, d)),
+        second_total=np.zeros((d, d)) if second_total is None else second_total,
+        chunk=chunk,
+        groups=groups,
+    )
+
+
+def _impose_fixed(weights, means, covariances, settings: EMSettings):
+    def fixed(value, current):
+        if value is None:
+            return np.array(current, dtype=float)
+        return np.broadcast_to(np.asarray(value, dtype=float), np.shape(current)).copy()
+
+    return (
+        fixed(settings.fixed_weights, weights),
+        fixed(settings.fixed_means, means),
+        fixed(settings.fixed_covariances, covariances),
+    )
+
+
+def to_params(state: EMState | tuple, settings: EMSettings, cfg: GaussianConfig, shift):
+    """The model's batched parameter record of (weights, means, covariances) (R-batched), the
+    means moved by -shift, precision factors and natural coefficients computed (a collapsed
+    covariance gets an identity factor)."""
+    weights, means, covariances = (np.array(a, dtype=float) for a in tuple(state)[:3])
+    R, K, d = means.shape
+    s = strategy(settings.covariance_type)
+    m = s.n_second(d) + d + 1
+    means = np.ascontiguousarray(means - shift)
+    prec = np.zeros((R, *s.cov_shape(K, d)))
+    natural = np.zeros((R, m, K))
+    finish = finisher(settings.covariance_type)
+    bad = np.zeros(K, dtype=bool)
+    with np.errstate(divide="ignore"):
+        for r in range(R):
+            finish(weights[r], means[r], covariances[r], cfg, prec[r], natural[r], bad)
+    return (weights, means, np.ascontiguousarray(covariances), prec, natural)
+
+
+def init_state(weights, means, covariances, settings: EMSettings, data_variance) -> EMState:
+    """Batched starting state, with the fixed parameters imposed. Shapes with leading R."""
+    weights, means, covariances = _impose_fixed(weights, means, covariances, settings)
+    K = means.shape[1]
+    cfg = model_config(settings, 1, K, data_variance, np.zeros(means.shape[-1]))
+    params = to_params((weights, means, covariances), settings, cfg, 0.0)
+    return EMState(weights, means, covariances, params[3])
+
+
+# ---------------------------------------------------------------------------------------------
+# Running EM
+# ---------------------------------------------------------------------------------------------
+def prepare(X: np.ndarray, start: EMState, settings: EMSettings):
+    """(centred data, model config, parameter record, shift) for a run from ``start``."""
+    X = np.ascontiguousarray(X, dtype=float)
+    shift = _shift(X, settings)
+    Xc = np.ascontiguousarray(X - shift)
+    second = Xc.T @ Xc if strategy(settings.covariance_type).POOLED_SECOND_MOMENT else None
+    cfg = model_config(settings, X.shape[0], start.means.shape[1], X.var(axis=0), shift, second)
+    start = EMState(*_impose_fixed(*tuple(start)[:3], settings), start.prec_chol)
+    return Xc, cfg, to_params(start, settings, cfg, shift), shift
+
+
+_WARMED: set[str] = set()
+
+
+def warm(covariance_type: str) -> float:
+    """Load the compiled loop of a covariance type once per process (from numba's disk cache,
+    or compile it the first time ever) with a tiny fit on each threading path, so that no fit's
+    wall time includes it. Returns the seconds spent (0 when warm)."""
+    if covariance_type in _WARMED:
+        return 0.0
+    t0 = time.perf_counter()
+    s = strategy(covariance_type)
+    X = np.linspace(-1.0, 1.0, 16)[:, None]
+    full = np.ones((1, 2, 1, 1))
+    start = init_state(
+        np.full((1, 2), 0.5), np.array([[[-0.5], [0.5]]]), s.from_full(full, np.ones((1, 2))),
+        EMSettings(covariance_type), X.var(axis=0),
+    )  # fmt: skip
+    model = gaussian_model(covariance_type)
+    for squarem in (False, True):
+        for split in (False, True):  # restarts in threads; passes split over threads
+            Xc, cfg, params, _ = prepare(X, start, EMSettings(covariance_type))
+            settings = loop.LoopSettings(max_iter=2, squarem=squarem)
+            loop.run(model, Xc, params, cfg, settings, split_passes=split)
+    _WARMED.add(covariance_type)
+    return time.perf_counter() - t0
+
+
+def run_em(X, start: EMState, settings: EMSettings) -> EMRun:
+    """Run EM (SQUAREM when ``settings.squarem``) from every restart in ``start`` until each
+    stops."""
+    t0 = time.perf_counter()
+    Xc, cfg, params, shift = prepare(X, start, settings)
+    loop_settings = loop.LoopSettings(
+        settings.max_iter, settings.tol, settings.decrease_tol, settings.squarem
+    )
+    out = loop.run(gaussian_model(settings.covariance_type), Xc, params, cfg, loop_settings)
+    weights, means, covariances, prec = out.params[:4]
+    run = EMRun(
+        state=EMState(weights, means + shift, covariances, prec),
+        loglik=out.loglik,
+        objective=out.objective,
+        n_iter=out.n_iter,
+        status=out.status,
+        degenerate_component=out.degenerate_component,
+        degenerate_kind=out.degenerate_kind,
+        traces=out.traces,
+        n_decreases=out.n_decreases,
+        max_decrease=out.max_decrease,
+        wall_time=0.0,
+        nk=out.stats[0][:, :, -1].copy(),
+    )
+    run = label_solutions(run, settings, X.var(axis=0))
+    return run._replace(wall_time=time.perf_counter() - t0)
+
+
+def em_map(X, state: EMState, settings: EMSettings):
+    """One EM iteration from each restart of ``state``, through the loop: (F(state), objective
+    at ``state`` (R,), degenerate (R,) bool: the next state collapsed or the objective is not
+    finite, and F(state) holds the input state there)."""
+    run = run_em(X, state, settings._replace(max_iter=1, tol=0.0, squarem=False))
+    first = np.array([trace[0] for trace in run.traces])
+    degenerate = np.isin(run.degenerate_kind, ("nan", *LOOP_KINDS))
+    return run.state, first, degenerate
+
+
+def objective_at(X, state: EMState, settings: EMSettings) -> tuple[np.ndarray, np.ndarray]:
+    """(log-likelihood, objective) at each restart of ``state``: the loop's first E-step."""
+    run = run_em(X, state, settings._replace(max_iter=0, tol=0.0, squarem=False))
+    return run.loglik, run.objective
 
 
 def label_solutions(run: EMRun, settings: EMSettings, data_variance) -> EMRun:
     """The verdict on each final state that converged or reached max_iter: ``degenerate`` of
-    kind ``floor`` when a covariance is held at the variance floor
-    (:func:`workbench.em.steps.at_floor`: an eigenvalue of F^-1/2 S F^-1/2 within 1e-9 of 1;
-    for tied, every component), else of kind ``spurious`` when a component's expected count
-    sum_i r_ik under the final state is below :func:`min_support`. The component recorded is
-    the first such one. EM itself ran to its end: the floor keeps it monotone and bounded."""
-    cov_type = settings.covariance_type
+    kind ``floor`` when a covariance is held at the variance floor (the strategy's
+    ``held_at_floor``: a variance, or an eigenvalue of F^-1/2 S F^-1/2, within FLOOR_RTOL of
+    the floor; tied: every component), else of kind ``spurious`` when a component's expected
+    count under the final state is below :func:`min_support`. The component recorded is the
+    first such one. EM itself ran to its end: the floor keeps it monotone and bounded."""
     R, K, d = run.state.means.shape
     held = np.zeros((R, K), dtype=bool)
-    if settings.fixed_covariances is None:
-        floor = steps.variance_floor(settings.reg_covar, data_variance, cov_type)
-        held |= steps.at_floor(run.state.covariances, cov_type, floor).reshape(R, -1)
+    floor = variance_floor(settings.reg_covar, data_variance, settings.covariance_type)
+    if settings.fixed_covariances is None and np.all(floor > 0):
+        s = strategy(settings.covariance_type)
+        held |= np.broadcast_to(s.held_at_floor(run.state.covariances, floor, FLOOR_RTOL), (R, K))
     thin = ~(run.nk >= min_support(settings, d))
     open_ = (run.status == "converged") | (run.status == "max_iter")
     if not np.any(open_[:, None] & (held | thin)):
@@ -271,122 +348,4 @@ def label_solutions(run: EMRun, settings: EMSettings, data_variance) -> EMRun:
         component[hit] = np.argmax(mask[hit], axis=1)
     return run._replace(
         status=status.astype(str), degenerate_kind=kind.astype(str), degenerate_component=component
-    )
-
-
-# ---------------------------------------------------------------------------------------------
-def run_em(X, start: EMState, settings: EMSettings, engine: Engine = NUMPY_ENGINE) -> EMRun:
-    """Run EM from every restart in ``start`` until each stops. Blocks of restarts run in turn."""
-    t0 = time.perf_counter()
-    R = start.means.shape[0]
-    n, d = X.shape
-    K = start.means.shape[1]
-    block = max(1, BLOCK_ELEMENTS // (n * K * d))
-    data_variance = X.var(axis=0)
-    parts = [
-        _run_any_block(X, _take(start, slice(i, i + block)), settings, engine, data_variance)
-        for i in range(0, R, block)
-    ]
-    merged = {name: [getattr(p, name) for p in parts] for name in EMRun._fields}
-    state = EMState(*(np.concatenate([p.state[j] for p in parts]) for j in range(4)))
-    run = EMRun(
-        state=state,
-        loglik=np.concatenate(merged["loglik"]),
-        objective=np.concatenate(merged["objective"]),
-        n_iter=np.concatenate(merged["n_iter"]),
-        status=np.concatenate(merged["status"]),
-        degenerate_component=np.concatenate(merged["degenerate_component"]),
-        degenerate_kind=np.concatenate(merged["degenerate_kind"]),
-        traces=[t for p in parts for t in p.traces],
-        n_decreases=np.concatenate(merged["n_decreases"]),
-        max_decrease=np.concatenate(merged["max_decrease"]),
-        wall_time=0.0,
-        nk=np.concatenate(merged["nk"]),
-    )
-    run = label_solutions(run, settings, data_variance)
-    return run._replace(wall_time=time.perf_counter() - t0)
-
-
-def _run_any_block(X, state: EMState, settings, engine: Engine, data_variance) -> EMRun:
-    if engine.run_block is not None:
-        run = engine.run_block(X, state, settings, data_variance)
-        if run is not None:
-            return run
-    return _run_block(X, state, settings, engine, data_variance)
-
-
-def _take(state: EMState, idx) -> EMState:
-    return EMState(*(a[idx] for a in state))
-
-
-def _run_block(X, state: EMState, settings, engine, data_variance) -> EMRun:
-    R = state.means.shape[0]
-    state = EMState(*(np.array(a, dtype=float) for a in state))
-    loglik = np.full(R, np.nan)
-    objective = np.full(R, np.nan)
-    n_iter = np.zeros(R, dtype=int)
-    status = np.full(R, "max_iter", dtype=object)
-    deg_component = np.full(R, -1)
-    deg_kind = np.full(R, "", dtype=object)
-    trace: list[np.ndarray] = []  # one (R,) row per iteration run: grows, never preallocated
-    n_decreases = np.zeros(R, dtype=int)
-    max_decrease = np.zeros(R)
-    final_nk = np.full((R, state.means.shape[1]), np.nan)
-    active = np.ones(R, dtype=bool)
-    n = X.shape[0]
-    for it in range(settings.max_iter + 1):
-        idx = np.flatnonzero(active)
-        if idx.size == 0:
-            break
-        current = state if idx.size == R else _take(state, idx)
-        with np.errstate(all="ignore"):
-            new, info = step(X, current, settings, data_variance, engine)
-        obj = info.objective
-        trace.append(np.full(R, np.nan))
-        trace[-1][idx] = obj
-        previous = objective[idx]
-        decrease = previous - obj
-        dec_flag = np.isfinite(previous) & (decrease > settings.decrease_tol * np.abs(obj))
-        n_decreases[idx] += dec_flag
-        max_decrease[idx] = np.maximum(max_decrease[idx], np.where(dec_flag, decrease, 0.0))
-        loglik[idx], objective[idx] = info.loglik, obj
-        final_nk[idx] = info.nk
-
-        nan = ~np.isfinite(obj)
-        done = ~nan & converged(obj - previous, n, settings.tol)
-        w_bad = info.weight_collapsed.any(axis=1)
-        c_bad = info.covariance_collapsed.any(axis=1)
-        collapsed = ~nan & ~done & (w_bad | c_bad)
-        at_limit = it == settings.max_iter
-        stop = nan | done | collapsed | at_limit
-        status[idx[done]] = "converged"
-        status[idx[nan | collapsed]] = "degenerate"
-        deg_kind[idx[nan]] = "nan"
-        deg_kind[idx[collapsed & w_bad]] = "weight"
-        deg_kind[idx[collapsed & ~w_bad]] = "covariance"
-        which = np.where(w_bad[:, None], info.weight_collapsed, info.covariance_collapsed)
-        deg_component[idx[collapsed]] = np.argmax(which[collapsed], axis=1)
-        active[idx[stop]] = False
-
-        go = ~stop
-        if np.any(go):
-            moving = idx[go]
-            for field, new_values in zip(state, new, strict=True):
-                field[moving] = new_values[go]
-            n_iter[moving] += 1
-    rows = np.array(trace).reshape(len(trace), R)
-    traces = [rows[: n_iter[r] + 1, r].copy() for r in range(R)]
-    return EMRun(
-        state,
-        loglik,
-        objective,
-        n_iter,
-        status.astype(str),
-        deg_component,
-        deg_kind.astype(str),
-        traces,
-        n_decreases,
-        max_decrease,
-        0.0,
-        final_nk,
     )

@@ -9,21 +9,18 @@ from typing import Any
 import numpy as np
 
 from workbench.data.dataset import MAX_ABS_DATA, Dataset
-from workbench.em import engines
 from workbench.em import reference as bank
+from workbench.em.covariance import COVARIANCE_TYPES, DEFAULT, strategy
 from workbench.em.fit import DEGENERATE_KINDS as KINDS
-from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
+from workbench.em.fit import EMRun, EMSettings, EMState, default_prior, init_state, run_em, warm
 from workbench.em.init import INIT_NAMES, INITS, small_em
-from workbench.em.squarem import run_squarem
-from workbench.em.steps import convert_covariances, default_prior
 from workbench.em.theory import dm_rate, trace_rate
 from workbench.em.uncertainty import wald_intervals
 from workbench.fitters import BestKnown, FitResult, PolishedRestarts, RestartSummary
-from workbench.gaussian import COVARIANCE_TYPES
 from workbench.params import MixtureParams, as_data_matrix
 
 PRIOR_KEYS = ("shrinkage", "mean", "dof", "scale")
-ACCELERATIONS = {None: run_em, "squarem": run_squarem}
+ACCELERATIONS = (None, "squarem")
 
 
 @dataclass(frozen=True)
@@ -42,9 +39,8 @@ class EMFitter:
     data set shares it; every restart and the bank's best are then polished (EM to a tight
     tolerance) so that a verdict judges fixed points. The truth start needs a truth with the
     fitted K and d; without a reference no verdict is given (``failure_kind`` unjudged).
-    engine: ``numpy`` (the reference step functions), ``numba`` (fused kernels) or ``auto``.
-    acceleration: None (plain EM) or ``"squarem"`` (Varadhan & Roland 2008; restarts then run
-    one after another, and ``n_iter`` counts EM-map evaluations).
+    acceleration: None (plain EM) or ``"squarem"`` (Varadhan & Roland 2008; ``n_iter`` then
+    counts EM-map evaluations).
     interval_level: when given (e.g. 0.9), Wald intervals from the observed information for the
     free weights, means and scales (:mod:`workbench.em.uncertainty`).
     rate_diagnostics: add ``rate_measured`` (from the trace) and ``rate_theory`` (spectral radius
@@ -60,7 +56,7 @@ class EMFitter:
 
     method: str = field(default="em", init=False)
     n_components: int | None = None
-    covariance_type: str = "full"
+    covariance_type: str = DEFAULT
     init: str | dict = "kmeans++"
     n_restarts: int = 1
     tol: float = 1e-8
@@ -72,7 +68,6 @@ class EMFitter:
     fixed_covariances: Any = None
     reference: bool = True
     reference_starts: dict[str, int] | None = None
-    engine: str = "auto"
     acceleration: str | None = None
     interval_level: float | None = None
     rate_diagnostics: bool = False
@@ -117,12 +112,6 @@ class EMFitter:
             f"expected none, 'default' or a dict with keys among {', '.join(PRIOR_KEYS)}",
         )
         _check(
-            self.engine in engines.ENGINE_NAMES,
-            "engine",
-            self.engine,
-            f"expected one of {', '.join(engines.ENGINE_NAMES)}",
-        )
-        _check(
             self.acceleration in ACCELERATIONS,
             "acceleration",
             self.acceleration,
@@ -143,11 +132,11 @@ class EMFitter:
             _check(allowed, name, value, "expected a list of values or 'truth'")
 
     def prepare(self) -> float:
-        """Load the engine's compiled kernels (once per process), so that a runner can do it
+        """Load the compiled EM loop (once per process), so that a runner can do it
         before a cell's clock starts (issue 11: start-up is not the first cell's time).
         Returns the seconds spent (0 when already loaded): the runner records them as the
         cell's ``compile_time``."""
-        return engines.load(self.engine)[1]
+        return warm(self.covariance_type)
 
     # ------------------------------------------------------------------------------------------
     def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
@@ -195,16 +184,16 @@ class EMFitter:
         K = int(n_components)
         check_data(X, K)
         settings = self.settings(X, K, truth)
-        engine, compile_time = engines.load(self.engine)  # kernel warm-up, outside wall_time
+        compile_time = warm(self.covariance_type)  # loading compiled code, outside wall_time
         if self.symmetric_means and K != 2:
             raise ValueError(f"symmetric_means=True: needs n_components=2, not {K}")
-        weights, means, covs = self._starts(X, K, truth, settings, engine, rng)
+        weights, means, covs = self._starts(X, K, truth, settings, rng)
         if self.symmetric_means:
             half = (means[:, 0] - means[:, 1]) / 2
             means = np.stack([half, -half], axis=1)
         start = init_state(weights, means, covs, settings, X.var(axis=0))
-        run = ACCELERATIONS[self.acceleration](X, start, settings, engine)
-        reference = self._reference(X, K, truth, settings, engine, run)
+        run = run_em(X, start, settings)
+        reference = self._reference(X, K, truth, settings, run)
         result = _fit_result(run, settings, X, *reference)
         result.diagnostics["compile_time"] = compile_time
         best = result.restarts.best
@@ -243,9 +232,10 @@ class EMFitter:
             fixed_means=fixed["means"],
             fixed_covariances=fixed["covariances"],
             symmetric_means=self.symmetric_means,
+            squarem=self.acceleration == "squarem",
         )
 
-    def _starts(self, X, K, truth, settings: EMSettings, engine, rng):
+    def _starts(self, X, K, truth, settings: EMSettings, rng):
         cov_type, R = self.covariance_type, self.n_restarts
         if isinstance(self.init, dict):
             given = _given_params(self.init, K, X.shape[1], cov_type)
@@ -257,12 +247,12 @@ class EMFitter:
                 for k in ("weights", "means", "covariances")
             )
         if self.init == "small_em":
-            weights, means, full = small_em(X, K, R, rng, settings, engine)
+            weights, means, full = small_em(X, K, R, rng, settings)
         else:
             weights, means, full = INITS[self.init](X, K, R, rng)
-        return weights, means, convert_covariances(full, weights, cov_type)
+        return weights, means, strategy(cov_type).from_full(full, weights)
 
-    def _reference(self, X, K, truth, settings, engine, run: EMRun):
+    def _reference(self, X, K, truth, settings, run: EMRun):
         """(truth-start log-likelihood, best known optimum, polished restarts); NaN / None
         without a reference (``reference = false``). The truth start joins the bank when the
         data set has a truth with this K and d."""
@@ -272,16 +262,13 @@ class EMFitter:
         if truth is not None and truth.n_components == K and truth.n_features == X.shape[1]:
             given = _truth_in_type(truth, K, self.covariance_type, "init")
             truth_start = tuple(given[k][None] for k in ("weights", "means", "covariances"))
-        runner = lambda X, start: ACCELERATIONS[self.acceleration](X, start, settings, engine)  # noqa: E731
         starts = bank.DEFAULT_STARTS if self.reference_starts is None else self.reference_starts
-        optimum, truth_loglik = bank.bank_optimum(
-            X, K, settings, starts, engine, runner, truth_start
-        )
-        polished = bank.polish_restarts(X, run, settings, engine)
+        optimum, truth_loglik = bank.bank_optimum(X, K, settings, starts, truth_start)
+        polished = bank.polish_restarts(X, run, settings)
         n_starts = (truth_start is not None) + sum(starts.values())
         known = bank.best_known(optimum, polished, n_starts)
         if known is not None:
-            polished = bank.with_stability(X, polished, known.loglik, settings, engine)
+            polished = bank.with_stability(X, polished, known.loglik, settings)
         return truth_loglik, known, polished
 
 
@@ -424,18 +411,14 @@ def _truth_in_type(truth: MixtureParams | None, K: int, cov_type: str, key: str)
     return {
         "weights": truth.weights.copy(),
         "means": truth.means.copy(),
-        "covariances": convert_covariances(full, truth.weights, cov_type),
+        "covariances": strategy(cov_type).from_full(full, truth.weights),
     }
-
-
-def _covariance_shape(cov_type: str, K: int, d: int) -> tuple[int, ...]:
-    return {"full": (K, d, d), "diag": (K, d), "spherical": (K,), "tied": (d, d)}[cov_type]
 
 
 def _fixed_array(value, name: str, K: int, d: int, cov_type: str):
     if value is None:
         return None
-    shape = {"weights": (K,), "means": (K, d), "covariances": _covariance_shape(cov_type, K, d)}
+    shape = {"weights": (K,), "means": (K, d), "covariances": strategy(cov_type).cov_shape(K, d)}
     array = np.asarray(value, dtype=float)
     if array.size != int(np.prod(shape[name])):
         raise ValueError(f"fixed_{name}={value!r}: expected shape {shape[name]}")

@@ -31,8 +31,8 @@ from collections.abc import Callable
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
+from workbench.em.covariance import strategy, variance_scale
 from workbench.em.fit import EMSettings, init_state, run_em
-from workbench.em.steps import convert_covariances, variance_scale
 from workbench.gaussian import full_covariances
 
 Start = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -120,15 +120,14 @@ def kmeans(X, K, R, rng) -> Start:
     return _kmeans_start(X, K, R, rng, iterations=KMEANS_ITERATIONS)
 
 
-def small_em(X, K, R, rng, settings: EMSettings | None = None, engine=None) -> Start:
+def small_em(X, K, R, rng, settings: EMSettings | None = None) -> Start:
     """Best of SMALL_EM_TRIES short EM runs per restart (R * 50 short runs, batched)."""
     settings = settings or EMSettings()
-    short = settings._replace(max_iter=SMALL_EM_ITERATIONS, tol=SMALL_EM_TOL)
+    short = settings._replace(max_iter=SMALL_EM_ITERATIONS, tol=SMALL_EM_TOL, squarem=False)
     weights, means, covs = random_from_data(X, K, R * SMALL_EM_TRIES, rng)
-    covs = convert_covariances(covs, weights, settings.covariance_type)
+    covs = strategy(settings.covariance_type).from_full(covs, weights)
     start = init_state(weights, means, covs, short, X.var(axis=0))
-    kwargs = {} if engine is None else {"engine": engine}
-    run = run_em(X, start, short, **kwargs)
+    run = run_em(X, start, short)
     score = np.where(run.status == "degenerate", -np.inf, run.objective)
     score = np.nan_to_num(score, nan=-np.inf).reshape(R, SMALL_EM_TRIES)
     best = np.arange(R) * SMALL_EM_TRIES + np.argmax(score, axis=1)

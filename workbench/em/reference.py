@@ -11,15 +11,14 @@ same bank, whichever initialisation the cell itself uses. The best bank run is p
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 
 import numpy as np
 
+from workbench.em.covariance import strategy
 from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INITS, small_em
-from workbench.em.steps import convert_covariances
 from workbench.em.theory import single_state
-from workbench.em.vector import em_map, to_vector
+from workbench.em.vector import jacobian
 from workbench.fitters import BestKnown, PolishedRestarts
 from workbench.params import MixtureParams
 
@@ -37,8 +36,6 @@ STABILITY_GAP = 1e-6
 # spikes: K data points as narrow spike components (scikit-learn's random_from_data), which find
 # optima with narrow components that broad starts miss.
 DEFAULT_STARTS = {"kmeans++": 4, "random_from_data": 4, "spikes": 4}
-
-Runner = Callable[[np.ndarray, EMState], EMRun]
 
 
 def check_starts(starts: dict) -> None:
@@ -60,7 +57,7 @@ def data_rng(X: np.ndarray) -> np.random.Generator:
     return np.random.default_rng(np.frombuffer(digest, dtype=np.uint32))
 
 
-def bank_starts(X, K, settings: EMSettings, starts: dict, engine, truth_start) -> tuple:
+def bank_starts(X, K, settings: EMSettings, starts: dict, truth_start) -> tuple:
     """Starting (weights, means, covariances) of the bank and a source label per start."""
     rng = data_rng(X)
     parts, labels = [], []
@@ -71,28 +68,30 @@ def bank_starts(X, K, settings: EMSettings, starts: dict, engine, truth_start) -
         if not count:
             continue
         if name == "small_em":
-            w, m, full = small_em(X, K, count, rng, settings, engine)
+            w, m, full = small_em(X, K, count, rng, settings)
         else:
             w, m, full = INITS[name](X, K, count, rng)
-        parts.append((w, m, convert_covariances(full, w, settings.covariance_type)))
+        parts.append((w, m, strategy(settings.covariance_type).from_full(full, w)))
         labels += [name] * count
     if not parts:
         return None, []
     return tuple(np.concatenate(p) for p in zip(*parts, strict=True)), labels
 
 
-def polish(X: np.ndarray, state: EMState, settings: EMSettings, engine) -> EMRun:
+def polish(X: np.ndarray, state: EMState, settings: EMSettings) -> EMRun:
     """Plain EM continued from ``state`` (a batch) to POLISH_TOL, at most POLISH_MAX_ITER steps."""
-    tight = settings._replace(tol=min(settings.tol, POLISH_TOL), max_iter=POLISH_MAX_ITER)
+    tight = settings._replace(
+        tol=min(settings.tol, POLISH_TOL), max_iter=POLISH_MAX_ITER, squarem=False
+    )
     start = init_state(state.weights, state.means, state.covariances, tight, X.var(axis=0))
-    return run_em(X, start, tight, engine)
+    return run_em(X, start, tight)
 
 
 def _params(state: EMState, r: int, cov_type: str) -> MixtureParams:
     return MixtureParams(state.weights[r], state.means[r], state.covariances[r], cov_type)
 
 
-def polish_restarts(X, run: EMRun, settings: EMSettings, engine) -> PolishedRestarts:
+def polish_restarts(X, run: EMRun, settings: EMSettings) -> PolishedRestarts:
     """Every non-degenerate restart of ``run`` polished; degenerate ones are left as they are."""
     R = len(run.status)
     ok = np.flatnonzero(run.status != "degenerate")
@@ -102,7 +101,7 @@ def polish_restarts(X, run: EMRun, settings: EMSettings, engine) -> PolishedRest
     params: list[MixtureParams | None] = [None] * R
     if ok.size:
         state = EMState(*(a[ok] for a in run.state))
-        polished = polish(X, state, settings, engine)
+        polished = polish(X, state, settings)
         loglik[ok], status[ok], n_iter[ok] = polished.loglik, polished.status, polished.n_iter
         for i, r in enumerate(ok):
             params[r] = _params(polished.state, i, settings.covariance_type)
@@ -110,21 +109,21 @@ def polish_restarts(X, run: EMRun, settings: EMSettings, engine) -> PolishedRest
 
 
 def bank_optimum(
-    X, K, settings: EMSettings, starts: dict, engine, run: Runner, truth_start=None
+    X, K, settings: EMSettings, starts: dict, truth_start=None
 ) -> tuple[BestKnown | None, float]:
     """(the best polished fit of the bank, the log-likelihood EM reached from the truth (NaN
     without a truth start)). The bank: EM from the truth and the named starts."""
-    begin, labels = bank_starts(X, K, settings, starts, engine, truth_start)
+    begin, labels = bank_starts(X, K, settings, starts, truth_start)
     if begin is None:
         return None, np.nan
-    fits = run(X, init_state(*begin, settings, X.var(axis=0)))
+    fits = run_em(X, init_state(*begin, settings, X.var(axis=0)), settings)
     truth_loglik = float(fits.loglik[0]) if truth_start is not None else np.nan
     score = np.where(fits.status == "degenerate", -np.inf, fits.loglik)
     score = np.nan_to_num(score, nan=-np.inf)
     if not np.isfinite(score).any():
         return None, truth_loglik
     best = int(np.argmax(score))
-    polished = polish(X, EMState(*(a[best : best + 1] for a in fits.state)), settings, engine)
+    polished = polish(X, EMState(*(a[best : best + 1] for a in fits.state)), settings)
     if polished.status[0] == "degenerate" or not np.isfinite(polished.loglik[0]):
         polished, best_state = fits, best  # keep the unpolished best
     else:
@@ -134,33 +133,21 @@ def bank_optimum(
     return optimum, truth_loglik
 
 
-def max_eigenvalue(X, params: MixtureParams, settings: EMSettings, engine, rel_step=1e-6) -> float:
-    """Largest real eigenvalue of the EM map's Jacobian (central differences in the free
-    parameters, as :func:`workbench.em.theory.dm_jacobian`, on ``engine``) at ``params``: below 1
-    at a local maximum, above 1 at a saddle. NaN when it cannot be formed."""
+def max_eigenvalue(X, params: MixtureParams, settings: EMSettings, rel_step=1e-6) -> float:
+    """Largest real eigenvalue of the EM map's Jacobian (:func:`workbench.em.vector.jacobian`)
+    at ``params``: below 1 at a local maximum, above 1 at a saddle. NaN when it cannot be
+    formed."""
     state = single_state(params.weights, params.means, params.covariances, settings, X)
-    theta, variance = to_vector(state, settings), X.var(axis=0)
-    jac = np.empty((theta.size, theta.size))
     with np.errstate(all="ignore"):
-        for j in range(theta.size):
-            h = rel_step * max(1.0, abs(theta[j]))
-            shifted = []
-            for sign in (1.0, -1.0):
-                moved = theta.copy()
-                moved[j] += sign * h
-                value, _ = em_map(X, moved, state, settings, engine, data_variance=variance)
-                if value is None:
-                    return np.nan
-                shifted.append(value)
-            jac[:, j] = (shifted[0] - shifted[1]) / (2 * h)
-        if not np.all(np.isfinite(jac)):
+        jac = jacobian(X, state, settings, rel_step)
+        if jac.size == 0 or not np.all(np.isfinite(jac)):
             return np.nan
         eig = np.linalg.eigvals(jac)
-    return float(np.max(eig.real)) if eig.size else np.nan
+    return float(np.max(eig.real))
 
 
 def with_stability(
-    X, polished: PolishedRestarts, reference: float, settings: EMSettings, engine
+    X, polished: PolishedRestarts, reference: float, settings: EMSettings
 ) -> PolishedRestarts:
     """``polished`` with ``max_eigenvalue`` filled in for the restarts more than STABILITY_GAP
     nats below ``reference`` (the only ones a verdict could call a local optimum); restarts at
@@ -174,7 +161,7 @@ def with_stability(
             continue
         ll = polished.loglik[r]
         same = [e for value, e in done if abs(value - ll) <= 1e-10 * abs(ll)]
-        eig[r] = same[0] if same else max_eigenvalue(X, polished.params[r], settings, engine)
+        eig[r] = same[0] if same else max_eigenvalue(X, polished.params[r], settings)
         done.append((ll, eig[r]))
     return polished._replace(max_eigenvalue=eig)
 

@@ -8,7 +8,7 @@ I - I_complete^{-1} I_observed, the fraction of missing information (Dempster, L
 - :func:`population_rate` (from :mod:`workbench.theory`): two univariate Gaussians at
   population level, from the Fisher informations by quadrature (independent of the EM code).
 - :func:`dm_rate`: the spectral radius of the numerical Jacobian of the workbench's own EM map at
-  given parameters, on given data.
+  given parameters, on given data (every perturbed state one restart of one loop call).
 - :func:`measured_rate`: the ratio of successive parameter steps of an actual EM run.
 """
 
@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.em.fit import NUMPY_ENGINE, EMSettings, EMState, init_state, step
-from workbench.em.vector import em_map, to_vector
+from workbench.em.fit import EMSettings, EMState, em_map, init_state
+from workbench.em.vector import jacobian, to_vector
 from workbench.theory import population_rate
 
 __all__ = ["dm_jacobian", "dm_rate", "measured_rate", "population_rate", "trace_rate"]
@@ -37,23 +37,15 @@ def single_state(weights, means, covariances, settings: EMSettings, X) -> EMStat
 def dm_jacobian(X, state: EMState, settings: EMSettings, rel_step: float = 1e-6) -> np.ndarray:
     """Central-difference Jacobian of the EM map at ``state`` (restart 0), in the free-parameter
     space of :mod:`workbench.em.vector`. Shape (p, p)."""
-    theta = to_vector(state, settings)
-    data_variance = X.var(axis=0)
-    jac = np.empty((theta.size, theta.size))
-    for j in range(theta.size):
-        h = rel_step * max(1.0, abs(theta[j]))
-        up, down = theta.copy(), theta.copy()
-        up[j] += h
-        down[j] -= h
-        f_up, _ = em_map(X, up, state, settings, data_variance=data_variance)
-        f_down, _ = em_map(X, down, state, settings, data_variance=data_variance)
-        jac[:, j] = (f_up - f_down) / (2 * h)
-    return jac
+    return jacobian(X, state, settings, rel_step)
 
 
 def dm_rate(X, state: EMState, settings: EMSettings) -> float:
     """Spectral radius of the EM map's Jacobian at ``state``: the theoretical linear rate."""
-    return float(np.max(np.abs(np.linalg.eigvals(dm_jacobian(X, state, settings)))))
+    jac = dm_jacobian(X, state, settings)
+    if jac.size == 0 or not np.all(np.isfinite(jac)):
+        return np.nan
+    return float(np.max(np.abs(np.linalg.eigvals(jac))))
 
 
 def measured_rate(
@@ -63,13 +55,15 @@ def measured_rate(
     max_iter: int = 5000,
     window: tuple[float, float] = (1e-4, 1e-9),
 ) -> float:
-    """Median ratio ||theta_{t+1} - theta_t|| / ||theta_t - theta_{t-1}|| of an EM run, over the
-    iterations whose step size lies in ``window`` (past the start-up, before round-off)."""
-    data_variance = X.var(axis=0)
+    """Median ratio ||theta_{t+1} - theta_t|| / ||theta_t - theta_{t-1}|| of an EM run (one
+    iteration of the loop at a time), over the iterations whose step size lies in ``window``
+    (past the start-up, before round-off)."""
     state, previous = start, to_vector(start, settings)
     sizes = []
     for _ in range(max_iter):
-        state, _ = step(X, state, settings, data_variance, NUMPY_ENGINE)
+        state, _, degenerate = em_map(X, state, settings)
+        if degenerate[0]:
+            break
         theta = to_vector(state, settings)
         sizes.append(np.linalg.norm(theta - previous))
         previous = theta

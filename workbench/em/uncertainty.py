@@ -11,38 +11,28 @@ from __future__ import annotations
 import numpy as np
 from scipy.special import ndtri  # the normal quantile; scipy.stats loads slowly
 
+from workbench.em.covariance import strategy
 from workbench.em.fit import EMSettings, EMState
-from workbench.em.vector import from_vector, to_vector
+from workbench.em.vector import objectives, to_vector
 from workbench.params import MixtureParams
 
 
-def _loglik(X, theta, template: EMState, settings: EMSettings, data_variance) -> float:
-    state = from_vector(theta, template, settings, data_variance)
-    if state is None:
-        return np.nan
-    params = MixtureParams(
-        state.weights[0], state.means[0], state.covariances[0], settings.covariance_type
-    )
-    return params.log_likelihood(X)
-
-
 def observed_information(X, state: EMState, settings: EMSettings, rel_step: float = 1e-4):
-    """Minus the Hessian of the log-likelihood at ``state`` (restart 0), shape (p, p)."""
+    """Minus the Hessian of the log-likelihood at ``state`` (restart 0), shape (p, p), by
+    central differences; every evaluation is one restart of a single loop call."""
     theta = to_vector(state, settings)
-    data_variance = X.var(axis=0)
     steps = rel_step * np.maximum(1.0, np.abs(theta))
     p = theta.size
+    pairs = [(i, j) for i in range(p) for j in range(i, p)]
+    points = []
+    for i, j in pairs:
+        ei, ej = np.zeros(p), np.zeros(p)
+        ei[i], ej[j] = steps[i], steps[j]
+        points += [theta + ei + ej, theta + ei - ej, theta - ei + ej, theta - ei - ej]
+    values = objectives(X, np.array(points).reshape(-1, p), state, settings).reshape(-1, 4)
     hessian = np.empty((p, p))
-
-    def f(shift):
-        return _loglik(X, theta + shift, state, settings, data_variance)
-
-    for i in range(p):
-        for j in range(i, p):
-            ei, ej = np.zeros(p), np.zeros(p)
-            ei[i], ej[j] = steps[i], steps[j]
-            value = (f(ei + ej) - f(ei - ej) - f(ej - ei) + f(-ei - ej)) / (4 * steps[i] * steps[j])
-            hessian[i, j] = hessian[j, i] = value
+    for (i, j), (pp, pm, mp, mm) in zip(pairs, values, strict=True):
+        hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * steps[i] * steps[j])
     return -hessian
 
 
@@ -68,25 +58,13 @@ def wald_intervals(X, state: EMState, settings: EMSettings, level: float = 0.9):
         out["means"] = _interval(state.means[0], se[offset : offset + K * d].reshape(K, d), z)
         offset += K * d
     if settings.fixed_covariances is None:
-        var_se = _variance_se(se[offset:], settings.covariance_type, K, d)
+        var_se = strategy(settings.covariance_type).variance_se(se[offset:], K, d)
         params = MixtureParams(
             state.weights[0], state.means[0], state.covariances[0], settings.covariance_type
         )
         sd = params.scales()
         out["scales"] = _interval(sd, var_se / (2 * sd), z)
     return out
-
-
-def _variance_se(se: np.ndarray, covariance_type: str, K: int, d: int) -> np.ndarray:
-    """Standard errors of the variances (K, d) from those of the covariance block."""
-    if covariance_type == "diag":
-        return se.reshape(K, d)
-    if covariance_type == "spherical":
-        return np.repeat(se[:, None], d, axis=1)
-    rows, cols = np.tril_indices(d)
-    diagonal = rows == cols
-    per_matrix = se.reshape(-1, len(rows))[:, diagonal]  # (K or 1, d)
-    return np.broadcast_to(per_matrix, (K, d))
 
 
 def _interval(estimate, se, z):

@@ -53,22 +53,22 @@ def em_label() -> str:
     import workbench.em
     from workbench.cache import numba_cache_holds
 
-    cold = not numba_cache_holds(Path(workbench.em.__file__).parent, "fast_loop")
+    cold = not numba_cache_holds(Path(workbench.em.__file__).parent, "loop")
     if cold:
         return "compiling the EM kernels (first run only, cached for later runs)"
     return "loading the compiled EM kernels"
 
 
-def _em_phase(engine: str) -> Phase:
+def _em_phase(covariance_type: str) -> Phase:
     def run() -> Any:
-        from workbench.em import engines
+        from workbench.em.fit import warm
 
-        return engines.get(engine)
+        return warm(covariance_type)
 
     label = em_label()
     script = None
     if label.startswith("compiling"):  # cold: another process can compile while we do Bayes
-        script = f"from workbench.em import engines; engines.get({engine!r})"
+        script = f"from workbench.em.fit import warm; warm({covariance_type!r})"
     return Phase(label, run, script=script)
 
 
@@ -98,8 +98,8 @@ def _marker(key: Any) -> Path:
 
 
 def compile_phases(cells: Iterable[Cell], dataset_of: Callable[[Cell], Any]) -> list[Phase]:
-    """The compile phases the ``cells`` to run need, each once: the EM kernels (for each
-    compiled engine used), and each Bayes model structure (K, d, constraints, priors) with its
+    """The compile phases the ``cells`` to run need, each once: the EM loop (for each
+    covariance type used), and each Bayes model structure (K, d, constraints, priors) with its
     sampler. ``dataset_of(cell)`` gives a cell's data set (the structure depends on its K and
     d); one cell per (data, fitter) condition is asked."""
     from workbench.fitters import build_fitter
@@ -109,8 +109,8 @@ def compile_phases(cells: Iterable[Cell], dataset_of: Callable[[Cell], Any]) -> 
     counts: dict[Any, int] = {}
     for cell in cells:
         factory, settings = cell.fitter.factory, cell.fitter.settings
-        if factory == EM_FACTORY and settings.get("engine", "auto") != "numpy":
-            key = ("em", settings.get("engine", "auto"))
+        if factory == EM_FACTORY:
+            key = ("em", settings.get("covariance_type", "full"))
             if key not in phases:
                 phases[key] = _em_phase(key[1])
         elif factory == BAYES_FACTORY:

@@ -1,0 +1,168 @@
+"""Diagonal covariance: d variances per component.
+
+Sufficient statistics per component: counts, sums and sums of squares per feature; the E-step
+is linear in the features [x_j^2, x, 1].
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from workbench.em.specialise import kernel
+
+NAME = "diag"
+POOLED_SECOND_MOMENT = False  # the second moment is pooled over components (cfg.second_total)
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def n_second(d: int) -> int:
+    return d
+
+
+def cov_shape(K: int, d: int) -> tuple[int, ...]:
+    return (K, d)
+
+
+def n_cov_params(K: int, d: int) -> int:
+    return K * d
+
+
+def min_support(d: int) -> float:
+    """One variance per feature is zero from a single point: 2."""
+    return 2.0
+
+
+def cov_units(sd: np.ndarray, K: int) -> np.ndarray:
+    return np.tile(sd**2, K)
+
+
+@kernel
+def features(X, F) -> None:
+    b, d = X.shape
+    for i in range(b):
+        for j in range(d):
+            F[i, j] = X[i, j] * X[i, j]
+            F[i, d + j] = X[i, j]
+        F[i, 2 * d] = 1.0
+
+
+@kernel
+def log_joint(X, F, params, J) -> None:
+    np.dot(F, params[4], J)
+
+
+@kernel
+def covariances(T, nk, mu, cfg, cov_old, empty, cov) -> None:
+    """Per feature: scatter / n_k, or with the prior
+    (scale_j + scatter + shrinkage (mu_j - m_j)^2) / (dof + n_k + 3)."""
+    K, d = mu.shape
+    for k in range(K):
+        if empty[k]:
+            cov[k] = cov_old[k]
+            continue
+        for j in range(d):
+            s = T[k, j] - 2.0 * T[k, d + j] * mu[k, j] + nk[k] * mu[k, j] * mu[k, j]
+            if cfg.has_prior:
+                dev = mu[k, j] - cfg.prior_mean[j]
+                s = (cfg.prior_scale[j, j] + s + cfg.shrinkage * dev * dev) / (
+                    cfg.dof + nk[k] + 3.0
+                )
+            else:
+                s = s / nk[k]
+            cov[k, j] = s
+
+
+@kernel
+def floor(cov, cfg) -> None:
+    for j in range(cov.shape[1]):
+        if not cfg.floor[j] > 0.0:
+            return
+    for k in range(cov.shape[0]):
+        for j in range(cov.shape[1]):
+            if cov[k, j] < cfg.floor[j]:
+                cov[k, j] = cfg.floor[j]
+
+
+@kernel
+def precision(cov, cfg, pc, bad) -> None:
+    for k in range(cov.shape[0]):
+        bad[k] = False
+        for j in range(cov.shape[1]):
+            v = cov[k, j]
+            if math.isfinite(v) and v >= cfg.collapse[j]:
+                pc[k, j] = 1.0 / math.sqrt(v)
+            else:
+                pc[k, j] = 1.0
+                bad[k] = True
+
+
+@kernel
+def natural(w, mu, pc, nat) -> None:
+    K, d = mu.shape
+    for k in range(K):
+        const = np.log(w[k]) - 0.5 * d * LOG_2PI
+        for j in range(d):
+            p = pc[k, j] * pc[k, j]
+            nat[j, k] = -0.5 * p
+            nat[d + j, k] = p * mu[k, j]
+            const += math.log(pc[k, j]) - 0.5 * p * mu[k, j] * mu[k, j]
+        nat[2 * d, k] = const
+
+
+@kernel
+def precision_of(pc, k, P) -> None:
+    P[:] = 0.0
+    for j in range(P.shape[0]):
+        P[j, j] = pc[k, j] * pc[k, j]
+
+
+@kernel
+def log_prior(mu, cov, pc, cfg) -> float:
+    K, d = mu.shape
+    total = 0.0
+    for k in range(K):
+        for j in range(d):
+            dev = mu[k, j] - cfg.prior_mean[j]
+            terms = (cfg.prior_scale[j, j] + cfg.shrinkage * dev * dev) / cov[k, j]
+            total += -0.5 * (cfg.dof + 3.0) * math.log(cov[k, j]) - 0.5 * terms
+    return total
+
+
+@kernel
+def cov_to_vector(cov, out, offset) -> int:
+    for k in range(cov.shape[0]):
+        for j in range(cov.shape[1]):
+            out[offset] = cov[k, j]
+            offset += 1
+    return offset
+
+
+@kernel
+def cov_from_vector(v, offset, cov):
+    ok = True
+    for k in range(cov.shape[0]):
+        for j in range(cov.shape[1]):
+            cov[k, j] = v[offset]
+            ok = ok and v[offset] > 0.0
+            offset += 1
+    return offset, ok
+
+
+def held_at_floor(cov: np.ndarray, floor: np.ndarray, rtol: float) -> np.ndarray:
+    with np.errstate(invalid="ignore"):
+        return np.any(cov <= floor * (1.0 + rtol), axis=-1)
+
+
+def from_full(full: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    return np.diagonal(full, axis1=-2, axis2=-1).copy()
+
+
+def variance_unit(var: np.ndarray) -> np.ndarray:
+    """Each feature's unit of variance (d,): its variance in the data."""
+    return var
+
+
+def variance_se(se: np.ndarray, K: int, d: int) -> np.ndarray:
+    return se.reshape(K, d)

@@ -1,0 +1,65 @@
+"""Compile a generic function for one model: the one way EM code is specialised.
+
+The EM loop (:mod:`workbench.em.loop`) and the Gaussian mixture's data pass
+(:mod:`workbench.em.gaussian_model`) are written once, as plain Python functions that call their
+model's or strategy's pieces by global name (``e_step``, ``m_step``, ``features`` ...).
+:func:`specialise` binds those names to one model's functions and compiles the result with
+numba (or leaves it interpreted when the pieces are plain Python, as a model written in numpy
+would be). numba caches it on disk under a name that carries a hash of the source of the
+function and of every piece bound into it, so that editing a model recompiles its loop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import types
+from collections.abc import Callable, Mapping
+
+from numba import njit
+from numba.core.registry import CPUDispatcher
+
+# numpy's error model (IEEE inf and nan, no ZeroDivisionError); no reassociation (fastmath
+# off) so that sums are the same whatever the build; nogil so that restarts run in threads.
+JIT_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
+kernel = njit(**JIT_OPTIONS)
+
+
+def is_compiled(function: Callable) -> bool:
+    """Whether ``function`` is a numba-compiled function."""
+    return isinstance(function, CPUDispatcher)
+
+
+def _source_hash(functions: Mapping[str, Callable]) -> str:
+    digest = hashlib.sha256()
+    for name in sorted(functions):
+        function = functions[name]
+        python = getattr(function, "py_func", function)
+        try:
+            source = inspect.getsource(python)
+        except (OSError, TypeError):
+            source = repr(python)
+        digest.update(name.encode() + source.encode())
+    return digest.hexdigest()[:12]
+
+
+def specialise(
+    template: Callable, tag: str, bindings: Mapping[str, Callable], parallel: bool = False
+) -> Callable:
+    """``template`` with its global names ``bindings`` bound to the given functions, compiled
+    when every bound function is compiled (``parallel``: numba's parallel=True, so that its
+    ``prange`` loops run on threads), else interpreted. ``tag`` names the specialisation
+    (for example ``"gaussian_full"``); the compiled code is cached under it."""
+    namespace = dict(template.__globals__)
+    namespace.update(bindings)
+    function = types.FunctionType(
+        template.__code__, namespace, template.__name__, template.__defaults__
+    )
+    compiled = all(is_compiled(f) for f in bindings.values())
+    suffix = "_parallel" if parallel else ""
+    function.__qualname__ = (
+        f"{template.__name__}__{tag}{suffix}__{_source_hash({'': template, **bindings})}"
+    )
+    if not compiled:
+        return function
+    return njit(**JIT_OPTIONS, parallel=parallel)(function)
