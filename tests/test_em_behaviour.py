@@ -6,9 +6,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.em import EMFitter
-from workbench.em.fit import NUMPY_ENGINE, EMSettings, Engine, init_state, run_em, step
+from workbench.em.covariance import strategy
+from workbench.em.fit import EMSettings, em_map, init_state, prepare, run_em
+from workbench.em.gaussian_model import gaussian_model
 from workbench.em.init import INIT_NAMES
-from workbench.em.steps import EStats, convert_covariances
+from workbench.em.loop import LoopSettings
+from workbench.em.loop import run as run_loop
 from workbench.params import MixtureParams
 
 COV_TYPES = ["full", "diag", "spherical", "tied"]
@@ -35,7 +38,6 @@ def test_loglik_never_decreases(seed, cov_type, K, d, init):
         init=init,
         n_restarts=RESTARTS_PER_EXAMPLE,
         max_iter=200,
-        engine="numpy",
         reference=False,
     )
     result = fitter.fit_array(X, rng, n_components=K)
@@ -47,17 +49,18 @@ def test_loglik_never_decreases(seed, cov_type, K, d, init):
 
 
 def test_decrease_is_detected_and_reported():
-    """An engine that corrupts the log-likelihood makes it fall; the loop must say so."""
+    """A model whose E-step corrupts the log-likelihood makes it fall; the loop must say so.
+    (A model with a plain-Python piece runs the same loop interpreted.)"""
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 1))
     calls = {"n": 0}
+    model = gaussian_model("full")
 
     def bad_e_step(*args):
-        stats = NUMPY_ENGINE.e_step(*args)
         calls["n"] += 1
-        return stats._replace(loglik=stats.loglik - 10.0 * (calls["n"] == 3))
+        return model.e_step(*args) - 10.0 * (calls["n"] == 3)
 
-    engine = Engine(bad_e_step, NUMPY_ENGINE.centred_scatter)
+    bad = model._replace(name="gaussian_full_corrupted", e_step=bad_e_step, e_step_parallel=None)
     cfg = EMSettings(covariance_type="full", max_iter=10, tol=0.0)
     start = init_state(
         np.array([[0.5, 0.5]]),
@@ -66,7 +69,8 @@ def test_decrease_is_detected_and_reported():
         cfg,
         X.var(axis=0),
     )
-    run = run_em(X, start, cfg, engine)
+    Xc, model_cfg, params, _ = prepare(X, start, cfg)
+    run = run_loop(bad, Xc, params, model_cfg, LoopSettings(max_iter=10, tol=0.0))
     assert run.n_decreases[0] == 1
     assert 9.0 < run.max_decrease[0] <= 10.0  # 10 nats minus the step's true increase
 
@@ -142,7 +146,7 @@ def test_constraints_hold_exactly_in_every_iteration(cov_type):
     rng = np.random.default_rng(10)
     X = np.concatenate([rng.normal(-2, 1, size=(150, 2)), rng.normal(2, 0.5, size=(100, 2))])
     fixed_w = np.array([0.7, 0.3])
-    fixed_cov = convert_covariances(np.stack([np.eye(2), 0.3 * np.eye(2)]), fixed_w, cov_type)
+    fixed_cov = strategy(cov_type).from_full(np.stack([np.eye(2), 0.3 * np.eye(2)]), fixed_w)
     for fixed in (
         {"fixed_weights": fixed_w},
         {"fixed_covariances": fixed_cov},
@@ -153,17 +157,18 @@ def test_constraints_hold_exactly_in_every_iteration(cov_type):
         start = init_state(
             np.array([[0.5, 0.5]]),
             np.array([[[-0.5, 0.0], [0.5, 0.0]]]),
-            convert_covariances(full, np.array([[0.5, 0.5]]), cov_type),
+            strategy(cov_type).from_full(full, np.array([[0.5, 0.5]])),
             cfg,
             X.var(axis=0),
         )
         state = start
-        for _ in range(30):
-            state, info = step(X, state, cfg, X.var(axis=0))
+        for _ in range(30):  # the loop one iteration at a time
+            state, objective, degenerate = em_map(X, state, cfg)
+            assert not degenerate[0]
             for name, value in fixed.items():
                 current = getattr(state, name.removeprefix("fixed_"))[0]
                 np.testing.assert_array_equal(current, value)
-        assert np.all(np.isfinite(info.loglik))
+        assert np.all(np.isfinite(objective))
 
 
 def test_truth_constraints_for_jin_setting():
@@ -267,7 +272,7 @@ def test_stops_on_change_per_point():
         ("tol", -1.0),
         ("reg_covar", -1e-6),
         ("prior", "flat"),
-        ("engine", "gpu"),
+        ("acceleration", "anderson"),
         ("fixed_weights", 3),
     ],
 )
@@ -276,19 +281,31 @@ def test_bad_settings_name_the_key(key, value):
         EMFitter(**{key: value})
 
 
-def test_stats_record_shapes():
-    """The E-step's record has the documented shapes."""
+@pytest.mark.parametrize("cov_type", COV_TYPES)
+def test_model_records_have_the_documented_shapes(cov_type):
+    """The Gaussian model's records: params (weights, means, covariances, factors, natural
+    coefficients) and stats T (K, m), m = second moments + d + 1, whose last column holds the
+    expected counts n_k (summing to n) and whose middle block holds sum_i r_ik x_i."""
     rng = np.random.default_rng(16)
     X = rng.normal(size=(40, 3))
-    from workbench.em.steps import e_step
-
-    stats = e_step(
-        X, np.log(np.full((2, 4), 0.25)), rng.normal(size=(2, 4, 3)), np.ones((2, 4, 3)), "diag"
+    s = strategy(cov_type)
+    cfg = EMSettings(covariance_type=cov_type, max_iter=0)
+    full = np.stack([np.eye(3)] * 4)[None]
+    start = init_state(
+        np.full((1, 4), 0.25),
+        rng.normal(size=(1, 4, 3)),
+        s.from_full(full, np.full((1, 4), 0.25)),
+        cfg,
+        X.var(axis=0),
     )
-    assert isinstance(stats, EStats)
-    assert stats.resp.shape == (2, 40, 4) and stats.nk.shape == (2, 4)
-    assert stats.sum_x.shape == (2, 4, 3) and stats.loglik.shape == (2,)
-    np.testing.assert_allclose(stats.resp.sum(axis=2), 1.0)
+    Xc, model_cfg, params, shift = prepare(X, start, cfg)
+    m = s.n_second(3) + 3 + 1
+    assert params[2].shape[1:] == s.cov_shape(4, 3) and params[4].shape == (1, m, 4)
+    run = run_loop(gaussian_model(cov_type), Xc, params, model_cfg, LoopSettings(max_iter=0))
+    T = run.stats[0][0]
+    assert T.shape == (4, m)
+    assert T[:, -1].sum() == pytest.approx(40.0)
+    np.testing.assert_allclose(T[:, s.n_second(3) : -1].sum(axis=0), Xc.sum(axis=0), atol=1e-12)
 
 
 @pytest.mark.parametrize("cov_type", ["full", "spherical"])
@@ -302,7 +319,6 @@ def test_symmetric_means_hold_and_stay_monotone(cov_type):
         n_restarts=5,
         symmetric_means=True,
         fixed_weights=[0.3, 0.7],
-        engine="numpy",
         reference=False,
     )
     result = fitter.fit_array(X, np.random.default_rng(0))
@@ -317,9 +333,7 @@ def test_select_k_by_bic_finds_the_true_k():
     from workbench.data import generate
 
     data = generate("gaussian_mixture", np.random.default_rng(18), n=1500, K=3, d=2, separation=4.0)
-    fit = EMFitter(select_k=[1, 2, 3, 4, 5], n_restarts=5, engine="numpy").fit(
-        data, np.random.default_rng(0)
-    )
+    fit = EMFitter(select_k=[1, 2, 3, 4, 5], n_restarts=5).fit(data, np.random.default_rng(0))
     assert fit.diagnostics["chosen_k"] == 3
     assert fit.params.n_components == 3
     bics = [fit.diagnostics[f"bic_k{k}"] for k in range(1, 6)]

@@ -15,7 +15,6 @@ from workbench.em.init import INITS, SPIKE_FRACTION
 from workbench.params import MixtureParams
 
 COV_TYPES = ["full", "diag", "spherical", "tied"]
-ENGINES = ["numpy", "numba"]
 SCALES = [1e-4, 1e-2, 1.0, 1e2, 1e4]
 
 
@@ -31,8 +30,8 @@ def far_duplicates(n: int = 200) -> np.ndarray:
     return np.concatenate([rng.normal(size=(n, 1)), np.full((3, 1), 8.0)])
 
 
-def fit(X, engine="numpy", seed=1, **kwargs):
-    kwargs = {"reference": False, "engine": engine, **kwargs}
+def fit(X, seed=1, **kwargs):
+    kwargs = {"reference": False, **kwargs}
     return EMFitter(**kwargs).fit_array(X, np.random.default_rng(seed))
 
 
@@ -58,18 +57,17 @@ def assert_equivariant(base, scaled, factor, n_points: int):
 # ---------------------------------------------------------------------------------------------
 # 1. Nothing depends on the data's units
 # ---------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("cov_type", COV_TYPES)
-def test_rescaling_the_data_changes_nothing(cov_type, engine):
+def test_rescaling_the_data_changes_nothing(cov_type):
     """Statuses, iteration counts and kinds equal, parameters equal up to the scale, and the
     log-likelihood shifted by exactly n d log(scale), for scales 1e-4 .. 1e4 (random_params and
     kmeans++ starts, some restarts stopping on the floor)."""
     X = three_clusters(0)
     for init in ("kmeans++", "random_params"):
         options = {"covariance_type": cov_type, "init": init, "n_restarts": 6, "n_components": 4}
-        base = fit(X, engine, **options)
+        base = fit(X, **options)
         for scale in SCALES:
-            assert_equivariant(base, fit(X * scale, engine, **options), scale, len(X))
+            assert_equivariant(base, fit(X * scale, **options), scale, len(X))
 
 
 @pytest.mark.parametrize("init", ["kmeans", "small_em", "spikes", "random_from_data"])
@@ -78,14 +76,13 @@ def test_every_start_and_the_default_prior_are_equivariant(init):
     X = three_clusters(4)
     for extra in ({}, {"prior": "default"}):
         options = {"init": init, "n_restarts": 3, "n_components": 3, **extra}
-        base = fit(X, "numba", **options)
+        base = fit(X, **options)
         for scale in (1e-4, 1e4):
-            assert_equivariant(base, fit(X * scale, "numba", **options), scale, len(X))
+            assert_equivariant(base, fit(X * scale, **options), scale, len(X))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("cov_type", ["full", "diag", "tied"])
-def test_each_feature_in_its_own_units(cov_type, engine):
+def test_each_feature_in_its_own_units(cov_type):
     """The floor is relative per feature, so rescaling the features by different factors (km
     and mm) changes nothing either, from starts that are equivariant under it (k-means, with
     its Euclidean distances, is not; nor is a spherical model)."""
@@ -93,7 +90,7 @@ def test_each_feature_in_its_own_units(cov_type, engine):
     factor = np.array([1e-3, 1e3])
     for init in ("random_from_data", "random_params"):
         options = {"covariance_type": cov_type, "init": init, "n_restarts": 5, "n_components": 3}
-        base, scaled = fit(X, engine, **options), fit(X * factor, engine, **options)
+        base, scaled = fit(X, **options), fit(X * factor, **options)
         assert_equivariant(base, scaled, factor, len(X))
 
 
@@ -102,27 +99,25 @@ def test_each_feature_in_its_own_units(cov_type, engine):
     seed=st.integers(0, 2**16),
     log_scale=st.floats(-4.0, 4.0),
     cov_type=st.sampled_from(COV_TYPES),
-    engine=st.sampled_from(ENGINES),
 )
-@example(seed=0, log_scale=-4.0, cov_type="full", engine="numba")
-@example(seed=0, log_scale=4.0, cov_type="diag", engine="numpy")
-def test_rescaling_property(seed, log_scale, cov_type, engine):
+@example(seed=0, log_scale=-4.0, cov_type="full")
+@example(seed=0, log_scale=4.0, cov_type="diag")
+def test_rescaling_property(seed, log_scale, cov_type):
     X = three_clusters(seed, n=300)
     options = {"covariance_type": cov_type, "init": "random_from_data", "n_restarts": 4}
-    base = fit(X, engine, seed=seed, n_components=3, **options)
-    scaled = fit(X * 10.0**log_scale, engine, seed=seed, n_components=3, **options)
+    base = fit(X, seed=seed, n_components=3, **options)
+    scaled = fit(X * 10.0**log_scale, seed=seed, n_components=3, **options)
     assert_equivariant(base, scaled, 10.0**log_scale, len(X))
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.parametrize("scale", SCALES)
-def test_component_on_duplicates_is_a_floor_spike_at_every_scale(scale, engine):
+def test_component_on_duplicates_is_a_floor_spike_at_every_scale(scale):
     """Three exact duplicates far from the rest: the component that takes them collapses onto
     them and is held at the floor (reg_covar times the data variance): degenerate of kind
     floor at every scale (before, the absolute floor 1e-6 made this `converged` in some units
     and `degenerate` in others), and select_k never picks that K."""
     X = far_duplicates() * scale
-    result = fit(X, engine, init="kmeans++", n_restarts=10, n_components=2)
+    result = fit(X, init="kmeans++", n_restarts=10, n_components=2)
     assert result.status == "degenerate"
     assert set(result.restarts.status) == {"degenerate"}
     assert result.diagnostics["degenerate_kind"] == "floor"
@@ -130,7 +125,7 @@ def test_component_on_duplicates_is_a_floor_spike_at_every_scale(scale, engine):
     spike = result.diagnostics["degenerate_component"]
     assert result.params.means[spike, 0] == pytest.approx(8.0 * scale, rel=1e-9)
     assert result.params.covariances[spike, 0, 0] == pytest.approx(1e-6 * X.var(), rel=1e-9)
-    chosen = fit(X, engine, init="kmeans++", n_restarts=10, select_k=[1, 2, 3])
+    chosen = fit(X, init="kmeans++", n_restarts=10, select_k=[1, 2, 3])
     assert chosen.diagnostics["status_k2"] == "degenerate"
     assert chosen.diagnostics["bic_k2"] < chosen.diagnostics["bic_k1"]  # BIC alone would take it
     assert chosen.diagnostics["chosen_k"] == 1
@@ -157,14 +152,13 @@ def test_select_k_says_when_every_k_is_degenerate():
     assert {chosen.diagnostics["status_k2"], chosen.diagnostics["status_k3"]} == {"degenerate"}
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_component_on_one_point_under_a_prior_is_spurious(engine):
+def test_component_on_one_point_under_a_prior_is_spurious():
     """MAP-EM keeps the variance of a component on an outlier finite and above the floor, but
     it rests on about one point (fewer than d + 1 = 2): degenerate of kind spurious."""
     rng = np.random.default_rng(7)
     X = np.concatenate([rng.normal(size=(100, 1)), [[30.0]]])
     init = {"weights": [0.9, 0.1], "means": [[0.0], [30.0]], "covariances": [[[1.0]], [[1.0]]]}
-    result = fit(X, engine, init=init, prior="default", n_components=2)
+    result = fit(X, init=init, prior="default", n_components=2)
     assert result.status == "degenerate"
     assert result.diagnostics["degenerate_kind"] == "spurious"
     assert result.diagnostics["degenerate_component"] == 1
@@ -204,8 +198,7 @@ def two_clusters() -> tuple[np.ndarray, MixtureParams]:
     return truth.sample(200, np.random.default_rng(20))[0], truth
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_fixed_weights_go_on_past_an_empty_component(engine):
+def test_fixed_weights_go_on_past_an_empty_component():
     """A start with one mean at 30, far from every point (its expected count about 1e-100):
     before, EM stopped at once (degenerate, weight); with fixed weights the weight cannot
     collapse, the exact M-step moves that mean to the points nearest it, and EM reaches the
@@ -213,18 +206,17 @@ def test_fixed_weights_go_on_past_an_empty_component(engine):
     X, truth = two_clusters()
     init = {"weights": [0.5, 0.5], "means": [[0.0], [30.0]], "covariances": [[[1.0]], [[1.0]]]}
     known = {"fixed_weights": "truth", "fixed_covariances": "truth", "tol": 1e-12}
-    result = EMFitter(init=init, engine=engine, **known).fit_array(X, None, truth=truth)
+    result = EMFitter(init=init, **known).fit_array(X, None, truth=truth)
     assert result.status == "converged"
     assert result.n_iter >= 4
     assert result.loglik == pytest.approx(result.diagnostics["truth_start_loglik"], abs=1e-6)
     np.testing.assert_allclose(np.sort(result.params.means[:, 0]), [-5, 5], atol=0.3)
-    free = EMFitter(init=init, engine=engine).fit_array(X, None, n_components=2)
+    free = EMFitter(init=init).fit_array(X, None, n_components=2)
     assert free.status == "degenerate" and free.diagnostics["degenerate_kind"] == "weight"
     assert free.n_iter == 0  # free weights: the weight collapse stops EM at once, as before
 
 
-@pytest.mark.parametrize("engine", ENGINES)
-def test_fixed_weights_keep_a_mean_whose_count_underflows(engine):
+def test_fixed_weights_keep_a_mean_whose_count_underflows():
     """A mean so far away that every responsibility underflows to 0 (n_k = 0): its mean (and
     covariance) stay where they are (no 0/0) and EM converges on the other component. With
     known covariances that is a converged fixed point; with free covariances the empty
@@ -232,15 +224,13 @@ def test_fixed_weights_keep_a_mean_whose_count_underflows(engine):
     collapse."""
     X, _ = two_clusters()
     init = {"weights": [0.5, 0.5], "means": [[0.0], [1e4]], "covariances": [[[1.0]], [[1.0]]]}
-    known = EMFitter(
-        init=init, engine=engine, fixed_weights=[0.5, 0.5], fixed_covariances=[1.0, 1.0]
-    ).fit_array(X, None, n_components=2)
+    known = EMFitter(init=init, fixed_weights=[0.5, 0.5], fixed_covariances=[1.0, 1.0]).fit_array(
+        X, None, n_components=2
+    )
     assert known.status == "converged"
     assert known.params.means[1, 0] == 1e4
     assert known.params.means[0, 0] == pytest.approx(X.mean(), rel=1e-9)
-    free_cov = EMFitter(init=init, engine=engine, fixed_weights=[0.5, 0.5]).fit_array(
-        X, None, n_components=2
-    )
+    free_cov = EMFitter(init=init, fixed_weights=[0.5, 0.5]).fit_array(X, None, n_components=2)
     assert free_cov.diagnostics["degenerate_kind"] == "spurious"
     assert free_cov.diagnostics["degenerate_component"] == 1
     assert free_cov.n_iter > 1
@@ -289,7 +279,7 @@ def test_spikes_find_optima_the_other_starts_miss():
         X = galaxies(seed)
         best = {}
         for init in ["spikes", *others]:
-            result = fit(X, "numba", seed=seed + 100, init=init, n_restarts=10, n_components=6)
+            result = fit(X, seed=seed + 100, init=init, n_restarts=10, n_components=6)
             usable = result.restarts.status != "degenerate"
             best[init] = result.restarts.loglik[usable].max() if usable.any() else -np.inf
         ahead += best["spikes"] > max(best[i] for i in others) + 1.0

@@ -43,7 +43,7 @@ def _overlapping(seed: int, init: str):
 
 
 def _continue(data, fitter, params: MixtureParams, iterations: int) -> tuple[float, MixtureParams]:
-    """Plain EM (numpy engine, no stopping rule) from ``params``: final loglik and parameters."""
+    """Plain EM (no stopping rule) from ``params``: final loglik and parameters."""
     settings = fitter.settings(data.X, 10, data.truth)._replace(tol=0.0, max_iter=iterations)
     start = init_state(params.weights[None], params.means[None], params.covariances[None],
                        settings, data.X.var(axis=0))  # fmt: skip

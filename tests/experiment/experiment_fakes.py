@@ -35,7 +35,6 @@ separation = [1.5, 3.0]
 method = "em"
 init = ["kmeans++", "random_from_data"]
 n_restarts = 2
-engine = "numpy"
 """
 
 

@@ -17,7 +17,7 @@ from workbench.experiment.store import load_table, without_timings
 EM_GRID = SMALL.replace(
     "K = 2\nd = 1\nseparation = [1.5, 3.0]",
     'separation = [1.0, 3.0]\nK = [2, 3]\nd = [1, 2]\nzip = [["K", "d"]]',
-) + (  # the default engine too (numba kernels, one thread per cell)
+) + (  # small_em starts and diag covariances too
     '\n[fitters.small]\nmethod = "em"\ninit = "small_em"\ncovariance_type = "diag"\n'
 )
 
@@ -55,7 +55,7 @@ def test_serial_local_and_dask_tables_are_identical(tmp_path, write_config, caps
 def test_worker_crash_is_isolated(tmp_path, write_config, capsys, fakes, executor):
     replicates = 2 if executor == "dask" else 4  # dask restarts a dead worker slowly
     text = SMALL.replace("replicates = 2", f"replicates = {replicates}") + (
-        '\n[fitters.crashy]\nmethod = "crash"\ncrash_probability = 0.5\nengine = "numpy"\n'
+        '\n[fitters.crashy]\nmethod = "crash"\ncrash_probability = 0.5\n'
     )
     table = run(capsys, write_config(text, "small"), tmp_path, "-j", "2", "--executor", executor)
     crashy = table[table["fitter_name"] == "crashy"]
@@ -80,7 +80,7 @@ def test_timeout_is_enforced_in_the_worker(tmp_path, write_config, capsys, fakes
     text = (
         SMALL.replace("seed = 7", "seed = 7\ntimeout = 2.5")
         .replace("replicates = 2", "replicates = 1")
-        .replace('engine = "numpy"', 'engine = "numpy"\nreference = false')
+        .replace("n_restarts = 2\n", "n_restarts = 2\nreference = false\n", 1)
         + '\n[fitters.stuck]\nmethod = "sleep"\nseconds = 60.0\nreference = false\n'
     )
     table = run(capsys, write_config(text, "small"), tmp_path, "--executor", executor, "-j", "2")

@@ -23,7 +23,7 @@ SCRIPT = (
 CONFIG = SMALL.replace("replicates = 2", "replicates = 4").replace(
     "separation = [1.5, 3.0]",
     "separation = [3.0, 5.0]",  # quick fits; the pause sets the pace
-) + ('\n[fitters.slow]\nmethod = "slow_em"\nseconds = 0.25\nengine = "numpy"\n')
+) + ('\n[fitters.slow]\nmethod = "slow_em"\nseconds = 0.25\n')
 TOTAL = 2 * 3 * 4
 
 

@@ -26,7 +26,7 @@ from experiment_fakes import SMALL
 
 from workbench.cli import main
 from workbench.data import generate
-from workbench.em import fast_engine
+from workbench.em import loop
 from workbench.em.fitter import EMFitter
 from workbench.experiment.config import ConfigError, parse_config
 from workbench.experiment.design import build_design
@@ -49,7 +49,6 @@ separation = 4.0
 
 [fitters.em]
 method = "em"
-engine = "numpy"
 """
 FOUNDING = TINY.replace(
     'generator = "gaussian_mixture"\nn = 50\nK = 2\nd = 1\nseparation = 4.0',
@@ -57,8 +56,8 @@ FOUNDING = TINY.replace(
 )
 GRID_1000 = ", ".join(f"{i}.0" for i in range(1, 1001))
 HUGE_GRID = TINY.replace("separation = 4.0", f"separation = [{GRID_1000}]").replace(
-    'engine = "numpy"',
-    f'engine = "numpy"\ntol = [{", ".join("1e-8" for _ in range(1000))}]\n'
+    'method = "em"',
+    f'method = "em"\ntol = [{", ".join("1e-8" for _ in range(1000))}]\n'
     f"max_iter = [{', '.join(str(i) for i in range(1, 1001))}]",
 )
 BAYES = TINY + '\n[fitters.bayes]\nmethod = "bayes"\nchains = 1\ndraws = 10\ntune = 10\n'
@@ -372,7 +371,7 @@ SCRIPT = (
     "from workbench.cli import main; sys.exit(main(sys.argv[1:]))"
 )
 SLOW = SMALL.replace("replicates = 2", "replicates = 6") + (
-    '\n[fitters.slow]\nmethod = "slow_em"\nseconds = 0.3\nengine = "numpy"\n'
+    '\n[fitters.slow]\nmethod = "slow_em"\nseconds = 0.3\n'
 )
 
 
@@ -453,7 +452,6 @@ separation = 0.5
 
 [fitters.em]
 method = "em"
-engine = "numba"
 tol = 0.0
 max_iter = 10000000
 reference = false
@@ -462,7 +460,7 @@ reference = false
 
 @pytest.mark.parametrize("executor", ["serial", "local", "dask"])
 def test_timeout_stops_the_compiled_em_loop(executor, tmp_path, capsys):
-    """tol = 0 and max_iter = 1e7 on the numba engine: recorded as timeout in every executor
+    """tol = 0 and max_iter = 1e7 on the compiled loop: recorded as timeout in every executor
     (it used to run on past 150 s under serial and Dask)."""
     if executor == "dask":
         pytest.importorskip("distributed")
@@ -564,7 +562,7 @@ def test_error_status_has_a_one_line_reason_and_logs_stay_off_the_terminal(
     assert len(out.log) == 50 and "rewrite failed" in out.log[0]
     assert "rewrite failed" not in capfd.readouterr().err
     config = tmp_path / "c.toml"
-    config.write_text(TINY.replace('method = "em"\nengine = "numpy"', 'method = "error_status"'))
+    config.write_text(TINY.replace('method = "em"', 'method = "error_status"'))
     assert main(["run", str(config), "--executor", "serial", "--quiet", "--no-report",
                  "--reports-dir", str(tmp_path)]) == 0  # fmt: skip
     captured = capfd.readouterr()
@@ -658,8 +656,8 @@ def test_python_api_bad_input_raises_one_line(call, kind, words):
 def test_big_max_iter_allocates_only_the_iterations_run():
     """max_iter = 1e8 with 10 restarts asked for a 7.45 GiB trace up front."""
     data = _dataset()
-    for engine in ("numpy", "numba"):
-        fitter = EMFitter(max_iter=10**8, n_restarts=10, engine=engine, reference=False)
+    for squarem in (None, "squarem"):
+        fitter = EMFitter(max_iter=10**8, n_restarts=10, acceleration=squarem, reference=False)
         fitter.prepare()
         tracemalloc.start()
         try:
@@ -669,17 +667,17 @@ def test_big_max_iter_allocates_only_the_iterations_run():
             tracemalloc.stop()
         assert result.status == "converged"
         assert len(result.trace) == result.n_iter + 1
-        assert peak < 50e6, (engine, peak)
+        assert peak < 50e6, (squarem, peak)
 
 
 def test_iteration_blocks_give_bitwise_the_same_fit(monkeypatch):
-    """The fused loop in blocks of 1, 3 or 64 iterations: every number the same, bitwise."""
+    """The compiled loop in blocks of 1, 3 or 64 iterations: every number the same, bitwise."""
     data = generate("gaussian_mixture", np.random.default_rng(2), n=150, K=3, d=2, separation=1.0)
     fits = []
     for first in (1, 3, 64):
-        monkeypatch.setattr(fast_engine, "FIRST_BLOCK", first)
-        monkeypatch.setattr(fast_engine, "BLOCK_WORK", 0 if first < 64 else 10**9)
-        fitter = EMFitter(engine="numba", n_restarts=4, max_iter=300, reference=False)
+        monkeypatch.setattr(loop, "FIRST_TRACE_BLOCK", first)
+        monkeypatch.setattr(loop, "BLOCK_WORK", 0 if first < 64 else 10**9)
+        fitter = EMFitter(n_restarts=4, max_iter=300, reference=False)
         fits.append(fitter.fit(data, np.random.default_rng(9)))
     for other in fits[1:]:
         np.testing.assert_array_equal(other.restarts.loglik, fits[0].restarts.loglik)
@@ -688,7 +686,3 @@ def test_iteration_blocks_give_bitwise_the_same_fit(monkeypatch):
         for a, b in zip(other.restarts.traces, fits[0].restarts.traces, strict=True):
             np.testing.assert_array_equal(a, b)
         assert other.diagnostics["n_loglik_decreases"] == fits[0].diagnostics["n_loglik_decreases"]
-    numpy = EMFitter(engine="numpy", n_restarts=4, max_iter=300, reference=False)
-    ref = numpy.fit(data, np.random.default_rng(9))
-    np.testing.assert_array_equal(ref.restarts.n_iter, fits[0].restarts.n_iter)
-    assert np.max(np.abs(ref.restarts.loglik - fits[0].restarts.loglik)) < 1e-8

@@ -31,7 +31,6 @@ separation = [2.0, 4.0]
 method = "em"
 init = ["random_params", "kmeans++"]
 n_restarts = 3
-engine = "numpy"
 interval_level = 0.9
 
 [fitters.bayes]
@@ -60,7 +59,6 @@ separation = 3.0
 method = "em"
 init = ["random_params", "kmeans++"]
 n_restarts = 1
-engine = "numpy"
 
 [report]
 sections = ["summary", "failure_rates", "traces", "convergence", "densities", "failures",
@@ -106,7 +104,6 @@ weights = [0.3, 0.7]
 method = "em"
 init = "kmeans++"
 n_restarts = 2
-engine = "numpy"
 """
 
 # Nothing but errors: the report must still build, with its failures table.

@@ -289,8 +289,11 @@ def run_em(X, start: EMState, settings: EMSettings) -> EMRun:
     )
     out = loop.run(gaussian_model(settings.covariance_type), Xc, params, cfg, loop_settings)
     weights, means, covariances, prec = out.params[:4]
+    means = means + shift
+    if settings.fixed_means is not None:  # exactly the given values, not a round trip
+        means[...] = np.asarray(settings.fixed_means, dtype=float)
     run = EMRun(
-        state=EMState(weights, means + shift, covariances, prec),
+        state=EMState(weights, means, covariances, prec),
         loglik=out.loglik,
         objective=out.objective,
         n_iter=out.n_iter,

@@ -55,6 +55,9 @@ IT, N_ITER, STATUS, KIND, COMPONENT, N_DEC, STARTED, DONE, WRITTEN, LIMIT, SQUAR
 OBJ, PREV, MAX_DEC, LOGLIK, STEP_MAX, TOL, DECREASE_TOL = range(7)
 STEP_MAX_START, STEP_FACTOR = 1.0, 4.0
 FIRST_TRACE_BLOCK = 256
+# Iterations per block are also bounded by work (pass_work x iterations), so that control comes
+# back to Python about every 0.1 s: a timeout or Ctrl-C then stops every restart promptly.
+BLOCK_WORK = 200_000_000
 # Split each data pass over threads when one pass costs at least this much (the model's
 # pass_work: points x statistics x components, about a millisecond) and there are fewer
 # restarts than this many per thread; otherwise whole restarts go to the threads.
@@ -277,17 +280,19 @@ class _Restart:
         self.reals = np.zeros(7)
         self.reals[TOL], self.reals[DECREASE_TOL] = settings.tol, settings.decrease_tol
         self.trace: list[np.ndarray] = []
+        self.max_block = int(max(1, BLOCK_WORK // max(model.pass_work(X, theta, cfg), 1.0)))
+        self.cancelled = False
 
     def run(self, loop, X, cfg) -> None:
-        block = FIRST_TRACE_BLOCK
-        while self.ints[DONE] == 0:
+        block = min(FIRST_TRACE_BLOCK, self.max_block)
+        while self.ints[DONE] == 0 and not self.cancelled:
             buffer = np.empty(block)
             loop(
                 X, self.theta, self.theta_next, self.stats, self.stats_next, cfg, self.work,
                 self.sq, self.ints, self.reals, buffer,
             )  # fmt: skip
             self.trace.append(buffer[: self.ints[WRITTEN]])
-            block = min(2 * block, 1 << 20)
+            block = min(2 * block, self.max_block, 1 << 20)
 
 
 def run(
@@ -318,16 +323,21 @@ def run(
         _Restart(model, X, model.take(params, r), cfg, settings, split_passes) for r in range(R)
     ]
     with threadpool_limits(1):
-        if split_passes:
+        try:
+            if split_passes:
+                for restart in restarts:
+                    restart.run(loops.parallel, X, cfg)
+            elif n_threads == 1 or R == 1:
+                for restart in restarts:
+                    restart.run(loops.serial, X, cfg)
+            else:
+                jobs = [_pool(n_threads).submit(r.run, loops.serial, X, cfg) for r in restarts]
+                for job in jobs:
+                    job.result()
+        except BaseException:  # a timeout or Ctrl-C: stop the restarts running in threads too
             for restart in restarts:
-                restart.run(loops.parallel, X, cfg)
-        elif n_threads == 1 or R == 1:
-            for restart in restarts:
-                restart.run(loops.serial, X, cfg)
-        else:
-            jobs = [_pool(n_threads).submit(r.run, loops.serial, X, cfg) for r in restarts]
-            for job in jobs:
-                job.result()
+                restart.cancelled = True
+            raise
     kinds = ("nan", "", *model.degenerate_kinds)  # index kind + 1
     return LoopRun(
         params=model.stack([r.theta for r in restarts]),
