@@ -98,6 +98,7 @@ class Fitter(Protocol):
 # method name -> "module:factory"; imported lazily so that EM users never import PyMC.
 FITTERS: dict[str, str] = {
     "em": "workbench.em.fitter:EMFitter",
+    "em_model": "workbench.em.model_fitter:ModelEMFitter",
     "bayes": "workbench.bayes.fitter:BayesFitter",
 }
 

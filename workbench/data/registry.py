@@ -26,6 +26,12 @@ GENERATORS: dict[str, Callable[..., Dataset]] = {
 }
 
 
+def register_generator(name: str, generator: Callable[..., Dataset]) -> None:
+    """Make a data generator available to experiment configs by name (its keyword-only
+    arguments are its settings)."""
+    GENERATORS[name] = generator
+
+
 def _generator(name: str) -> Callable[..., Dataset]:
     if not isinstance(name, str) or name not in GENERATORS:
         raise ValueError(f"generator={name!r}: unknown; expected one of {', '.join(GENERATORS)}")

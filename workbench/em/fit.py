@@ -194,6 +194,7 @@ def model_config(
         second_total=np.zeros((d, d)) if second_total is None else second_total,
         chunk=chunk,
         groups=groups,
+        shift=np.asarray(shift, dtype=float) * np.ones(d),
     )
 
 
@@ -318,12 +319,6 @@ def em_map(X, state: EMState, settings: EMSettings):
     first = np.array([trace[0] for trace in run.traces])
     degenerate = np.isin(run.degenerate_kind, ("nan", *LOOP_KINDS))
     return run.state, first, degenerate
-
-
-def objective_at(X, state: EMState, settings: EMSettings) -> tuple[np.ndarray, np.ndarray]:
-    """(log-likelihood, objective) at each restart of ``state``: the loop's first E-step."""
-    run = run_em(X, state, settings._replace(max_iter=0, tol=0.0, squarem=False))
-    return run.loglik, run.objective
 
 
 def label_solutions(run: EMRun, settings: EMSettings, data_variance) -> EMRun:

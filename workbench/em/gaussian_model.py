@@ -30,7 +30,7 @@ from numba import prange
 from workbench.em.covariance import strategy, variance_scale
 from workbench.em.logsumexp import normalise_rows
 from workbench.em.loop import copy_array
-from workbench.em.model import EMModel, register
+from workbench.em.model import EMModel
 from workbench.em.specialise import kernel, specialise
 
 EMPTY_COUNT = float(np.finfo(float).tiny)  # expected counts below this: a component is empty
@@ -59,6 +59,7 @@ class GaussianConfig(NamedTuple):
     second_total: np.ndarray  # (d, d) sum_i x_i x_i^T (tied)
     chunk: int  # points per chunk
     groups: int
+    shift: np.ndarray  # (d,) the translation applied to the data (their mean, or 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -355,6 +356,3 @@ def gaussian_model(covariance_type: str) -> EMModel:
         degenerate_kinds=KINDS,
         e_step_parallel=specialise(_e_step, tag, pieces, parallel=True),
     )
-
-
-register("gaussian", gaussian_model)

@@ -4,8 +4,11 @@ A model is an :class:`EMModel`: the pieces of one EM iteration on ONE restart (n
 functions, or plain Python for a model written in numpy; the loop is compiled exactly when they
 are), and a few Python helpers that allocate buffers and move restarts in and out of batches.
 Everything else, restarts, statuses, traces, SQUAREM, the rate theory, standard errors, the
-fitter, the runner, the store and the report, comes from :mod:`workbench.em.loop` and the
-stages after it. Records are tuples of arrays: ``params`` (the model's parameters), ``stats``
+fitter, the runner, the store and the report, comes from :mod:`workbench.em.loop`,
+:mod:`workbench.em.derivatives`, :mod:`workbench.em.model_fitter` (method ``em_model``) and the
+stages after them. A family registers a factory (:func:`register`); its EMModel also carries
+the fitter's pieces (``prepare``, ``init``, ``to_mixture``, ``n_free``, ``intervals``).
+Records are tuples of arrays: ``params`` (the model's parameters), ``stats``
 (the expected sufficient statistics an E-step leaves for the M-step), ``work`` (scratch) and
 ``cfg`` (the model's settings; any tuple, NamedTuple allowed).
 
@@ -51,6 +54,12 @@ class EMModel(NamedTuple):
     pass_work: Callable  # (X, params, cfg) -> float, cost of one data pass (picks the threading)
     degenerate_kinds: tuple[str, ...] = ()
     e_step_parallel: Callable | None = None  # the E-step with its pass split over threads
+    # The family's side, for the fitter (workbench.em.model_fitter); Python:
+    prepare: Callable | None = None  # (X (n, d), K) -> (data for the loop, cfg)
+    init: Callable | None = None  # (X, K, R, rng, how) -> params batched over R restarts
+    to_mixture: Callable | None = None  # (params_one, cfg) -> workbench.params.MixtureParams
+    n_free: Callable | None = None  # (K, d) -> number of free parameters (BIC)
+    intervals: Callable | None = None  # (params_one, se (p,), z, cfg) -> {name: (lo, hi)}
 
     # batches: params records with a leading restart axis R
     def n_restarts(self, params: tuple) -> int:

@@ -13,27 +13,8 @@ from scipy.special import ndtri  # the normal quantile; scipy.stats loads slowly
 
 from workbench.em.covariance import strategy
 from workbench.em.fit import EMSettings, EMState
-from workbench.em.vector import objectives, to_vector
+from workbench.em.vector import observed_information
 from workbench.params import MixtureParams
-
-
-def observed_information(X, state: EMState, settings: EMSettings, rel_step: float = 1e-4):
-    """Minus the Hessian of the log-likelihood at ``state`` (restart 0), shape (p, p), by
-    central differences; every evaluation is one restart of a single loop call."""
-    theta = to_vector(state, settings)
-    steps = rel_step * np.maximum(1.0, np.abs(theta))
-    p = theta.size
-    pairs = [(i, j) for i in range(p) for j in range(i, p)]
-    points = []
-    for i, j in pairs:
-        ei, ej = np.zeros(p), np.zeros(p)
-        ei[i], ej[j] = steps[i], steps[j]
-        points += [theta + ei + ej, theta + ei - ej, theta - ei + ej, theta - ei - ej]
-    values = objectives(X, np.array(points).reshape(-1, p), state, settings).reshape(-1, 4)
-    hessian = np.empty((p, p))
-    for (i, j), (pp, pm, mp, mm) in zip(pairs, values, strict=True):
-        hessian[i, j] = hessian[j, i] = (pp - pm - mp + mm) / (4 * steps[i] * steps[j])
-    return -hessian
 
 
 def wald_intervals(X, state: EMState, settings: EMSettings, level: float = 0.9):
