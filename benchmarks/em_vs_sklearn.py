@@ -1,31 +1,36 @@
-"""Workbench EM vs scikit-learn GaussianMixture: time per iteration, same start, same iterations.
+"""Workbench EM vs scikit-learn GaussianMixture: time per iteration, same start, same iterations,
+on a grid of sizes and every covariance type, with the machine's matmul speed as the yardstick.
 
-Setup (issue 2): full covariance, exactly 100 EM iterations from the same starting parameters, at
-(n=500, d=1, K=2), (n=1e4, d=2, K=5) and (n=1e5, d=10, K=5). Data: a Gaussian mixture with
-overlapping components (separation 1.5), so that EM is still moving after 100 iterations.
-Start: K distinct random data points as means, the data covariance for every component, equal
-weights; sklearn gets them as ``weights_init``, ``means_init`` and ``precisions_init``.
+Sizes (n, d, K, covariance type): the three of issue 2, (500, 1, 2), (1e4, 2, 5) and
+(1e5, 10, 5) full, and the ones issue 13 added because the engine was tuned to the first three:
+(1e5, 32, 16) full, (1e5, 16, 8) diag, (2e4, 2, 20) spherical and (1e5, 64, 8) tied. Data: a
+Gaussian mixture with overlapping components (separation 1.5), so that EM is still moving.
+Start: K distinct random data points as means, the data covariance (in the type's shape) for
+every component, equal weights; sklearn gets them as ``weights_init``, ``means_init`` and
+``precisions_init``.
 
-- Workbench: ``EMFitter(init=<start>, max_iter=100, tol=0, reg_covar=0, reference=False)``
-  with the default engine ("auto": the fused numba loop), timed around ``fit_array``.
-- sklearn: ``GaussianMixture(max_iter=100, tol=0, n_init=1, reg_covar=0,
+- Workbench: ``EMFitter(init=<start>, max_iter=T, tol=0, reg_covar=0, reference=False)``,
+  timed around ``fit_array`` (T = 100 iterations up to n = 2e4, 20 above).
+- sklearn: ``GaussianMixture(max_iter=T, tol=0, n_init=1, reg_covar=0,
   init_params="random_from_data", <start>)``, timed around ``fit``. With tol=0 it never stops
   early. Its ``_initialize`` still makes one M-step from the (cheapest) init_params before the
-  given parameters override it, and ``fit`` ends with one extra E-step: about 1% of its time.
-- ``reg_covar=0`` on both sides: sklearn adds reg_covar to every variance, the workbench uses it
-  as an eigenvalue floor, so only without it do both run the same EM and reach the same
-  log-likelihood (printed: the difference of the total log-likelihoods of the final parameters).
+  given parameters override it, and ``fit`` ends with one extra E-step (1% to 5% of its time).
+- ``reg_covar=0`` on both sides: only without it do both run the same EM and reach the same
+  log-likelihood (printed: the relative difference of the final log-likelihoods).
 
-Timings are the best of a few repeats, the fitters alternating, after warming up numba's
-compilation (cached on disk). ms/iteration = fit time / 100. Threads: the workbench splits each
-data pass over every core (numba's thread count) when a pass is large enough to gain from it
-(here n=1e5), else it runs on one core. sklearn is timed twice, with its BLAS/OpenMP thread
-pools at their default (every core) and limited to one thread (threadpoolctl), and the faster of
-the two is the baseline: on a machine shared with other jobs, the default thread pools spin and
-can make sklearn several times slower, which would flatter the workbench. The machine's load
-average is printed.
+Timings are the best of a few repeats, the fitters alternating, after warming up the compiled
+loop. sklearn is timed with its BLAS/OpenMP pools at their default (every core) and limited to
+one thread (threadpoolctl); the faster of the two is the baseline (on a shared machine the
+default pools can make sklearn several times slower, which would flatter the workbench).
 
-Run: ``python benchmarks/em_vs_sklearn.py``. Last line: ``min speedup vs sklearn: <x>x``.
+GFLOP/s: the floating-point operations of the workbench's matrix products per iteration (the
+covariance strategy's ``gemm_flops``: for full, diag and spherical 4 n m K, m the features per
+point; for tied 2 n d^2 + 4 n (d + 1) K) over its time per iteration, and that as a percentage
+of the machine's peak measured in the same run: the best of 3 numpy matmuls of two 4000 x 4000
+matrices on every core.
+
+Run: ``python benchmarks/em_vs_sklearn.py``. Last lines: ``min share of matmul peak at d >= 16:
+<p>%`` and ``min speedup vs sklearn: <x>x``.
 """
 
 from __future__ import annotations
@@ -39,27 +44,62 @@ from timing import print_header, timed_sklearn_fit
 
 from workbench.data import generate
 from workbench.em import EMFitter
+from workbench.em.covariance import strategy
 from workbench.em.init import data_covariance
 
-SIZES = ((500, 1, 2), (10_000, 2, 5), (100_000, 10, 5))
-ITERATIONS = 100
-REPEATS = {500: 7, 10_000: 5, 100_000: 2}
+SIZES = (
+    (500, 1, 2, "full"),
+    (10_000, 2, 5, "full"),
+    (100_000, 10, 5, "full"),
+    (100_000, 32, 16, "full"),
+    (100_000, 16, 8, "diag"),
+    (20_000, 2, 20, "spherical"),
+    (100_000, 64, 8, "tied"),
+)
 
 
-def start(X: np.ndarray, K: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def iterations(n: int) -> int:
+    return 100 if n <= 20_000 else 20
+
+
+def repeats(n: int, d: int, K: int) -> int:
+    return 7 if n * d * K < 1e5 else 3 if n * d * K < 1e7 else 2
+
+
+def matmul_peak() -> float:
+    """GFLOP/s of numpy's matmul of two 4000 x 4000 matrices (best of 3, every core)."""
+    A = np.random.default_rng(0).standard_normal((4000, 4000))
+    best = np.inf
+    for _ in range(3):
+        t0 = time.perf_counter()
+        A @ A
+        best = min(best, time.perf_counter() - t0)
+    return 2 * 4000**3 / best / 1e9
+
+
+def start(X: np.ndarray, K: int, cov_type: str, rng: np.random.Generator) -> dict:
     """Means at K distinct data points, the data covariance, equal weights."""
     n, d = X.shape
-    cov = data_covariance(X)
+    weights = np.full(K, 1.0 / K)
+    full = np.broadcast_to(data_covariance(X), (K, d, d))
     return {
-        "weights": np.full(K, 1.0 / K),
+        "weights": weights,
         "means": X[rng.choice(n, size=K, replace=False)],
-        "covariances": np.broadcast_to(cov, (K, d, d)).copy(),
+        "covariances": strategy(cov_type).from_full(full, weights).copy(),
     }
 
 
-def ours(X: np.ndarray, init: dict, max_iter: int = ITERATIONS):
+def sklearn_precisions(covariances: np.ndarray, cov_type: str) -> np.ndarray:
+    return (
+        1.0 / covariances
+        if covariances.ndim < 3 - (cov_type == "tied")
+        else np.linalg.inv(covariances)
+    )
+
+
+def ours(X: np.ndarray, init: dict, cov_type: str, max_iter: int):
     fitter = EMFitter(
-        n_components=len(init["weights"]), covariance_type="full", init=init,
+        n_components=len(init["weights"]), covariance_type=cov_type, init=init,
         max_iter=max_iter, tol=0.0, reg_covar=0.0, reference=False,
     )  # fmt: skip
     t0 = time.perf_counter()
@@ -67,54 +107,59 @@ def ours(X: np.ndarray, init: dict, max_iter: int = ITERATIONS):
     return time.perf_counter() - t0, result
 
 
-def theirs(X: np.ndarray, init: dict, threads: int | None):
+def theirs(X: np.ndarray, init: dict, cov_type: str, max_iter: int, threads: int | None):
     model = GaussianMixture(
-        n_components=len(init["weights"]), covariance_type="full", tol=0.0,
-        max_iter=ITERATIONS, n_init=1, reg_covar=0.0, init_params="random_from_data",
+        n_components=len(init["weights"]), covariance_type=cov_type, tol=0.0,
+        max_iter=max_iter, n_init=1, reg_covar=0.0, init_params="random_from_data",
         weights_init=init["weights"], means_init=init["means"],
-        precisions_init=np.linalg.inv(init["covariances"]), random_state=0,
+        precisions_init=sklearn_precisions(init["covariances"], cov_type), random_state=0,
     )  # fmt: skip
     return timed_sklearn_fit(model, X, threads)
 
 
 def main() -> None:
     print_header(__doc__)
+    peak = matmul_peak()
+    print(f"matmul peak (4000 x 4000, every core): {peak:.1f} GFLOP/s")
     header = (
-        f"{'n':>7} {'d':>3} {'K':>2} | {'workbench ms/it':>15} {'sklearn ms/it':>13} "
-        f"{'(all thr / 1 thr)':>19} {'speedup':>8} | {'loglik workbench':>17} "
-        f"{'loglik diff':>11} {'rel diff':>8} | {'iters':>7}"
+        f"{'n':>7} {'d':>3} {'K':>3} {'type':>9} | {'ours ms/it':>10} {'sklearn ms/it':>13} "
+        f"{'(all thr / 1 thr)':>21} {'speedup':>8} | {'GFLOP/s':>7} {'% peak':>6} | "
+        f"{'loglik rel diff':>15} | {'iters':>7}"
     )
     print(header)
     print("-" * len(header))
-    speedups = []
-    for n, d, K in SIZES:
+    speedups, shares = [], []
+    for n, d, K, cov_type in SIZES:
+        T = iterations(n)
         rng = np.random.default_rng(20260 + n + d + K)
         data = generate("gaussian_mixture", rng, n=n, K=K, d=d, separation=1.5, covariance="full")
         X = data.X
-        init = start(X, K, rng)
-        ours(X, init, max_iter=2)  # warm-up: numba compilation (or loading its disk cache)
+        init = start(X, K, cov_type, rng)
+        ours(X, init, cov_type, max_iter=2)  # warm-up: loads the compiled loop
         best_ours, best_all, best_one = np.inf, np.inf, np.inf
-        for _ in range(REPEATS[n]):
-            t, result = ours(X, init)
+        for _ in range(repeats(n, d, K)):
+            t, result = ours(X, init, cov_type, T)
             best_ours = min(best_ours, t)
-            t, model = theirs(X, init, threads=None)
+            t, model = theirs(X, init, cov_type, T, threads=None)
             best_all = min(best_all, t)
-            t, model = theirs(X, init, threads=1)
+            t, model = theirs(X, init, cov_type, T, threads=1)
             best_one = min(best_one, t)
-        assert result.n_iter == ITERATIONS and model.n_iter_ == ITERATIONS, "iteration counts"
-        ll_ours = result.loglik
+        assert result.n_iter == T and model.n_iter_ == T, "iteration counts"
         ll_theirs = float(model.score(X) * n)
-        ms_ours, ms_all, ms_one = (t / ITERATIONS * 1e3 for t in (best_ours, best_all, best_one))
-        ms_theirs = min(ms_all, ms_one)
-        speedups.append(ms_theirs / ms_ours)
-        diff = ll_ours - ll_theirs
+        ms_ours, ms_all, ms_one = (t / T * 1e3 for t in (best_ours, best_all, best_one))
+        speedups.append(min(ms_all, ms_one) / ms_ours)
+        gflops = strategy(cov_type).gemm_flops(n, d, K) / (ms_ours / 1e3) / 1e9
+        share = 100 * gflops / peak
+        if d >= 16:
+            shares.append(share)
+        rel = abs(result.loglik - ll_theirs) / abs(ll_theirs)
         print(
-            f"{n:>7} {d:>3} {K:>2} | {ms_ours:>15.4f} {ms_theirs:>13.4f} "
-            f"{f'({ms_all:.3f} / {ms_one:.3f})':>19} {speedups[-1]:>7.1f}x | {ll_ours:>17.6f} "
-            f"{diff:>11.2e} {abs(diff) / abs(ll_theirs):>8.1e} | "
-            f"{result.n_iter:>3}/{model.n_iter_:<3}"
+            f"{n:>7} {d:>3} {K:>3} {cov_type:>9} | {ms_ours:>10.3f} {min(ms_all, ms_one):>13.3f} "
+            f"{f'({ms_all:.2f} / {ms_one:.2f})':>21} {speedups[-1]:>7.1f}x | {gflops:>7.1f} "
+            f"{share:>5.0f}% | {rel:>15.1e} | {result.n_iter:>3}/{model.n_iter_:<3}"
         )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
+    print(f"min share of matmul peak at d >= 16: {min(shares):.0f}%")
     print(f"min speedup vs sklearn: {min(speedups):.1f}x")
 
 

@@ -31,13 +31,14 @@ from workbench.em.covariance import strategy, variance_scale
 from workbench.em.logsumexp import normalise_rows
 from workbench.em.loop import copy_array
 from workbench.em.model import EMModel
+from workbench.em.products import add_statistics
 from workbench.em.specialise import kernel, specialise
 
 EMPTY_COUNT = float(np.finfo(float).tiny)  # expected counts below this: a component is empty
 KINDS = ("weight", "covariance")  # the model's degenerate kinds (codes 1, 2)
 WEIGHT, COVARIANCE = 1, 2
 MAX_GROUPS = 16
-CHUNK_ELEMENTS = 1 << 16  # features per chunk, about 512 KiB
+CHUNK_ELEMENTS = 1 << 17  # features per chunk, about 1 MiB
 
 
 class GaussianConfig(NamedTuple):
@@ -79,7 +80,7 @@ def _group_pass(X, params, F, J, Tg, top, norm, g, G, B) -> float:
         features(X[lo:hi], Fc)  # noqa: F821 (bound by specialise)
         log_joint(X[lo:hi], Fc, params, Jc)  # noqa: F821
         total += normalise_rows(Jc, top, norm)
-        Tg += np.dot(Jc.T, Fc)
+        add_statistics(Jc, Fc, Tg)
     return total
 
 

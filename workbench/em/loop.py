@@ -42,7 +42,7 @@ from typing import NamedTuple
 
 import numba
 import numpy as np
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from workbench.em.model import EMModel
 from workbench.em.specialise import kernel, specialise
@@ -248,6 +248,14 @@ def threads() -> int:
 
 _POOL: dict[int, ThreadPoolExecutor] = {}
 os.register_at_fork(after_in_child=_POOL.clear)
+_BLAS: list[ThreadpoolController] = []  # found once per process (the search takes ms)
+
+
+def _one_blas_thread():
+    """A context that limits BLAS to one thread (the loop's own threads split the work)."""
+    if not _BLAS:
+        _BLAS.append(ThreadpoolController())
+    return _BLAS[0].limit(limits=1, user_api="blas")
 
 
 def _pool(size: int) -> ThreadPoolExecutor:
@@ -322,7 +330,7 @@ def run(
     restarts = [
         _Restart(model, X, model.take(params, r), cfg, settings, split_passes) for r in range(R)
     ]
-    with threadpool_limits(1):
+    with _one_blas_thread():
         try:
             if split_passes:
                 for restart in restarts:

@@ -13,10 +13,17 @@ from __future__ import annotations
 
 import hashlib
 import inspect
+import os
 import types
 from collections.abc import Callable, Mapping
 
-from numba import njit
+# The split data passes run on numba's OpenMP threads. Waiting threads sleep instead of
+# spinning (OpenMP's default spins for a while): on a machine shared with other jobs, spinning
+# threads steal the cores the work needs and a pass can take several times longer. Read by
+# OpenMP when numba first starts its threads, after this import.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+from numba import njit  # noqa: E402
 from numba.core.registry import CPUDispatcher
 
 # numpy's error model (IEEE inf and nan, no ZeroDivisionError); no reassociation (fastmath

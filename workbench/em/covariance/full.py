@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from workbench.em.covariance import matrix
+from workbench.em.products import log_joint_product
 from workbench.em.specialise import kernel
 
 NAME = "full"
@@ -60,7 +61,7 @@ def features(X, F) -> None:
 
 @kernel
 def log_joint(X, F, params, J) -> None:
-    np.dot(F, params[4], J)
+    log_joint_product(F, params[4], J)
 
 
 @kernel
@@ -206,3 +207,9 @@ def variance_se(se: np.ndarray, K: int, d: int) -> np.ndarray:
     """Standard errors of the variances (K, d) from those of the covariance entries."""
     rows, cols = np.tril_indices(d)
     return se.reshape(K, len(rows))[:, rows == cols]
+
+
+def gemm_flops(n: int, d: int, K: int) -> float:
+    """Floating-point operations of the matrix products of one iteration: the log joint
+    (n, m) @ (m, K) and the statistics (K, n) @ (n, m), m features."""
+    return 4.0 * n * (n_second(d) + d + 1) * K

@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from workbench.em.products import log_joint_product
 from workbench.em.specialise import kernel
 
 NAME = "spherical"
@@ -52,7 +53,7 @@ def features(X, F) -> None:
 
 @kernel
 def log_joint(X, F, params, J) -> None:
-    np.dot(F, params[4], J)
+    log_joint_product(F, params[4], J)
 
 
 @kernel
@@ -163,3 +164,9 @@ def variance_unit(var: np.ndarray) -> np.ndarray:
 
 def variance_se(se: np.ndarray, K: int, d: int) -> np.ndarray:
     return np.repeat(se[:, None], d, axis=1)
+
+
+def gemm_flops(n: int, d: int, K: int) -> float:
+    """Floating-point operations of the matrix products of one iteration: the log joint
+    (n, m) @ (m, K) and the statistics (K, n) @ (n, m), m features."""
+    return 4.0 * n * (n_second(d) + d + 1) * K

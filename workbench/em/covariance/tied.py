@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from workbench.em.covariance import full, matrix
+from workbench.em.products import log_joint_product
 from workbench.em.specialise import kernel
 
 NAME = "tied"
@@ -53,7 +54,7 @@ def features(X, F) -> None:
 
 @kernel
 def log_joint(X, F, params, J) -> None:
-    np.dot(F, params[4], J)
+    log_joint_product(F, params[4], J)
     Y = np.dot(X, params[3])
     b, K = J.shape
     for i in range(b):
@@ -173,3 +174,9 @@ def variance_unit(var: np.ndarray) -> np.ndarray:
 def variance_se(se: np.ndarray, K: int, d: int) -> np.ndarray:
     rows, cols = np.tril_indices(d)
     return np.broadcast_to(se.reshape(1, len(rows))[:, rows == cols], (K, d))
+
+
+def gemm_flops(n: int, d: int, K: int) -> float:
+    """Floating-point operations of the matrix products of one iteration: x U (n, d) @ (d, d),
+    the linear terms (n, d + 1) @ (d + 1, K) and the statistics (K, n) @ (n, d + 1)."""
+    return 2.0 * n * d * d + 4.0 * n * (d + 1) * K
