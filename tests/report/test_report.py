@@ -13,19 +13,17 @@ import pandas as pd
 import pytest
 from scipy.stats import binomtest
 
+from workbench.montecarlo import rate_interval
 from workbench.report import build_report
 from workbench.report.bayes_figures import converged_ok, diagnostics_table
-from workbench.report.figures import collecting
-from workbench.report.summary import (
-    ReportData,
-    completed,
+from workbench.report.plotting import collecting
+from workbench.report.store_reader import ReportData, completed, load_experiment
+from workbench.report.summaries import (
     condition_summary,
     failures_table,
     fixed_budget,
-    load_experiment,
     paired,
     pairs,
-    rate_ci,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -39,7 +37,10 @@ REPORT_CODE = [
         "bayes_figures.py",
         "bayes_parameters.py",
         "html.py",
-        "summary.py",
+        "plotting.py",
+        "store_reader.py",
+        "summaries.py",
+        "text.py",
     )
 ]
 
@@ -154,12 +155,12 @@ def test_an_experiment_of_errors_only_still_gets_its_report(stored):
 
 def test_a_config_can_ask_for_the_walkthrough_section(stored, tmp_path, monkeypatch):
     import workbench.walkthrough
-    from workbench.report import summary
+    from workbench.report import store_reader
 
     monkeypatch.setattr(
         workbench.walkthrough, "walkthrough_fragment", lambda out: "<p>EM story</p>"
     )
-    monkeypatch.setattr(summary, "_sections", lambda runs: ("summary", "walkthrough"))
+    monkeypatch.setattr(store_reader, "_sections", lambda runs: ("summary", "walkthrough"))
     page = build_report([stored["tiny_sizes"]], tmp_path / "r" / "report.html")
     text = page.read_text()
     assert ">The founding walkthrough</h2><p>EM story</p>" in text
@@ -194,7 +195,7 @@ def test_summaries_come_from_replicate_rows_with_mc_errors(stored):
         p = flags.mean()
         assert row["local-optimum rate"] == pytest.approx(p)
         lower, upper = binomtest(int(flags.sum()), len(flags)).proportion_ci(method="wilson")
-        stats = rate_ci(flags)
+        stats = rate_interval(flags)
         assert (stats["lower"], stats["upper"]) == pytest.approx((lower, upper), abs=1e-6)
         assert f"; {int(flags.sum())}/{len(flags)} fits)" in row["local-optimum rate (95% CI)"]
         assert "failure rate se" not in row  # never "0 ± 0" from a handful of replicates

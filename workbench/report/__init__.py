@@ -15,7 +15,6 @@ experiment by name.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -26,31 +25,34 @@ import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
 
+from workbench import walkthrough
 from workbench.experiment.config import GENERIC_SECTIONS
 from workbench.experiment.runner import FAILED_STATUSES
+from workbench.montecarlo import mean_se, rate_interval
 from workbench.report import bayes_figures as bayes_fig
 from workbench.report import figures as fig
 from workbench.report.example_figures import density_figures, trace_figures
-from workbench.report.html import Section, esc, provenance_section, render_page, with_se
-from workbench.report.summary import (
+from workbench.report.html import Section, esc, provenance_section, render_page
+from workbench.report.plotting import Figure, collecting
+from workbench.report.store_reader import (
     ReportData,
     completed,
+    grid_variables,
+    load_experiment,
+    numbers,
+    short_name,
+)
+from workbench.report.summaries import (
     condition_summary,
     coverage_columns,
     failures_table,
     fixed_budget,
-    grid_variables,
-    load_experiment,
-    mean_se,
     nominal_level,
-    numbers,
     paired,
     pairs,
-    rate_ci,
-    rate_text,
-    short_name,
     status_counts,
 )
+from workbench.report.text import rate_text, with_se
 
 __all__ = [
     "ReportContext",
@@ -71,7 +73,7 @@ class ReportContext:
 
 
 Builder = Callable[[ReportContext, Section], None]
-Drawer = Callable[[ReportData, Path], list[fig.Figure]]
+Drawer = Callable[[ReportData, Path], list[Figure]]
 SECTIONS: dict[str, tuple[str, Builder]] = {}
 
 
@@ -236,7 +238,7 @@ def findings(data: ReportData) -> list[str]:
     if not with_flags.empty:
         rates = []
         for (series, cond), group in with_flags.groupby(["series", "data"], sort=False):
-            stats = rate_ci(pd.to_numeric(group["failed"]).to_numpy(dtype=float))
+            stats = rate_interval(pd.to_numeric(group["failed"]).to_numpy(dtype=float))
             rates.append((stats, f"{series} on {cond}"))
         high = max(r[0]["rate"] for r in rates)
         low = min(r[0]["rate"] for r in rates)
@@ -291,9 +293,8 @@ def _extreme(rates: list[tuple[dict, str]], value: float) -> str:
 
 @register_section("walkthrough", "The founding walkthrough")
 def _walkthrough(ctx: ReportContext, section: Section) -> None:
-    # A demonstration of EM's own steps, not a result of the store: loaded only when asked for.
-    story = importlib.import_module("workbench.walkthrough")
-    section.parts.append(story.walkthrough_fragment(ctx.figures_dir.parent / "walkthrough"))
+    # A demonstration of EM's own steps, not a result of the store.
+    section.parts.append(walkthrough.walkthrough_fragment(ctx.figures_dir.parent / "walkthrough"))
 
 
 DEFAULT_SECTIONS = GENERIC_SECTIONS
@@ -342,7 +343,7 @@ def build_report(dirs: list[Path], out: Path | None = None, collect: list | None
 
     A section that raises is replaced by a one-line note (no traceback) and, after the page is
     written, :class:`ReportError` names the failed sections."""
-    with fig.collecting(collect):
+    with collecting(collect):
         return _build(dirs, out)
 
 

@@ -6,17 +6,16 @@ from __future__ import annotations
 import base64
 import html
 import json
-import math
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from workbench.report.figures import Figure
-from workbench.report.summary import Experiment, ReportData
+from workbench.report.plotting import Figure
+from workbench.report.store_reader import Experiment, ReportData
+from workbench.report.text import fmt
 
 CSS = """
 body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; margin: 0;
@@ -64,43 +63,6 @@ class Section:
 
 def esc(text: Any) -> str:
     return html.escape(str(text), quote=True)
-
-
-def fmt(value: Any) -> str:
-    """A number to 3 significant figures; text as is; missing as a dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
-    if isinstance(value, bool):
-        return str(value)
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float):
-        return f"{value:.3g}"
-    return str(value)
-
-
-def plus_minus(value: float, se: float, spec: str = ".3g", se_spec: str = ".2g") -> str:
-    """``"value ± se"`` for a sentence; the value alone when se is not finite, ``n/a`` when the
-    value is not."""
-    if not np.isfinite(value):
-        return "n/a"
-    return f"{value:{spec}} ± {se:{se_spec}}" if np.isfinite(se) else f"{value:{spec}}"
-
-
-def with_se(frame: pd.DataFrame) -> pd.DataFrame:
-    """Merge every ``<name>`` / ``<name> se`` column pair into ``<name>`` as "value ± se"."""
-    out = pd.DataFrame(index=frame.index)
-    for column in frame.columns:
-        if column.endswith(" se") and column[:-3] in frame:
-            continue
-        if f"{column} se" in frame:
-            out[f"{column} (± MC se)"] = [
-                fmt(v) if fmt(s) == "–" else f"{fmt(v)} ± {s:.2g}"
-                for v, s in zip(frame[column], frame[f"{column} se"], strict=True)
-            ]
-        else:
-            out[column] = frame[column]
-    return out
 
 
 def table_html(frame: pd.DataFrame, caption: str = "", scroll: bool = False) -> str:
