@@ -397,3 +397,37 @@ def test_long_tables_are_not_clipped_and_say_how_many_rows(stored):
     assert "max-height" not in rule and "overflow-x" in rule
     text = build_report([stored["tiny_broken"]]).read_text()
     assert "<caption>failures and errors: 2 of 2 listed</caption>" in text
+
+
+def test_report_templates_ship_with_the_package():
+    """Every template of the page is package data in pyproject.toml, so that a non-editable
+    install (a wheel) carries them, and Jinja2 is a dependency."""
+    import fnmatch
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    globs = config["tool"]["setuptools"]["package-data"]["workbench.report"]
+    folder = ROOT / "workbench" / "report" / "templates"
+    files = [p.relative_to(folder.parent).as_posix() for p in folder.iterdir()]
+    assert {"templates/page.html", "templates/report.css"} <= set(files)
+    assert all(any(fnmatch.fnmatch(f, g) for g in globs) for f in files), (files, globs)
+    assert any(d.startswith("jinja2") for d in config["project"]["dependencies"])
+
+
+def test_text_from_a_store_is_escaped_in_every_part():
+    """Paragraphs, lines, headings and tables escape their text (autoescaping); only the
+    HTML the templates build is markup."""
+    from workbench.report.html import Section
+
+    section = Section("key", "title")
+    section.text("a <script>x</script> & b", "finding")
+    section.lines(["<i>one</i>", "two"])
+    section.heading("<h1>")
+    section.table(pd.DataFrame({"<th>": ["<td>"], "n": [1.23456]}), caption="<cap>")
+    page = "".join(section.parts)
+    assert "<script>" not in page and "<i>" not in page and "<h1>" not in page
+    assert '<p class="finding">a &lt;script&gt;x&lt;/script&gt; &amp; b</p>' in page
+    assert '<p class="note">&lt;i&gt;one&lt;/i&gt;<br>two</p>' in page
+    assert "<h3>&lt;h1&gt;</h3>" in page
+    assert "<caption>&lt;cap&gt;</caption>" in page and '<th class="text">&lt;th&gt;</th>' in page
+    assert '<td class="text">&lt;td&gt;</td><td class="">1.23</td>' in page

@@ -405,6 +405,6 @@ def em_vs_bayes_section(ctx: ReportContext, section: Section) -> None:
     section.table(with_se(coverage_table(table)), "interval coverage and width (± MC se)", True)
     if not cross.empty:
         section.table(cross, "EM outcome against the Bayesian status, same data sets", True)
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for sentence in findings(table, cross):
         section.text(sentence, "finding")

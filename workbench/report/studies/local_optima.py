@@ -336,6 +336,6 @@ def local_optima_section(ctx: ReportContext, section: Section) -> None:
     drawn += [figure_gaps(outcomes, ctx.figures_dir), figure_arms(outcomes, ctx.figures_dir)]
     section.figures([f for f in drawn if f is not None])
     section.table(rate_table(outcomes), "local optima by arm, separation, init and K", scroll=True)
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for sentence in findings(outcomes):
         section.text(sentence, "finding")

@@ -414,6 +414,6 @@ def misspecification_section(ctx: ReportContext, section: Section) -> None:
     if not bic.empty:
         shown = with_se(bic.drop(columns="chose true K"))  # the rate is in its CI column
         section.table(shown, "K chosen by BIC against the true K", True)
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for sentence in findings(table, pairs, bic):
         section.text(sentence, "finding")

@@ -272,6 +272,6 @@ def scaling_section(ctx: ReportContext, section: Section) -> None:
             "log-log slopes (± regression se)",
         )
         section.table(with_se(means), "mean times per size (± MC se)", True)
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for sentence in findings(table, slopes, means):
         section.text(sentence, "finding")

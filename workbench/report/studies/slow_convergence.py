@@ -317,7 +317,7 @@ def slow_convergence_section(ctx: ReportContext, section: Section) -> None:
         section.table(with_se(squarem_table(pairs)), "EM-map evaluations to within 1e-6 nats")
     if not over.empty:
         section.table(with_se(slope_table(over)), "over-specified fits: log-log slopes over n")
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for frame, findings in ((fits, rate_findings), (pairs, squarem_findings),
                             (over, overspecified_findings)):  # fmt: skip
         for sentence in [] if frame.empty else findings(frame):
