@@ -1,6 +1,7 @@
 """What a report reads from a results store: each experiment's tidy per-fit table, its design
-tables, and on request EM traces, restarts, fitted parameters, truths, regenerated data sets and
-posterior files; and the helpers that name the table's columns (grid variables, legend series).
+tables, and on request EM traces, restarts, fitted parameters, truths, posterior files and data
+sets (regenerated from their seeds and checked against the fingerprint the run stored); and the
+helpers that name the table's columns (grid variables, legend series).
 
 Everything is read-only; the tidy table is :func:`workbench.experiment.tables.load_table`'s."""
 
@@ -20,13 +21,17 @@ from workbench.data.dataset import Dataset
 from workbench.data.registry import generate
 from workbench.experiment.config import DataCondition
 from workbench.experiment.design import Cell
-from workbench.experiment.runner import FAILED_STATUSES
+from workbench.experiment.runner import FAILED_STATUSES, data_fingerprint
 from workbench.experiment.store import Store
 from workbench.experiment.tables import load_table
 from workbench.params import MixtureParams
 
 # Columns of the tidy table that describe a fitter condition or bookkeeping, not a grid axis.
 NOT_AXES = ("data.generator",)
+
+
+class DataMismatch(ValueError):
+    """A data set regenerated from its seed differs from the one the run fitted."""
 
 
 @dataclass
@@ -84,7 +89,9 @@ class Experiment:
         return MixtureParams.from_dict(json.loads(rows["truth"].iloc[0]))
 
     def dataset(self, cell_id: str) -> Dataset:
-        """Regenerate a cell's data set from its stored generator, settings and data seed."""
+        """Regenerate a cell's data set from its stored generator, settings and data seed, and
+        check it against the fingerprint the run stored (raises :class:`DataMismatch` when the
+        generator code or numpy changed since; a store from before fingerprints is unchecked)."""
         cell = self.cells.set_index("cell_id").loc[cell_id]
         cond = self.data_conditions.set_index("data_id").loc[cell["data_id"]]
         settings = json.loads(cond["settings"])
@@ -100,7 +107,25 @@ class Experiment:
             tuple(json.loads(cell["data_entropy"])),
             (),
         )
-        return generate(data.generator, np.random.default_rng(stored.data_seed()), **settings)
+        dataset = generate(data.generator, np.random.default_rng(stored.data_seed()), **settings)
+        expected = self._fingerprint(cell["data_id"], int(cell["replicate"]))
+        if expected is not None and expected != data_fingerprint(dataset.X, dataset.labels):
+            raise DataMismatch(
+                f"{self.directory}: data set {cond['label']!r} replicate {cell['replicate']}, "
+                "regenerated from its seed, is not the one the run fitted (the generator code or "
+                "numpy changed since the run); rerun the experiment (--fresh) to draw it"
+            )
+        return dataset
+
+    def _fingerprint(self, data_id: str, replicate: int) -> str | None:
+        """The stored fingerprint of a data set (None in stores made before fingerprints)."""
+        if "fingerprint" not in self.datasets:
+            return None
+        rows = self.datasets[
+            (self.datasets["data_id"] == data_id) & (self.datasets["replicate"] == replicate)
+        ]
+        value = rows["fingerprint"].iloc[0] if not rows.empty else None
+        return value if isinstance(value, str) else None
 
     def posterior_file(self, cell_id: str) -> Path | None:
         """The cell's stored posterior netCDF, when it exists."""
