@@ -14,6 +14,7 @@ STAGES = [
         "workbench.params",
         "workbench.matching",
         "workbench.theory",
+        "workbench.montecarlo",
     ),
     ("workbench.data",),
     ("workbench.fitters", "workbench.em", "workbench.bayes"),

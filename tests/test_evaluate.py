@@ -18,10 +18,9 @@ from workbench.evaluate import (
     judge,
     loglik_tolerance,
     parameter_distance,
-    rate_interval,
     restart_table,
-    wilson_interval,
 )
+from workbench.montecarlo import rate_interval, wilson_interval
 from workbench.params import MixtureParams
 
 MEANS_ONLY = dict(

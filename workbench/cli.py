@@ -42,11 +42,7 @@ PATH_ERRNOS = (
 )  # fmt: skip
 
 
-class UserError(Exception):
-    """A command-line mistake reported as one line."""
-
-
-USER_ERRORS = (ConfigError, StoreError, ExecutorError, UserError)
+USER_ERRORS = (ConfigError, StoreError, ExecutorError)
 
 
 class Terminated(BaseException):
@@ -112,17 +108,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.close()
         store.close()
         raise
-    notes: list[str] = []
-    original_note = progress.note
-
-    def note(text: str) -> None:
-        notes.append(text)
-        original_note(text)
-
-    progress.note = note  # type: ignore[method-assign]
     previous = store.previous_source()
     if previous and previous != source_hash() and store.finished_ids():
-        note(
+        progress.note(
             "note: the workbench source changed since stored cells were computed; "
             "results mix code versions (use --fresh to rerun everything)"
         )
@@ -160,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress.stop()
         executor.close()
         progress.close()
-        totals = _close_run(store, run_id, outcome, sum(counts.values()), notes)
+        totals = _close_run(store, run_id, outcome, sum(counts.values()), progress.notes)
         if outcome == "finished":
             _set_signals(*saved)
         else:  # a further Ctrl-C keeps exiting quietly (130), also while Python exits
@@ -195,7 +183,7 @@ def run_name(args: argparse.Namespace, spec: Any, cells: list) -> str:
     design), so that a variation never touches the stored results of the config itself."""
     if args.name:
         if not NAME_RE.match(args.name):
-            raise UserError(f"--name {args.name!r}: use letters, digits, '_', '.' or '-'")
+            raise ConfigError(f"--name {args.name!r}: use letters, digits, '_', '.' or '-'")
         return args.name
     if not args.set or any(o.partition("=")[0].strip() == "experiment.name" for o in args.set):
         return spec.name
@@ -279,7 +267,7 @@ def write_report(dirs: list[Path], out: Path | None, quiet: bool = False) -> Pat
             return build_report(dirs, out)
         except OSError as err:
             where = err.filename or out or dirs[0]
-            raise UserError(f"{where}: cannot write the report ({err.strerror or err})") from None
+            raise StoreError(f"{where}: cannot write the report ({err.strerror or err})") from None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

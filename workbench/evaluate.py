@@ -1,5 +1,6 @@
 """Scoring a fit against the truth: label matching, recovery errors, log-likelihood gaps,
-failure classification, clustering agreement, interval coverage and Monte Carlo errors.
+failure classification, clustering agreement and interval coverage (Monte Carlo errors of
+the summaries over many fits: :mod:`workbench.montecarlo`).
 
 A fitted mixture's component labels are arbitrary, so every comparison first matches fitted to
 true components (:mod:`workbench.matching`).
@@ -30,14 +31,10 @@ __all__ = [
     "match_components",
     "matched_truth_index",
     "matching_cost",
-    "mc_standard_error_mean",
-    "mc_standard_error_rate",
     "parameter_distance",
-    "rate_interval",
     "recovery_errors",
     "restart_table",
     "restart_verdicts",
-    "wilson_interval",
 ]
 
 # ---- the failure rule ----------------------------------------------------------------------------
@@ -68,7 +65,6 @@ GROSS_CHANGE = 1.0
 SADDLE_TOL = 1e-6  # >> the ~1e-10 error of the central-difference Jacobian
 LOCAL_OPTIMUM_KINDS = ("minor", "gross", "below")
 KINDS = ("best", "minor", "gross", "below", "degenerate", "saddle", "unresolved", "unjudged")
-Z95 = 1.959963984540054
 
 
 def recovery_errors(fitted: MixtureParams, truth: MixtureParams) -> dict[str, Any]:
@@ -332,61 +328,3 @@ def restart_table(
         }
         for r, verdict in enumerate(verdicts)
     ]
-
-
-def wilson_interval(successes: float, trials: float, z: float = Z95) -> tuple[float, float]:
-    """Wilson score interval (default 95%) for a binomial proportion; (nan, nan) without trials.
-    ``successes`` and ``trials`` may be effective (non-integer) counts."""
-    if not trials > 0:
-        return np.nan, np.nan
-    p = successes / trials
-    denom = 1.0 + z**2 / trials
-    centre = (p + z**2 / (2 * trials)) / denom
-    half = z * np.sqrt(p * (1 - p) / trials + z**2 / (4 * trials**2)) / denom
-    lower = 0.0 if successes <= 0 else max(0.0, centre - half)  # exact at the ends, no round-off
-    upper = 1.0 if successes >= trials else min(1.0, centre + half)
-    return float(lower), float(upper)
-
-
-def rate_interval(flags, clusters=None) -> dict[str, float]:
-    """A rate of 0/1 ``flags`` (NaN dropped) with its Wilson 95% interval.
-
-    ``clusters`` (same length): labels of correlated groups (e.g. restarts on one data set).
-    The interval then uses Kish's effective sample size n / deff, with the design effect deff
-    (>= 1) from the cluster-robust variance of the rate; 0/n and n/n keep deff = 1.
-    Returns rate, lower, upper, k (successes), n (trials), n_eff, clusters.
-    """
-    x = np.asarray(flags, dtype=float)
-    keep = np.isfinite(x)
-    x = x[keep]
-    n, k = x.size, float(x.sum())
-    out = {"rate": np.nan, "lower": np.nan, "upper": np.nan, "k": k, "n": n, "n_eff": float(n)}
-    out["clusters"] = n
-    if n == 0:
-        return out
-    p = k / n
-    deff = 1.0
-    if clusters is not None:
-        labels = np.asarray(clusters)[keep]
-        _, groups = np.unique(labels, return_inverse=True)
-        c = groups.max() + 1
-        out["clusters"] = int(c)
-        if c > 1 and 0 < p < 1:
-            resid = np.bincount(groups, weights=x - p, minlength=c)
-            robust = c / (c - 1) * np.sum(resid**2) / n**2
-            deff = max(1.0, robust / (p * (1 - p) / n))
-    lower, upper = wilson_interval(p * n / deff, n / deff)
-    out.update(rate=p, lower=lower, upper=upper, n_eff=n / deff)
-    return out
-
-
-def mc_standard_error_rate(rate: float, n_replicates: int) -> float:
-    """Binomial Monte Carlo standard error of a proportion, sqrt(p (1 - p) / m)."""
-    return float(np.sqrt(rate * (1.0 - rate) / n_replicates)) if n_replicates else np.nan
-
-
-def mc_standard_error_mean(values: np.ndarray) -> float:
-    """Monte Carlo standard error of a mean over replicates, sd / sqrt(m)."""
-    values = np.asarray(values, dtype=float)
-    values = values[np.isfinite(values)]
-    return float(values.std(ddof=1) / np.sqrt(values.size)) if values.size > 1 else np.nan

@@ -364,3 +364,14 @@ def test_labels_tell_apart_points_whose_keys_differ():
     ]
     labels = _varying_label(points)
     assert len(set(labels)) == 3, labels
+
+
+def test_report_sections_are_the_reports_own(write_config):
+    """The section names a config may list are exactly those the report registers, and a
+    config without ``[report] sections`` gets the sections the report then shows (every
+    generic one), not a default nobody reads."""
+    from workbench import report
+    from workbench.experiment.config import REPORT_SECTIONS
+
+    assert set(REPORT_SECTIONS) == set(report.SECTIONS)
+    assert load_config(write_config(BASE)).report_sections == tuple(report.DEFAULT_SECTIONS)

@@ -142,3 +142,35 @@ def test_status_report_and_missing_store(small_run, capsys, tmp_path):
     assert main(["status", str(tmp_path / "nothing")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no results store" in err
+
+
+def test_data_sets_carry_their_fingerprint_and_older_stores_resume(small_run, capsys):
+    """Every stored data set has the SHA-256 fingerprint of its points and labels; a store
+    made before fingerprints (no such column) resumes: the column is added, cells run now get
+    one, older rows stay NULL (unchecked by the report)."""
+    from workbench.experiment.runner import data_fingerprint
+    from workbench.report.store_reader import load_experiment
+
+    path, directory = small_run
+    rows = query(directory, "SELECT data_id, replicate, fingerprint FROM datasets")
+    assert len(rows) == 4 and all(isinstance(f, str) and len(f) == 64 for _, _, f in rows)
+    exp = load_experiment(directory)
+    for cell_id, data_id, replicate in exp.table[["cell_id", "data_id", "replicate"]].values:
+        dataset = exp.dataset(cell_id)  # regenerated and checked
+        expected = dict(((d, r), f) for d, r, f in rows)[(data_id, replicate)]
+        assert data_fingerprint(dataset.X, dataset.labels) == expected
+
+    with sqlite3.connect(directory / STORE_FILE) as conn:  # as a store of the older schema
+        conn.execute("ALTER TABLE datasets DROP COLUMN fingerprint")
+        replicate_one = "SELECT cell_id FROM cells WHERE replicate = 1"
+        for table in ("fits", "metrics", "diagnostics", "restarts", "em_traces"):
+            conn.execute(f"DELETE FROM {table} WHERE cell_id IN ({replicate_one})")
+        conn.execute("DELETE FROM datasets WHERE replicate = 1")
+    code, err = run(capsys, path, "--executor", "serial", "--reports-dir", directory.parent)
+    assert code == 0, err
+    rows = query(directory, "SELECT replicate, fingerprint FROM datasets ORDER BY replicate")
+    assert [r for r, _ in rows] == [0, 0, 1, 1]
+    assert [f is None for _, f in rows] == [True, True, False, False]
+    exp = load_experiment(directory)
+    for cell_id in exp.table["cell_id"]:
+        exp.dataset(cell_id)  # unchecked rows and checked rows alike

@@ -309,3 +309,38 @@ def test_a_cold_em_compile_runs_alongside_the_bayes_model(tmp_path, monkeypatch)
     log = (tmp_path / "run.log").read_text()
     assert "phase: compiling the Bayes model K=2 d=1 (nutpie), the EM kernels alongside" in log
     assert "phase: finishing the EM kernels, compiled alongside" in log
+
+
+def test_notes_shown_during_a_run_are_recorded_with_it(write_config, tmp_path, capsys):
+    """A note the run shows (here: the workbench source changed since stored cells were
+    computed) is kept by the progress display and stored in the run's row of the store."""
+    import json
+    import sqlite3
+
+    from experiment_fakes import SMALL
+
+    from workbench.cli import main
+    from workbench.experiment.console import Progress
+
+    progress = Progress("quiet", tmp_path / "notes.log")
+    progress.note("first")
+    progress.note("second")
+    progress.close()
+    assert progress.notes == ["first", "second"]
+
+    path = write_config(SMALL)
+    reports = tmp_path / "reports"
+    base = ["run", str(path), "--reports-dir", str(reports), "--executor", "serial", "--quiet"]
+    assert main([*base, "--no-report"]) == 0
+    store = reports / "small" / "results.sqlite"
+    with sqlite3.connect(store) as conn:  # as if the first run had used other code
+        versions = json.loads(conn.execute("SELECT versions FROM runs").fetchone()[0])
+        versions["workbench_source"] = "0" * 16
+        conn.execute("UPDATE runs SET versions = ?", (json.dumps(versions),))
+    capsys.readouterr()
+    assert main([*base, "--no-report"]) == 0
+    assert "source changed" in capsys.readouterr().err
+    with sqlite3.connect(store) as conn:
+        notes = [json.loads(n or "[]") for (n,) in conn.execute("SELECT notes FROM runs")]
+    assert notes[0] == [] and len(notes) == 2
+    assert len(notes[1]) == 1 and "source changed" in notes[1][0]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from workbench.cli import main
-from workbench.report.figures import collecting
+from workbench.report.plotting import collecting
 
 HERE = Path(__file__).resolve().parent
 for folder in (HERE, HERE.parent / "report"):  # study_pages and figure_layout, by name

@@ -15,6 +15,7 @@ from scipy.stats import binomtest
 from study_pages import checked_section, wilson_text
 
 from workbench.params import MixtureParams
+from workbench.report.store_reader import ReportData, load_experiment, numbers
 from workbench.report.studies.em_vs_bayes import (
     PARAMETERS,
     coverage_table,
@@ -24,7 +25,6 @@ from workbench.report.studies.em_vs_bayes import (
     signed_errors,
     study_table,
 )
-from workbench.report.summary import ReportData, load_experiment, numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "experiments" / "em_vs_bayes_quick.toml"

@@ -9,8 +9,8 @@ from figure_layout import assert_readable
 from study_pages import checked_section
 
 from workbench.evaluate import FAILURE_RULE, LOCAL_OPTIMUM_KINDS
+from workbench.report.store_reader import load_experiment
 from workbench.report.studies.local_optima import findings, rates, restart_outcomes
-from workbench.report.summary import load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "experiments" / "local_optima_quick.toml"

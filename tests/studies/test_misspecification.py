@@ -14,6 +14,7 @@ import pytest
 from figure_layout import assert_readable
 from study_pages import checked_section, wilson_text
 
+from workbench.report.store_reader import ReportData, load_experiment
 from workbench.report.studies.misspecification import (
     CONTROL,
     bic_table,
@@ -22,7 +23,6 @@ from workbench.report.studies.misspecification import (
     recovery_table,
     study_table,
 )
-from workbench.report.summary import ReportData, load_experiment
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "experiments" / "misspecification_quick.toml"

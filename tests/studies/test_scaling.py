@@ -15,6 +15,7 @@ import pytest
 from figure_layout import assert_readable
 from study_pages import checked_section
 
+from workbench.report.store_reader import ReportData, load_experiment, numbers
 from workbench.report.studies.scaling import (
     arms,
     findings,
@@ -22,7 +23,6 @@ from workbench.report.studies.scaling import (
     slope_table,
     timing_table,
 )
-from workbench.report.summary import ReportData, load_experiment, numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "experiments" / "scaling_quick.toml"

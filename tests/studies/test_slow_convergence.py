@@ -10,13 +10,13 @@ import pytest
 from figure_layout import assert_readable
 from study_pages import checked_section
 
+from workbench.report.store_reader import ReportData, load_experiment, numbers
 from workbench.report.studies.slow_convergence import (
     overspecified_fits,
     rate_fits,
     slope_table,
     squarem_pairs,
 )
-from workbench.report.summary import ReportData, load_experiment, numbers
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK = ROOT / "experiments" / "slow_convergence_quick.toml"

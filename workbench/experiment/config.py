@@ -146,8 +146,8 @@ class ExperimentSpec:
     max_consecutive_errors: int
     data: tuple[DataCondition, ...]
     fitters: tuple[FitterCondition, ...]
-    report_sections: tuple[str, ...]
-    em_traces: bool = True
+    report_sections: tuple[str, ...]  # default: every generic section, as the report shows
+    em_traces: str = "all"  # "all" restarts' traces, the "best" one's, or "none"
     max_cells: int = DEFAULT_MAX_CELLS
     posterior_draws: int = DEFAULT_POSTERIOR_DRAWS
     path: str = "<config>"

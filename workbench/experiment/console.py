@@ -46,7 +46,8 @@ def compile_seconds(outcome: CellOutcome) -> float:
 
 class Progress:
     """Rich display (a terminal), plain lines (a pipe) or quiet; always a plain log of every
-    phase and cell in ``run.log``. ``slots``: cells that run at once (for the ETA)."""
+    phase and cell in ``run.log``. ``slots``: cells that run at once (for the ETA). Every
+    :meth:`note` is also kept in ``notes`` (the run records them with its end)."""
 
     def __init__(self, mode: str, log_path: Path, slots: int = 1) -> None:
         self.mode, self.log = mode, open(log_path, "a", encoding="utf-8")  # noqa: SIM115
@@ -57,6 +58,7 @@ class Progress:
         self.work: dict[str, list[float]] = {}  # fitter condition -> (seconds, cells) run now
         self.estimate: tuple[float, float, bool] | None = None  # (ETA s, made at, a lower bound)
         self.worker_compiles = 0  # compiles the workers still have to do (each its own copy)
+        self.notes: list[str] = []  # every note shown, in order
         self.t0 = self.last = time.monotonic()
 
     # -- phases before the cells
@@ -210,6 +212,8 @@ class Progress:
             )
 
     def note(self, text: str) -> None:
+        """Show ``text`` above the bar (or on stderr), log it and keep it in ``notes``."""
+        self.notes.append(text)
         self._log(text)
         if self.bar is not None:
             self.bar.console.print(text, markup=False)

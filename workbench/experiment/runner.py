@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import hashlib
 import importlib
 import json
 import logging
@@ -229,6 +230,16 @@ def _dataset(task: CellTask) -> Any:
     return dataset
 
 
+def data_fingerprint(X: np.ndarray, labels: np.ndarray) -> str:
+    """SHA-256 of a data set's points and true labels (float64 and int64 bytes, with the shape):
+    stored with each data set so that one regenerated later from its seed (the report's figures)
+    can be checked to be the very data the run fitted."""
+    h = hashlib.sha256(repr(np.shape(X)).encode())
+    h.update(np.ascontiguousarray(X, dtype=np.float64).tobytes())
+    h.update(np.ascontiguousarray(labels, dtype=np.int64).tobytes())
+    return h.hexdigest()
+
+
 def plain(value: Any) -> Any:
     """A value SQLite can hold exactly: numbers, str, None (numpy scalars unwrapped)."""
     if isinstance(value, np.generic):
@@ -285,6 +296,7 @@ def run_cell(task: CellTask) -> CellOutcome:
                 "n_components_to_fit": dataset.n_components_to_fit,
                 "truth": json.dumps(dataset.truth.to_dict()),
                 "info": json.dumps(dataset.info, default=str),
+                "fingerprint": data_fingerprint(dataset.X, dataset.labels),
             }
             seq = np.random.SeedSequence(task.fit_entropy, spawn_key=(FIT_STREAM,))
             result = fitter.fit(dataset, np.random.default_rng(seq))

@@ -7,7 +7,8 @@ meta               name, seed, replicates, design_hash, schema_version, created_
 data_conditions    data_id, position, label, generator, settings (JSON)
 fitter_conditions  fitter_id, position, label, fitter (table name), method, settings (JSON)
 cells              cell_id, position, data_id, fitter_id, replicate, data/fit seed entropy (JSON)
-datasets           (data_id, replicate): n, d, n_components_to_fit, truth and info (JSON)
+datasets           (data_id, replicate): n, d, n_components_to_fit, truth and info (JSON),
+                   fingerprint (SHA-256 of the points and labels: runner.data_fingerprint)
 fits               one row per finished cell: status, message, traceback, loglik, n_iter, timings
                    (fit_time, data_time, eval_time, total_time, started_at, finished_at), worker,
                    run_id, params (JSON), posterior_path, warnings
@@ -74,7 +75,8 @@ CREATE TABLE IF NOT EXISTS runs (run_id INTEGER PRIMARY KEY, started_at TEXT, en
     executor TEXT, workers INTEGER, timeout REAL, versions TEXT, platform TEXT,
     cells_run INTEGER, notes TEXT);
 CREATE TABLE IF NOT EXISTS datasets (data_id TEXT, replicate INTEGER, n INTEGER, d INTEGER,
-    n_components_to_fit INTEGER, truth TEXT, info TEXT, PRIMARY KEY (data_id, replicate));
+    n_components_to_fit INTEGER, truth TEXT, info TEXT, fingerprint TEXT,
+    PRIMARY KEY (data_id, replicate));
 CREATE TABLE IF NOT EXISTS fits (cell_id TEXT PRIMARY KEY REFERENCES cells, run_id INTEGER,
     status TEXT NOT NULL, message TEXT, traceback TEXT, loglik REAL, n_iter INTEGER,
     fit_time REAL, data_time REAL, eval_time REAL, total_time REAL, worker TEXT,
@@ -259,6 +261,7 @@ class Store:
         try:
             with store.writing():
                 store.conn.executescript(SCHEMA)
+                store._add_missing_columns()
                 with store.transaction() as c:
                     if c.execute("SELECT COUNT(*) FROM cells").fetchone()[0] == 0:
                         store._write_design(c, spec, cells)
@@ -267,6 +270,13 @@ class Store:
             store.close()
             raise
         return store
+
+    def _add_missing_columns(self) -> None:
+        """Columns added to the schema since a store was made (resuming it): the data sets'
+        ``fingerprint`` (older rows keep NULL: their data cannot be checked)."""
+        columns = {r[1] for r in self.conn.execute("PRAGMA table_info(datasets)")}
+        if "fingerprint" not in columns:
+            self.conn.execute("ALTER TABLE datasets ADD COLUMN fingerprint TEXT")
 
     def _close_stale_runs(self, c: sqlite3.Connection) -> None:
         """Mark runs left ``running`` as interrupted: this process holds the store's lock, so
@@ -471,7 +481,8 @@ class Store:
             if out.dataset is not None:
                 ds = out.dataset
                 c.execute(
-                    "INSERT OR IGNORE INTO datasets VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    "INSERT OR IGNORE INTO datasets (data_id, replicate, n, d, n_components_to_fit,"
+                    " truth, info, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
                         cell.data_id,
                         cell.replicate,
@@ -480,6 +491,7 @@ class Store:
                         ds["n_components_to_fit"],
                         ds["truth"],
                         ds["info"],
+                        ds.get("fingerprint"),
                     ),
                 )
             c.execute(

@@ -12,16 +12,14 @@ names, and the fitter's diagnostics as ``diag.<name>``.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
-from workbench.evaluate import rate_interval
 from workbench.experiment.runner import FAILED_STATUSES
 from workbench.experiment.store import STORE_FILE, TIMING_COLUMNS, Store, StoreError, readable
+from workbench.montecarlo import mean_se, rate_interval
 
 BASE_QUERY = """
 SELECT f.cell_id, c.position, c.replicate, dc.label AS data, fc.label AS fitter,
@@ -128,15 +126,6 @@ def _write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
-def _mean_se(values: pd.Series) -> tuple[float, float]:
-    x = pd.to_numeric(values, errors="coerce").to_numpy(dtype=float)
-    x = x[np.isfinite(x)]
-    if x.size == 0:
-        return math.nan, math.nan
-    se = float(x.std(ddof=1) / math.sqrt(x.size)) if x.size > 1 else math.nan
-    return float(x.mean()), se
-
-
 def summary_table(frame: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRICS) -> pd.DataFrame:
     """Per (fitter, data) condition: fits, errors, failure rate with its 95% Wilson interval
     (``failure_rate_lower`` / ``_upper``) and count ``failure_rate_n``, and mean metrics with
@@ -156,6 +145,6 @@ def summary_table(frame: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRIC
         for name in metrics:
             if name in ok and ok[name].notna().any():
                 short = name.removeprefix("diag.")
-                row[short], row[f"{short}_se"] = _mean_se(ok[name])
+                row[short], row[f"{short}_se"], _ = mean_se(ok[name])
         rows.append(row)
     return pd.DataFrame(rows)

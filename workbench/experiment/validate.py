@@ -16,6 +16,7 @@ from workbench.experiment.config import (
     DEFAULT_MAX_CONSECUTIVE_ERRORS,
     DEFAULT_POSTERIOR_DRAWS,
     DEFAULT_TIMEOUT,
+    GENERIC_SECTIONS,
     NAME_RE,
     REPORT_SECTIONS,
     SAMPLE_N,
@@ -59,7 +60,7 @@ OPTIONS: dict[str, dict[str, tuple[Any, Any, Any, str]]] = {
         "max_cells": (int, DEFAULT_MAX_CELLS, lambda v: v >= 1, "an integer >= 1"),
     },
     "report": {
-        "sections": (list[str], list(REPORT_SECTIONS[:2]), None, "a list of section names"),
+        "sections": (list[str], list(GENERIC_SECTIONS), None, "a list of section names"),
         "title": (str, "", None, ""),
     },
     "store": {

@@ -15,7 +15,6 @@ experiment by name.
 
 from __future__ import annotations
 
-import importlib
 import logging
 import sys
 from collections.abc import Callable
@@ -28,29 +27,31 @@ from matplotlib import pyplot as plt
 
 from workbench.experiment.config import GENERIC_SECTIONS
 from workbench.experiment.runner import FAILED_STATUSES
+from workbench.montecarlo import mean_se, rate_interval
 from workbench.report import bayes_figures as bayes_fig
 from workbench.report import figures as fig
 from workbench.report.example_figures import density_figures, trace_figures
-from workbench.report.html import Section, esc, provenance_section, render_page, with_se
-from workbench.report.summary import (
+from workbench.report.html import Section, provenance_section, render_page
+from workbench.report.plotting import Figure, collecting
+from workbench.report.store_reader import (
     ReportData,
     completed,
+    grid_variables,
+    load_experiment,
+    numbers,
+    short_name,
+)
+from workbench.report.summaries import (
     condition_summary,
     coverage_columns,
     failures_table,
     fixed_budget,
-    grid_variables,
-    load_experiment,
-    mean_se,
     nominal_level,
-    numbers,
     paired,
     pairs,
-    rate_ci,
-    rate_text,
-    short_name,
     status_counts,
 )
+from workbench.report.text import rate_text, with_se
 
 __all__ = [
     "ReportContext",
@@ -71,7 +72,7 @@ class ReportContext:
 
 
 Builder = Callable[[ReportContext, Section], None]
-Drawer = Callable[[ReportData, Path], list[fig.Figure]]
+Drawer = Callable[[ReportData, Path], list[Figure]]
 SECTIONS: dict[str, tuple[str, Builder]] = {}
 
 
@@ -236,7 +237,7 @@ def findings(data: ReportData) -> list[str]:
     if not with_flags.empty:
         rates = []
         for (series, cond), group in with_flags.groupby(["series", "data"], sort=False):
-            stats = rate_ci(pd.to_numeric(group["failed"]).to_numpy(dtype=float))
+            stats = rate_interval(pd.to_numeric(group["failed"]).to_numpy(dtype=float))
             rates.append((stats, f"{series} on {cond}"))
         high = max(r[0]["rate"] for r in rates)
         low = min(r[0]["rate"] for r in rates)
@@ -291,9 +292,12 @@ def _extreme(rates: list[tuple[dict, str]], value: float) -> str:
 
 @register_section("walkthrough", "The founding walkthrough")
 def _walkthrough(ctx: ReportContext, section: Section) -> None:
-    # A demonstration of EM's own steps, not a result of the store: loaded only when asked for.
-    story = importlib.import_module("workbench.walkthrough")
-    section.parts.append(story.walkthrough_fragment(ctx.figures_dir.parent / "walkthrough"))
+    # A demonstration of EM's own steps, not a result of the store. Imported here, when a config
+    # asks for it (a plain import the architecture test sees): the walkthrough runs EM itself,
+    # and the report otherwise never loads a fitter (test_the_report_loads_no_fitter).
+    from workbench import walkthrough
+
+    section.html(walkthrough.walkthrough_fragment(ctx.figures_dir.parent / "walkthrough"))
 
 
 DEFAULT_SECTIONS = GENERIC_SECTIONS
@@ -342,7 +346,7 @@ def build_report(dirs: list[Path], out: Path | None = None, collect: list | None
 
     A section that raises is replaced by a one-line note (no traceback) and, after the page is
     written, :class:`ReportError` names the failed sections."""
-    with fig.collecting(collect):
+    with collecting(collect):
         return _build(dirs, out)
 
 
@@ -357,13 +361,10 @@ def _build(dirs: list[Path], out: Path | None) -> Path:
     for stale in [*figures_dir.glob("*.png"), *figures_dir.glob("*.pdf")]:
         stale.unlink()
     ctx = ReportContext(data, figures_dir)
-    sections = [provenance_section(data)]
     notes = overlay_notes(data)
     if notes:
         print(f"note: overlay of different designs: {' '.join(notes)}", file=sys.stderr)
-        sections[0].parts.insert(
-            0, "<p class='note'>" + "<br>".join(esc(n) for n in notes) + "</p>"
-        )
+    sections = [provenance_section(data, notes)]
     failed: list[str] = []
     for key in _sections(data):
         title, builder = SECTIONS.get(key, (key.replace("_", " ").capitalize(), None))
@@ -376,9 +377,8 @@ def _build(dirs: list[Path], out: Path | None) -> Path:
                 builder(ctx, section)
             except Exception as err:  # noqa: BLE001 - one broken section must not lose the rest
                 reason = f"{type(err).__name__}: {err}".splitlines()[0][:300]
-                section.parts = [
-                    f"<p class='note'>This section could not be built ({esc(reason)}).</p>"
-                ]
+                section.parts = []
+                section.note(f"This section could not be built ({reason}).")
                 failed.append(f"{key} ({reason})")
                 plt.close("all")
         sections.append(section)

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 from matplotlib import MatplotlibDeprecationWarning
 
+from workbench.montecarlo import mean_se
 from workbench.report.bayes_parameters import (
     MAX_FOREST_ROWS,
     PARAMETER_NAMES,
@@ -24,8 +25,8 @@ from workbench.report.bayes_parameters import (
     posterior_vs_truth_figure,
     scalars,
 )
-from workbench.report.figures import Figure, save
-from workbench.report.summary import Experiment, ReportData, completed, mean_se, numbers
+from workbench.report.plotting import Figure, save
+from workbench.report.store_reader import Experiment, ReportData, completed, numbers
 
 PROBLEM_STATUSES = ("multimodal", "label_switching", "divergent")
 

@@ -23,7 +23,7 @@ import numpy as np
 
 from workbench.evaluate import matched_truth_index
 from workbench.params import MixtureParams
-from workbench.report.figures import Figure, save
+from workbench.report.plotting import Figure, save
 
 PREFERRED_VARS = ("w", "mu", "sigma")
 

@@ -15,8 +15,10 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 
 from workbench.evaluate import LOCAL_OPTIMUM_KINDS
-from workbench.report.figures import OUTCOME_COLOURS, Figure, save, wrap_label
-from workbench.report.summary import ReportData, completed, example_cells
+from workbench.report.figures import OUTCOME_COLOURS
+from workbench.report.plotting import Figure, save, wrap_label
+from workbench.report.store_reader import ReportData, completed
+from workbench.report.summaries import example_cells
 
 
 def trace_figures(data: ReportData, out: Path, max_panels: int = 4, per_panel: int = 40):

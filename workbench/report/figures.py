@@ -1,216 +1,47 @@
-"""Matplotlib figures of a report, each saved as PNG and PDF.
+"""The generic figures of a report, each saved as PNG and PDF.
 
 Every figure is generic over the grid: it is drawn against each grid variable the stored table
 holds (``data.*`` columns with more than one value), with one line per fitter condition
 (prefixed by the experiment when several are overlaid). Rates of 0/1 flags carry 95% Wilson
 interval bars and means sd / sqrt(m) error bars (one standard error), from per-replicate rows.
+The shared plotting pieces live in :mod:`workbench.report.plotting`.
 """
 
 from __future__ import annotations
 
-import math
-import textwrap
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-
-from workbench.evaluate import FAILURE_RULE  # noqa: E402
-from workbench.report.rates import rate_yerr  # noqa: E402
-from workbench.report.summary import (  # noqa: E402
-    ReportData,
-    completed,
+from workbench.evaluate import FAILURE_RULE
+from workbench.report.plotting import (
+    ERRORBAR_NOTE,
+    Figure,
+    colours,
+    errorbars,
+    figure_legend,
+    line_panel,
+    save,
+    wrap_label,
+)
+from workbench.report.store_reader import ReportData, completed, grid_variables, short_name, slug
+from workbench.report.summaries import (
     coverage_columns,
-    grid_variables,
     nominal_level,
-    numeric_variable,
     paired,
     pairs,
-    short_name,
-    slug,
     summarise,
 )
 
-ERRORBAR_NOTE = "Error bars: one Monte Carlo standard error over replicates."
 OUTCOME_COLOURS = {
     "global optimum": "tab:blue",
     "saddle or unresolved": "tab:orange",
     "local optimum": "tab:red",
     "degenerate": "0.55",
 }
-
-
-@dataclass(frozen=True)
-class Figure:
-    """A saved figure: ``key`` is the file stem of ``png`` and ``pdf``."""
-
-    key: str
-    title: str
-    caption: str
-    png: Path
-    pdf: Path
-
-
-_COLLECTORS: list[list] = []
-
-
-@contextmanager
-def collecting(into: list | None):
-    """While active, :func:`save` appends ``(key, matplotlib figure, caption)`` to ``into``
-    before closing each figure (a hook for tests that inspect the drawn figures)."""
-    if into is None:
-        yield
-        return
-    _COLLECTORS.append(into)
-    try:
-        yield
-    finally:
-        _COLLECTORS.remove(into)
-
-
-def save(fig: plt.Figure, out: Path, key: str, title: str, caption: str) -> Figure:
-    """Save ``fig`` as ``out/key.png`` and ``out/key.pdf`` and close it."""
-    out.mkdir(parents=True, exist_ok=True)
-    fig.suptitle(title, fontsize=12)
-    if fig.get_layout_engine() is None:  # constrained-layout figures place themselves
-        fig.tight_layout()
-    png, pdf = out / f"{key}.png", out / f"{key}.pdf"
-    fig.savefig(png, dpi=110)
-    fig.savefig(pdf)
-    for into in _COLLECTORS:
-        into.append((key, fig, caption))
-    plt.close(fig)
-    return Figure(key, title, caption, png, pdf)
-
-
-def colours(data: ReportData) -> dict[str, tuple]:
-    """One colour per legend series, stable across all figures of a report."""
-    names = list(dict.fromkeys(data.table["series"]))
-    cmap = plt.get_cmap("tab10" if len(names) <= 10 else "tab20")
-    return {name: cmap(i % cmap.N) for i, name in enumerate(names)}
-
-
-# ---- shared line plot ----------------------------------------------------------------------------
-def line_panel(
-    ax: plt.Axes,
-    frame: pd.DataFrame,
-    variable: str | None,
-    column: str,
-    kind: str,
-    palette: dict[str, tuple],
-) -> bool:
-    """Mean (or rate) of ``column`` against ``variable`` with MC error bars, one line per
-    series. ``variable`` None puts the series on the x axis. Returns whether anything was drawn."""
-    if variable is None:
-        stats = summarise(frame, ["series"], column, kind)
-        errors = _errors(stats)
-        for i, row in enumerate(stats.itertuples()):
-            _bars(ax, i, row.value, errors[..., i], palette.get(row.series), row.series, fmt="o")
-        ax.set_xticks(range(len(stats)), [wrap_label(s) for s in stats["series"]], fontsize=8)
-        return not stats.empty
-    stats = summarise(frame, ["series", variable], column, kind)
-    if stats.empty:
-        return False
-    stats = stats[stats[variable].notna()]  # an overlaid experiment without this axis
-    if stats.empty:
-        return False
-    values = frame[variable].dropna().tolist()
-    numeric = numeric_variable(frame[variable]) and not categorical(variable)
-    log = False
-    if numeric:
-        order = sorted(set(values))
-        log = min(order) > 0 and max(order) / min(order) >= 20
-        if log:
-            ax.set_xscale("log")
-        if len(order) <= 8:  # ticks at the grid values, none between them
-            ax.set_xticks(order, [f"{v:g}" for v in order], fontsize=8)
-            ax.minorticks_off()
-    else:
-        order = list(dict.fromkeys(_category(v) for v in values))
-        ax.set_xticks(range(len(order)), order, fontsize=8)
-        ax.set_xlim(-0.5, len(order) - 0.5)
-    series = list(dict.fromkeys(stats["series"]))
-    for i, name in enumerate(series):
-        rows = stats[stats["series"] == name]
-        if numeric:
-            x = rows[variable].to_numpy(dtype=float)
-            idx = np.argsort(x)
-            spread = _jitter(order, log) * (i - (len(series) - 1) / 2)
-            x = x[idx] * math.exp(spread) if log else x[idx] + spread
-        else:
-            positions = [order.index(_category(v)) for v in rows[variable]]
-            idx = np.argsort(positions)
-            x = np.array(positions)[idx] + 0.06 * (i - (len(series) - 1) / 2)
-        style = {"marker": "o"} if numeric else {"fmt": "o"}  # categories are not joined
-        _bars(
-            ax,
-            x,
-            rows["value"].to_numpy()[idx],
-            _errors(rows)[..., idx],
-            palette.get(name),
-            name,
-            **style,
-        )
-    ax.set_xlabel(short_name(variable))
-    return True
-
-
-CATEGORICAL = ("K", "d")  # structural counts: a few distinct values, no order in between
-
-
-def categorical(variable: str) -> bool:
-    """Whether a numeric grid variable is drawn as categories (K, d, and any fit.* setting)."""
-    return short_name(variable) in CATEGORICAL or variable.startswith("fit.")
-
-
-def _category(value) -> str:
-    return f"{value:g}" if isinstance(value, float) else str(value)
-
-
-def _jitter(order: list, log: bool) -> float:
-    if len(order) < 2:
-        return 0.0
-    span = math.log(order[-1] / order[0]) if log else order[-1] - order[0]
-    return 0.008 * span
-
-
-def _errors(stats: pd.DataFrame) -> np.ndarray:
-    """Error bars of :func:`summarise` rows: the 95% Wilson interval (2, m) of a rate, else one
-    standard error (m,)."""
-    return rate_yerr(stats) if "lower" in stats else stats["se"].to_numpy(dtype=float)
-
-
-def _bars(ax: plt.Axes, x, y, err, colour, label: str, **style) -> None:
-    """Points (or a line) with error bars (symmetric (m,) or asymmetric (2, m)); a missing
-    error draws no bar."""
-    err = np.nan_to_num(np.asarray(err, dtype=float), nan=0.0)
-    ax.errorbar(x, y, yerr=err, capsize=3, color=colour, label=label, **style)
-
-
-def wrap_label(text: str, width: int = 22) -> str:
-    """``text`` on lines of at most ``width`` characters (a legend or tick label)."""
-    lines = textwrap.wrap(text, width, break_on_hyphens=False, break_long_words=False)
-    return "\n".join(lines) or text
-
-
-def figure_legend(fig: plt.Figure, axes) -> None:
-    """One legend below the panels (outside the data) with every labelled series of every
-    panel, each label once. The figure must use the constrained layout."""
-    seen: dict[str, object] = {}
-    for ax in np.ravel(axes):
-        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
-            seen.setdefault(label, handle)
-    if seen:
-        width = fig.get_figwidth()  # inches; a wrapped 36-character label at 8 pt is ~2.8 in
-        ncol = max(1, min(len(seen), 4, int(width // 3.0)))
-        labels = [wrap_label(label, 36) for label in seen]
-        fig.legend(list(seen.values()), labels, loc="outside lower center", ncol=ncol, fontsize=8)
 
 
 def axes_variables(data: ReportData) -> list[str | None]:
@@ -371,7 +202,7 @@ def recovery_figures(data: ReportData, out: Path) -> list[Figure]:
         hi = max(hi, rows["a"].max(), rows["b"].max())
         stats = summarise(rows, ["data"], "difference", "mean")
         x = np.array([order.index(d) for d in stats["data"]]) + 0.08 * i
-        _bars(right, x, stats["value"], stats["se"], palette(i), label, fmt="o")
+        errorbars(right, x, stats["value"], stats["se"], palette(i), label, fmt="o")
     right.set_xticks(range(len(order)), [wrap_label(o, room) for o in order], fontsize=7)
     left.plot([0, hi * 1.05], [0, hi * 1.05], "k--", lw=1, label="equal error")
     firsts = " or ".join(dict.fromkeys(a for a, _ in comparisons))

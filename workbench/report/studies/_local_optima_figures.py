@@ -12,9 +12,9 @@ import numpy as np
 import pandas as pd
 
 from workbench.evaluate import GROSS_CHANGE, PARAM_TOL
-from workbench.report.figures import Figure, figure_legend, save
-from workbench.report.rates import rate_yerr, summarise_rate
-from workbench.report.summary import slug
+from workbench.montecarlo import summarise_rate
+from workbench.report.plotting import Figure, errorbars, figure_legend, offset, rate_yerr, save
+from workbench.report.store_reader import slug
 
 DATA_SET = ["data_id", "replicate"]  # restarts on one data set are correlated
 CI_NOTE = (
@@ -60,9 +60,9 @@ def figure_vs_k(outcomes: pd.DataFrame, arm: str, out: Path) -> Figure | None:
             for s, sep in enumerate(seps):
                 rows = stats[(stats["data.d"] == d) & (stats["fit.init"] == init)
                              & (stats["data.separation"].astype(float) == sep)]  # fmt: skip
-                xs = np.array([x[k] for k in rows["data.K"]]) + 0.06 * (s - (len(seps) - 1) / 2)
-                ax.errorbar(xs, rows["rate"], yerr=rate_yerr(rows), marker="o", capsize=3,
-                            color=colour[sep], label=f"c = {sep:g}")  # fmt: skip
+                xs = np.array([x[k] for k in rows["data.K"]]) + offset(s, len(seps), 0.06)
+                errorbars(ax, xs, rows["rate"], rate_yerr(rows), colour[sep], f"c = {sep:g}",
+                          marker="o")  # fmt: skip
             ax.plot(range(len(ks)), reference_curve(ks), "k--", lw=1, label="1 - K!/K^K")
             ax.set_xticks(range(len(ks)), [str(int(k)) for k in ks])
             ax.set(xlabel="K", ylim=(-0.03, 1.03))
@@ -129,7 +129,7 @@ def figure_arms(outcomes: pd.DataFrame, out: Path) -> Figure | None:
     width = 0.8 / len(palette)
     for i, arm in enumerate(palette):
         rows = stats[stats["arm"] == arm].set_index("fit.init").reindex(inits)
-        x = np.arange(len(inits)) + width * (i - (len(palette) - 1) / 2)
+        x = np.arange(len(inits)) + offset(i, len(palette), width)
         left.bar(x, rows["rate"], width, yerr=rate_yerr(rows), capsize=3, color=palette[arm],
                  label=arm)  # fmt: skip
     left.set_xticks(range(len(inits)), inits, fontsize=8)
@@ -138,8 +138,8 @@ def figure_arms(outcomes: pd.DataFrame, out: Path) -> Figure | None:
     by_sep = rates(unequal, ["arm", "data.separation"])
     for arm, colour in palette.items():
         rows = by_sep[by_sep["arm"] == arm]
-        right.errorbar(rows["data.separation"].astype(float), rows["rate"], yerr=rate_yerr(rows),
-                       marker="o", capsize=3, color=colour, label=arm)  # fmt: skip
+        errorbars(right, rows["data.separation"].astype(float), rows["rate"], rate_yerr(rows),
+                  colour, arm, marker="o")  # fmt: skip
     separations = sorted(unequal["data.separation"].astype(float).unique())
     right.set_xticks(separations)
     if len(separations) == 1:

@@ -12,20 +12,14 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from workbench.report.figures import ERRORBAR_NOTE, Figure, save
-from workbench.report.summary import ReportData, completed, numbers, summarise
+from workbench.report.plotting import ERRORBAR_NOTE, Figure, errorbar_line, save
+from workbench.report.store_reader import ReportData, completed, numbers
+from workbench.report.summaries import summarise
 
 
 def flag(frame: pd.DataFrame, column: str) -> pd.Series:
     """True where a stored boolean setting ``column`` is true (absent: False)."""
     return frame.get(column, pd.Series(False, index=frame.index)).map(lambda v: v is True)
-
-
-def errorbar_line(ax, stats: pd.DataFrame, x: str, label: str, **style) -> None:
-    """Means against ``x`` with one-se error bars (a ``summarise`` frame)."""
-    stats = stats.sort_values(x)
-    ax.errorbar(stats[x], stats["value"], yerr=stats["se"].fillna(0.0), capsize=3, marker="o",
-                label=label, **style)  # fmt: skip
 
 
 def overspecified_fits(data: ReportData) -> pd.DataFrame:
@@ -96,7 +90,7 @@ def overspecified_figure(fits: pd.DataFrame, out: Path) -> Figure | None:
             stats = summarise(group, ["data.n"], column)
             slope, se, intercept = loglog_slope(stats["data.n"], stats["value"], stats["se"])
             legend = f"{label}: slope {slope:.2f} ± {se:.2f}"
-            errorbar_line(ax, stats, "data.n", legend, color=cmap(i))
+            errorbar_line(ax, stats, "data.n", legend, cmap(i))
             n = stats["data.n"].to_numpy(dtype=float)
             if np.isfinite(slope):
                 ax.plot(n, np.exp(intercept) * n**slope, color=cmap(i), lw=0.8, ls=":")

@@ -25,22 +25,23 @@ import numpy as np
 import pandas as pd
 
 from workbench.matching import matched_truth_index
+from workbench.montecarlo import count_rate, mean_se
 from workbench.params import MixtureParams
 from workbench.report import ReportContext, register_section
-from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, figure_legend, save
-from workbench.report.html import Section, plus_minus, with_se
-from workbench.report.rates import count_rate, rate_text, rate_yerr, tied_names
-from workbench.report.summary import (
-    ReportData,
-    completed,
-    grid_variables,
-    mean_se,
-    nominal_level,
-    numbers,
-    paired,
-    short_name,
-    summarise,
+from workbench.report.html import Section
+from workbench.report.plotting import (
+    ERRORBAR_NOTE,
+    Figure,
+    colours,
+    errorbar_line,
+    figure_legend,
+    offset,
+    rate_yerr,
+    save,
 )
+from workbench.report.store_reader import ReportData, completed, grid_variables, numbers, short_name
+from workbench.report.summaries import nominal_level, paired, summarise
+from workbench.report.text import plus_minus, rate_text, tied_names, with_se
 
 PARAMETERS = ("weights", "means", "scales")
 FLAGS = ("multimodal", "label_switching")
@@ -144,13 +145,6 @@ def facets(table: pd.DataFrame, x: str | None, others: list[str]) -> list[tuple[
     return out
 
 
-def _line(ax: plt.Axes, stats: pd.DataFrame, x: str, colour, label: str, shift: float) -> None:
-    stats = stats.sort_values(x)
-    xs = stats[x].to_numpy(dtype=float) * math.exp(shift)
-    se = np.nan_to_num(stats["se"].to_numpy(dtype=float))
-    ax.errorbar(xs, stats["value"], yerr=se, marker="o", capsize=3, color=colour, label=label)
-
-
 def grid_figure(data: ReportData, table: pd.DataFrame, out: Path, kind: str) -> list[Figure]:
     """One figure per facet: rows = parameters, columns = separation, x = n, one line per
     series. ``kind``: ``bias``, ``rmse`` or ``coverage``."""
@@ -174,8 +168,8 @@ def grid_figure(data: ReportData, table: pd.DataFrame, out: Path, kind: str) -> 
                         column = f"bias_{p}" if kind == "bias" else f"{p}_coverage"
                         stats = summarise(mine, [x], column)
                     if not stats.empty:
-                        shift = 0.03 * (s - (len(series) - 1) / 2)
-                        _line(ax, stats, x, palette.get(name), name, shift)
+                        shift = offset(s, len(series), 0.03)
+                        errorbar_line(ax, stats, x, name, palette.get(name), log_shift=shift)
                 if kind == "coverage":
                     for level in sorted(set(nominal_level(sub))):
                         ax.axhline(level, color="k", ls="--", lw=1, label=f"nominal {level:g}")
@@ -411,6 +405,6 @@ def em_vs_bayes_section(ctx: ReportContext, section: Section) -> None:
     section.table(with_se(coverage_table(table)), "interval coverage and width (± MC se)", True)
     if not cross.empty:
         section.table(cross, "EM outcome against the Bayesian status, same data sets", True)
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for sentence in findings(table, cross):
         section.text(sentence, "finding")

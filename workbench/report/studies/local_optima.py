@@ -21,9 +21,10 @@ import numpy as np
 import pandas as pd
 
 from workbench.evaluate import LOCAL_OPTIMUM_KINDS, PARAM_TOL
+from workbench.montecarlo import rate_interval
 from workbench.report import ReportContext, register_section
 from workbench.report.html import Section
-from workbench.report.rates import rate_ci, rate_text, tied_names
+from workbench.report.store_reader import Experiment, ReportData, completed
 from workbench.report.studies._local_optima_figures import (
     DATA_SET,
     figure_arms,
@@ -32,7 +33,7 @@ from workbench.report.studies._local_optima_figures import (
     rates,
     reference_curve,
 )
-from workbench.report.summary import Experiment, ReportData, completed
+from workbench.report.text import rate_text, tied_names
 
 __all__ = ["findings", "local_optima_section", "rate_table", "rates", "reference_curve",
            "restart_outcomes"]  # fmt: skip
@@ -123,9 +124,11 @@ def rate_table(outcomes: pd.DataFrame) -> pd.DataFrame:
     rate and the median gap of the local optima."""
     rows = []
     for key, group in outcomes.groupby(TABLE_BY, sort=True):
-        stats = rate_ci(group["failed"].to_numpy(), group[DATA_SET].astype(str).agg("|".join, 1))
+        stats = rate_interval(
+            group["failed"].to_numpy(), group[DATA_SET].astype(str).agg("|".join, 1)
+        )
         cells = group.drop_duplicates("cell_id")
-        returned = rate_ci(cells["cell_failed"].to_numpy())
+        returned = rate_interval(cells["cell_failed"].to_numpy())
         gaps = pd.to_numeric(group.loc[group["failed"] == 1, "gap"], errors="coerce")
         rows.append(
             {
@@ -333,6 +336,6 @@ def local_optima_section(ctx: ReportContext, section: Section) -> None:
     drawn += [figure_gaps(outcomes, ctx.figures_dir), figure_arms(outcomes, ctx.figures_dir)]
     section.figures([f for f in drawn if f is not None])
     section.table(rate_table(outcomes), "local optima by arm, separation, init and K", scroll=True)
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for sentence in findings(outcomes):
         section.text(sentence, "finding")

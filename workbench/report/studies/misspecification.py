@@ -20,20 +20,21 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from workbench.montecarlo import count_rate, mean_se, rate_interval
 from workbench.report import ReportContext, register_section
-from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save, wrap_label
-from workbench.report.html import Section, plus_minus, with_se
-from workbench.report.rates import count_rate, rate_ci, rate_text, tied_names
-from workbench.report.summary import (
-    ReportData,
-    completed,
-    grid_variables,
-    mean_se,
-    numbers,
-    paired,
-    short_name,
-    summarise,
+from workbench.report.html import Section
+from workbench.report.plotting import (
+    ERRORBAR_NOTE,
+    Figure,
+    colours,
+    errorbars,
+    offset,
+    save,
+    wrap_label,
 )
+from workbench.report.store_reader import ReportData, completed, grid_variables, numbers, short_name
+from workbench.report.summaries import paired, summarise
+from workbench.report.text import plus_minus, rate_text, tied_names, with_se
 
 # Data settings that define the family (folded into its label), not separate grid axes.
 FAMILY_COLUMNS = ("data.generator", "data.df", "data.skew_alpha", "data.K", "data.K_true",
@@ -152,7 +153,7 @@ def paired_table(table: pd.DataFrame) -> pd.DataFrame:
         for (family, panel), group in both.groupby(["family", "panel"], sort=False):
             d_rmse, se_rmse, m = mean_se(group["difference_rmse"].to_numpy())
             d_ll, se_ll, _ = mean_se(group["difference_ll"].to_numpy())
-            higher = rate_text(rate_ci(group["em_higher"].to_numpy()), "data sets")
+            higher = rate_text(rate_interval(group["em_higher"].to_numpy()), "data sets")
             values = (a, b, family, panel, m, d_rmse, se_rmse, d_ll, se_ll, higher)
             rows.append(dict(zip(PAIRED_COLUMNS, values, strict=True)))
     return pd.DataFrame(rows)
@@ -170,7 +171,7 @@ def bic_table(table: pd.DataFrame) -> pd.DataFrame:
     for (series, family, panel), group in bic.groupby(["series", "family", "panel"], sort=False):
         chosen = numbers(group, "diag.chosen_k").to_numpy()
         true_k = numbers(group, "true_k").to_numpy()
-        stats = rate_ci((chosen == true_k).astype(float))
+        stats = rate_interval((chosen == true_k).astype(float))
         mean, se, _ = mean_se(chosen)
         row = {"fitter": series, "family": family, "panel": panel, "true K": int(true_k[0])}
         row.update({f"K={k}": int(np.sum(chosen == k)) for k in ks})
@@ -207,10 +208,8 @@ def recovery_figure(data: ReportData, table: pd.DataFrame, out: Path) -> list[Fi
             for s, name in enumerate(series):
                 stats = summarise(rows[rows["series"] == name], ["family"], column)
                 x = np.array([order.index(f) for f in stats["family"]], dtype=float)
-                x += 0.12 * (s - (len(series) - 1) / 2)
-                se = np.nan_to_num(stats["se"].to_numpy(dtype=float))
-                colour = palette.get(name)
-                ax.errorbar(x, stats["value"], se, fmt="o", capsize=3, color=colour, label=name)
+                x += offset(s, len(series), 0.12)
+                errorbars(ax, x, stats["value"], stats["se"], palette.get(name), name, fmt="o")
             _family_axes(ax, order)
             ax.set_title(_title(panel), fontsize=9)
             ax.set_ylabel(
@@ -241,11 +240,10 @@ def paired_figure(pairs: pd.DataFrame, out: Path) -> list[Figure]:
         rows = pairs[
             (pairs["EM fitter"] == a) & (pairs["Bayes fitter"] == b) & (pairs["panel"] == panel)
         ]
-        x = np.array([order.index(f) for f in rows["family"]]) + 0.1 * (i - (len(labels) - 1) / 2)
+        x = np.array([order.index(f) for f in rows["family"]]) + offset(i, len(labels), 0.1)
         name = f"{b} - {a}" + (f" ({panel})" if len(panels) > 1 else "")
         for ax, column in zip(axes, ("RMSE: Bayes - EM", "loglik/pt: Bayes - EM"), strict=True):
-            se = np.nan_to_num(rows[f"{column} se"].to_numpy(dtype=float))
-            ax.errorbar(x, rows[column], yerr=se, fmt="o", capsize=3, color=cmap(i), label=name)
+            errorbars(ax, x, rows[column], rows[f"{column} se"], cmap(i), name, fmt="o")
     for ax, title in zip(axes, ("overall RMSE", "log-likelihood per point"), strict=True):
         ax.axhline(0.0, color="k", lw=1, ls="--")
         _family_axes(ax, order)
@@ -333,7 +331,7 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
             i = int(np.nanargmax(np.abs(d)))
             text += f". Largest mean difference: {plus_minus(d[i], se[i])} under {where[i]}."
             out.append(text)
-            higher = rate_ci(paired_rows(fixed, a, b)["em_higher"].to_numpy())
+            higher = rate_interval(paired_rows(fixed, a, b)["em_higher"].to_numpy())
             ll = rows["loglik/pt: Bayes - EM"].to_numpy(dtype=float)
             out.append(
                 f"The log-likelihood of {a} was at least that of the {b} posterior mean on a "
@@ -347,7 +345,7 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
             for family, group in rows.groupby("family", sort=False):
                 sub = table[(table["series"] == series) & (table["family"] == family)]
                 chosen = numbers(sub, "diag.chosen_k").to_numpy()
-                stats = rate_ci((chosen == numbers(sub, "true_k").to_numpy()).astype(float))
+                stats = rate_interval((chosen == numbers(sub, "true_k").to_numpy()).astype(float))
                 mean, se, _ = mean_se(chosen)
                 pooled.append((stats, family, mean, se, int(group["true K"].iloc[0])))
             parts = [
@@ -416,6 +414,6 @@ def misspecification_section(ctx: ReportContext, section: Section) -> None:
     if not bic.empty:
         shown = with_se(bic.drop(columns="chose true K"))  # the rate is in its CI column
         section.table(shown, "K chosen by BIC against the true K", True)
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for sentence in findings(table, pairs, bic):
         section.text(sentence, "finding")

@@ -27,16 +27,11 @@ import pandas as pd
 from scipy import stats as sps
 
 from workbench.report import ReportContext, register_section
-from workbench.report.figures import ERRORBAR_NOTE, Figure, colours, save
-from workbench.report.html import Section, plus_minus, with_se
-from workbench.report.summary import (
-    ReportData,
-    completed,
-    grid_variables,
-    numbers,
-    short_name,
-    summarise,
-)
+from workbench.report.html import Section
+from workbench.report.plotting import ERRORBAR_NOTE, Figure, colours, errorbars, save
+from workbench.report.store_reader import ReportData, completed, grid_variables, numbers, short_name
+from workbench.report.summaries import summarise
+from workbench.report.text import plus_minus, with_se
 
 SIZES = ("data.n", "data.K", "data.d")
 QUANTITIES = (("wall", "wall time (s)"), ("per_iter", "time per iteration (s)"))
@@ -187,17 +182,8 @@ def scaling_figures(data: ReportData, table: pd.DataFrame, out: Path) -> list[Fi
                         lw=1,
                         color=palette.get(series),
                     )
-                se = np.nan_to_num(stats["se"].to_numpy(dtype=float))
-                ax.errorbar(
-                    stats[size],
-                    stats["value"],
-                    yerr=se,
-                    marker="o",
-                    ls="none",
-                    capsize=3,
-                    color=palette.get(series),
-                    label=name,
-                )
+                errorbars(ax, stats[size], stats["value"], stats["se"], palette.get(series), name,
+                          marker="o", ls="none")  # fmt: skip
             ax.set(xscale="log", yscale="log", xlabel=short_name(size), ylabel=label)
             ax.grid(alpha=0.3, which="both")
             if ax.get_legend_handles_labels()[0]:
@@ -286,6 +272,6 @@ def scaling_section(ctx: ReportContext, section: Section) -> None:
             "log-log slopes (± regression se)",
         )
         section.table(with_se(means), "mean times per size (± MC se)", True)
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for sentence in findings(table, slopes, means):
         section.text(sentence, "finding")

@@ -16,12 +16,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from workbench.montecarlo import count_rate, mean_se
 from workbench.report import ReportContext, register_section
-from workbench.report.figures import ERRORBAR_NOTE, Figure, save
-from workbench.report.html import Section, with_se
-from workbench.report.rates import count_rate, rate_text
+from workbench.report.html import Section
+from workbench.report.plotting import ERRORBAR_NOTE, Figure, errorbar_line, save
+from workbench.report.store_reader import Experiment, ReportData, completed, numbers
 from workbench.report.studies._overspecified import (
-    errorbar_line,
     flag,
     loglog_slope,
     overspecified_figure,
@@ -29,7 +29,8 @@ from workbench.report.studies._overspecified import (
     overspecified_fits,
     slope_table,
 )
-from workbench.report.summary import Experiment, ReportData, completed, mean_se, numbers, summarise
+from workbench.report.summaries import summarise
+from workbench.report.text import rate_text, with_se
 from workbench.theory import population_rate
 
 EPSILON = 1e-6  # nats: the accuracy at which SQUAREM and plain EM are compared
@@ -316,7 +317,7 @@ def slow_convergence_section(ctx: ReportContext, section: Section) -> None:
         section.table(with_se(squarem_table(pairs)), "EM-map evaluations to within 1e-6 nats")
     if not over.empty:
         section.table(with_se(slope_table(over)), "over-specified fits: log-log slopes over n")
-    section.parts.append("<h3>What we found</h3>")
+    section.heading("What we found")
     for frame, findings in ((fits, rate_findings), (pairs, squarem_findings),
                             (over, overspecified_findings)):  # fmt: skip
         for sentence in [] if frame.empty else findings(frame):

@@ -1,0 +1,245 @@
+"""What a report reads from a results store: each experiment's tidy per-fit table, its design
+tables, and on request EM traces, restarts, fitted parameters, truths, posterior files and data
+sets (regenerated from their seeds and checked against the fingerprint the run stored); and the
+helpers that name the table's columns (grid variables, legend series).
+
+Everything is read-only; the tidy table is :func:`workbench.experiment.tables.load_table`'s."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from workbench.data.dataset import Dataset
+from workbench.data.registry import generate
+from workbench.experiment.config import DataCondition
+from workbench.experiment.design import Cell
+from workbench.experiment.runner import FAILED_STATUSES, data_fingerprint
+from workbench.experiment.store import Store
+from workbench.experiment.tables import load_table
+from workbench.params import MixtureParams
+
+# Columns of the tidy table that describe a fitter condition or bookkeeping, not a grid axis.
+NOT_AXES = ("data.generator",)
+
+
+class DataMismatch(ValueError):
+    """A data set regenerated from its seed differs from the one the run fitted."""
+
+
+@dataclass
+class Experiment:
+    """One experiment's store, read once: its per-fit table and the small design tables."""
+
+    directory: Path
+    name: str
+    meta: dict[str, str]
+    table: pd.DataFrame
+    runs: pd.DataFrame
+    datasets: pd.DataFrame
+    cells: pd.DataFrame
+    data_conditions: pd.DataFrame
+    sections: tuple[str, ...] | None = None  # [report] sections of the latest run's config
+
+    def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
+        """A read-only SQL query against the store."""
+        store = Store.open(self.directory)
+        try:
+            return pd.read_sql_query(sql, store.conn, params=params)
+        finally:
+            store.close()
+
+    def traces(self, cell_ids: list[str]) -> pd.DataFrame:
+        """EM objective per (cell_id, restart, iteration) for the given cells."""
+        if not cell_ids:
+            return pd.DataFrame(columns=["cell_id", "restart", "iteration", "loglik"])
+        marks = ",".join("?" * len(cell_ids))
+        return self.query(
+            f"SELECT cell_id, restart, iteration, loglik FROM em_traces WHERE cell_id IN ({marks})"
+            " ORDER BY cell_id, restart, iteration",
+            tuple(cell_ids),
+        )
+
+    def restarts(self, cell_ids: list[str]) -> pd.DataFrame:
+        """One row per restart of the given cells: loglik, status, n_iter, gap, failed, best."""
+        marks = ",".join("?" * len(cell_ids)) or "''"
+        return self.query(f"SELECT * FROM restarts WHERE cell_id IN ({marks})", tuple(cell_ids))
+
+    def params(self, cell_id: str) -> MixtureParams | None:
+        """The stored fitted parameters of a cell, or None."""
+        rows = self.query("SELECT params FROM fits WHERE cell_id = ?", (cell_id,))
+        if rows.empty or rows["params"].iloc[0] is None:
+            return None
+        return MixtureParams.from_dict(json.loads(rows["params"].iloc[0]))
+
+    def truth(self, data_id: str, replicate: int) -> MixtureParams | None:
+        """The stored generating parameters of a data set, or None."""
+        rows = self.datasets[
+            (self.datasets["data_id"] == data_id) & (self.datasets["replicate"] == replicate)
+        ]
+        if rows.empty or rows["truth"].iloc[0] is None:
+            return None
+        return MixtureParams.from_dict(json.loads(rows["truth"].iloc[0]))
+
+    def dataset(self, cell_id: str) -> Dataset:
+        """Regenerate a cell's data set from its stored generator, settings and data seed, and
+        check it against the fingerprint the run stored (raises :class:`DataMismatch` when the
+        generator code or numpy changed since; a store from before fingerprints is unchecked)."""
+        cell = self.cells.set_index("cell_id").loc[cell_id]
+        cond = self.data_conditions.set_index("data_id").loc[cell["data_id"]]
+        settings = json.loads(cond["settings"])
+        data = DataCondition(cond["generator"], settings, "data", cond["label"])
+        stored = Cell(
+            cell_id,
+            0,
+            int(cell["replicate"]),
+            cell["data_id"],
+            "",
+            data,
+            None,  # type: ignore[arg-type]
+            tuple(json.loads(cell["data_entropy"])),
+            (),
+        )
+        dataset = generate(data.generator, np.random.default_rng(stored.data_seed()), **settings)
+        expected = self._fingerprint(cell["data_id"], int(cell["replicate"]))
+        if expected is not None and expected != data_fingerprint(dataset.X, dataset.labels):
+            raise DataMismatch(
+                f"{self.directory}: data set {cond['label']!r} replicate {cell['replicate']}, "
+                "regenerated from its seed, is not the one the run fitted (the generator code or "
+                "numpy changed since the run); rerun the experiment (--fresh) to draw it"
+            )
+        return dataset
+
+    def _fingerprint(self, data_id: str, replicate: int) -> str | None:
+        """The stored fingerprint of a data set (None in stores made before fingerprints)."""
+        if "fingerprint" not in self.datasets:
+            return None
+        rows = self.datasets[
+            (self.datasets["data_id"] == data_id) & (self.datasets["replicate"] == replicate)
+        ]
+        value = rows["fingerprint"].iloc[0] if not rows.empty else None
+        return value if isinstance(value, str) else None
+
+    def posterior_file(self, cell_id: str) -> Path | None:
+        """The cell's stored posterior netCDF, when it exists."""
+        row = self.table.loc[self.table["cell_id"] == cell_id, "posterior_path"]
+        if row.empty or not isinstance(row.iloc[0], str):
+            return None
+        path = self.directory / row.iloc[0]
+        return path if path.is_file() else None
+
+
+def load_experiment(directory: str | Path) -> Experiment:
+    """Read an experiment's store (raises StoreError when there is none)."""
+    directory = Path(directory)
+    store = Store.open(directory)
+    try:
+        conn = store.conn
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        read = lambda sql: pd.read_sql_query(sql, conn)  # noqa: E731
+        runs = read("SELECT * FROM runs ORDER BY run_id")
+        datasets = read("SELECT * FROM datasets")
+        cells = read("SELECT cell_id, data_id, fitter_id, replicate, data_entropy FROM cells")
+        conditions = read("SELECT * FROM data_conditions ORDER BY position")
+    finally:
+        store.close()
+    table = load_table(directory)
+    name = meta.get("name", directory.name)
+    table.insert(0, "experiment", name)
+    return Experiment(
+        directory, name, meta, table, runs, datasets, cells, conditions, _sections(runs)
+    )
+
+
+def _sections(runs: pd.DataFrame) -> tuple[str, ...] | None:
+    """The ``[report] sections`` of the latest run's resolved config, if it names any."""
+    for text in reversed(runs.get("resolved", pd.Series(dtype=object)).tolist()):
+        try:
+            sections = json.loads(text or "{}").get("report", {}).get("sections")
+        except (ValueError, AttributeError):
+            continue
+        if isinstance(sections, list) and sections:
+            return tuple(str(s) for s in sections)
+    return None
+
+
+@dataclass
+class ReportData:
+    """The experiments of one report and their combined per-fit table."""
+
+    experiments: list[Experiment]
+    table: pd.DataFrame = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.table = pd.concat([e.table for e in self.experiments], ignore_index=True)
+        self.table["series"] = series_key(self.table)
+
+    @property
+    def name(self) -> str:
+        return "_vs_".join(e.name for e in self.experiments)
+
+    def experiment(self, name: str) -> Experiment:
+        return next(e for e in self.experiments if e.name == name)
+
+
+# ---- grid variables ------------------------------------------------------------------------------
+def grid_variables(table: pd.DataFrame, prefix: str = "data.") -> list[str]:
+    """Setting columns (``data.*`` or ``fit.*``) that take more than one value: the grid axes."""
+    out = []
+    for column in table.columns:
+        if not column.startswith(prefix) or column in NOT_AXES:
+            continue
+        values = {json.dumps(v, default=str) for v in table[column] if not _missing(v)}
+        if len(values) > 1:
+            out.append(column)
+    return out
+
+
+def numeric_variable(series: pd.Series) -> bool:
+    """Whether a grid variable's values are all numbers (plotted on a numeric axis)."""
+    values = [v for v in series if not _missing(v)]
+    return bool(values) and all(
+        isinstance(v, int | float | np.number) and not isinstance(v, bool) for v in values
+    )
+
+
+def short_name(column: str) -> str:
+    """``data.separation`` -> ``separation``; ``fit.init`` -> ``fit init``."""
+    head, _, tail = column.partition(".")
+    return tail if head == "data" else f"{head} {tail}" if tail else column
+
+
+def slug(text: str) -> str:
+    """A file-name-safe form of a column or label."""
+    return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "x"
+
+
+def numbers(frame: pd.DataFrame, column: str) -> pd.Series:
+    """A column as floats (NaN where missing or not a number; all NaN when absent)."""
+    if column not in frame:
+        return pd.Series(np.nan, index=frame.index)
+    return pd.to_numeric(frame[column], errors="coerce").astype(float)
+
+
+def _missing(value: Any) -> bool:
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
+def series_key(table: pd.DataFrame) -> pd.Series:
+    """The legend label of each row: its fitter condition, prefixed by the experiment when
+    several experiments are overlaid."""
+    if table["experiment"].nunique() > 1:
+        return table["experiment"].astype(str) + ": " + table["fitter"].astype(str)
+    return table["fitter"].astype(str)
+
+
+def completed(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows of fits that produced a result (no error, timeout, crash or skip)."""
+    return table[~table["status"].isin(FAILED_STATUSES)]
