@@ -298,14 +298,14 @@ def test_model_records_have_the_documented_shapes(cov_type):
         cfg,
         X.var(axis=0),
     )
-    Xc, model_cfg, params, shift = prepare(X, start, cfg)
+    XT, model_cfg, params, shift = prepare(X, start, cfg)
     m = s.n_second(3) + 3 + 1
-    assert params[2].shape[1:] == s.cov_shape(4, 3) and params[4].shape == (1, m, 4)
-    run = run_loop(gaussian_model(cov_type), Xc, params, model_cfg, LoopSettings(max_iter=0))
+    assert params[2].shape[1:] == s.cov_shape(4, 3) and params[4].shape == (1, 4, m)
+    run = run_loop(gaussian_model(cov_type), XT, params, model_cfg, LoopSettings(max_iter=0))
     T = run.stats[0][0]
     assert T.shape == (4, m)
     assert T[:, -1].sum() == pytest.approx(40.0)
-    np.testing.assert_allclose(T[:, s.n_second(3) : -1].sum(axis=0), Xc.sum(axis=0), atol=1e-12)
+    np.testing.assert_allclose(T[:, s.n_second(3) : -1].sum(axis=0), XT.sum(axis=1), atol=1e-12)
 
 
 @pytest.mark.parametrize("cov_type", ["full", "spherical"])

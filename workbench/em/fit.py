@@ -221,7 +221,7 @@ def to_params(state: EMState | tuple, settings: EMSettings, cfg: GaussianConfig,
     m = s.n_second(d) + d + 1
     means = np.ascontiguousarray(means - shift)
     prec = np.zeros((R, *s.cov_shape(K, d)))
-    natural = np.zeros((R, m, K))
+    natural = np.zeros((R, K, m))
     finish = finisher(settings.covariance_type)
     bad = np.zeros(K, dtype=bool)
     with np.errstate(divide="ignore"):
@@ -242,15 +242,20 @@ def init_state(weights, means, covariances, settings: EMSettings, data_variance)
 # ---------------------------------------------------------------------------------------------
 # Running EM
 # ---------------------------------------------------------------------------------------------
-def prepare(X: np.ndarray, start: EMState, settings: EMSettings):
-    """(centred data, model config, parameter record, shift) for a run from ``start``."""
-    X = np.ascontiguousarray(X, dtype=float)
+def prepare(X: np.ndarray, start: EMState, settings: EMSettings, data_variance=None):
+    """(centred data transposed XT (d, n), model config, parameter record, shift) for a run
+    from ``start``."""
+    X = np.asarray(X, dtype=float)
+    data_variance = X.var(axis=0) if data_variance is None else data_variance
     shift = _shift(X, settings)
-    Xc = np.ascontiguousarray(X - shift)
-    second = Xc.T @ Xc if strategy(settings.covariance_type).POOLED_SECOND_MOMENT else None
-    cfg = model_config(settings, X.shape[0], start.means.shape[1], X.var(axis=0), shift, second)
+    XT = np.ascontiguousarray((X - shift).T)
+    second = None
+    if strategy(settings.covariance_type).POOLED_SECOND_MOMENT:
+        with loop.one_blas_thread():  # as the loop runs BLAS (changing the count costs ~0.1 s)
+            second = XT @ XT.T
+    cfg = model_config(settings, X.shape[0], start.means.shape[1], data_variance, shift, second)
     start = EMState(*_impose_fixed(*tuple(start)[:3], settings), start.prec_chol)
-    return Xc, cfg, to_params(start, settings, cfg, shift), shift
+    return XT, cfg, to_params(start, settings, cfg, shift), shift
 
 
 _WARMED: set[str] = set()
@@ -284,7 +289,8 @@ def run_em(X, start: EMState, settings: EMSettings) -> EMRun:
     """Run EM (SQUAREM when ``settings.squarem``) from every restart in ``start`` until each
     stops."""
     t0 = time.perf_counter()
-    Xc, cfg, params, shift = prepare(X, start, settings)
+    data_variance = np.asarray(X, dtype=float).var(axis=0)
+    Xc, cfg, params, shift = prepare(X, start, settings, data_variance)
     loop_settings = loop.LoopSettings(
         settings.max_iter, settings.tol, settings.decrease_tol, settings.squarem
     )
@@ -307,7 +313,7 @@ def run_em(X, start: EMState, settings: EMSettings) -> EMRun:
         wall_time=0.0,
         nk=out.stats[0][:, :, -1].copy(),
     )
-    run = label_solutions(run, settings, X.var(axis=0))
+    run = label_solutions(run, settings, data_variance)
     return run._replace(wall_time=time.perf_counter() - t0)
 
 

@@ -1,11 +1,12 @@
 """The Gaussian mixture as an EM model (:class:`workbench.em.model.EMModel`), one per covariance
 strategy (:mod:`workbench.em.covariance`).
 
-Parameters of one restart: ``(weights (K,), means (K, d), covariances, precision factors,
-natural (m, K))``, covariances and factors in the strategy's shapes, and ``natural`` the
-coefficients that make log w_k + log N(x | mu_k, S_k) a linear function of the strategy's m
-features of x (:func:`_e_step`). Statistics: ``(T,)``, T (K, m) = sum_i r_ik features(x_i):
-the second moments, sums and (last column) counts of every component.
+The data come transposed, XT (d, n): a point per column. Parameters of one restart:
+``(weights (K,), means (K, d), covariances, precision factors, natural (K, m))``, covariances
+and factors in the strategy's shapes, and ``natural`` the coefficients that make
+log w_k + log N(x | mu_k, S_k) a linear function of the strategy's m features of x
+(:func:`_e_step`). Statistics: ``(T,)``, T (K, m) = sum_i r_ik features(x_i): the second
+moments, sums and (last column) counts of every component.
 
 The data are centred (their mean subtracted) before EM, so that covariances from raw second
 moments lose only round-off times (|mu| / sd)^2; EM is equivariant under translation, and
@@ -13,9 +14,10 @@ moments lose only round-off times (|mu| / sd)^2; EM is equivariant under transla
 about the origin, so those data are not centred.
 
 E-step. Points go in chunks of B; chunk c of G interleaved groups (B and G fixed by n and the
-shapes, never by the threads). Per chunk: features F (b, m), log joint J = F @ natural (one
-matrix product: BLAS), rows normalised in log space into responsibilities, and T_g += J^T F
-(another). Group sums are added in group order: bitwise the same result serial or threaded.
+shapes, never by the threads). Per chunk: features FT (m, b), log joint JT = natural @ FT (one
+matrix product: BLAS), columns normalised in log space into responsibilities, and
+T_g += JT FT^T (another). Group sums are added in group order: bitwise the same result serial
+or threaded.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import numpy as np
 from numba import prange
 
 from workbench.em.covariance import strategy, variance_scale
-from workbench.em.logsumexp import normalise_rows
+from workbench.em.logsumexp import normalise_columns
 from workbench.em.loop import copy_array
 from workbench.em.model import EMModel
 from workbench.em.products import add_statistics
@@ -66,31 +68,34 @@ class GaussianConfig(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # Templates (the strategy's pieces are bound by name in gaussian_model())
 # ---------------------------------------------------------------------------------------------
-def _group_pass(X, params, F, J, Tg, top, norm, g, G, B) -> float:
-    """Chunks g, g + G, ... of the data: features, log joint, responsibilities, and their
-    statistics added into Tg (K, m); returns the group's log-likelihood."""
-    n = X.shape[0]
+def _group_pass(XT, params, F, J, Tg, top, norm, g, G, B) -> float:
+    """Chunks g, g + G, ... of the data XT (d, n): features FT (m, b), log joint JT (K, b),
+    responsibilities, and their statistics added into Tg (K, m); returns the group's
+    log-likelihood. F, J: flat scratch of at least m B and K B entries."""
+    n = XT.shape[1]
+    K, m = Tg.shape
     Tg[:] = 0.0
     total = 0.0
     for c in range(g, (n + B - 1) // B, G):
         lo = c * B
         hi = min(n, lo + B)
-        Fc = F[: hi - lo]
-        Jc = J[: hi - lo]
-        features(X[lo:hi], Fc)  # noqa: F821 (bound by specialise)
-        log_joint(X[lo:hi], Fc, params, Jc)  # noqa: F821
-        total += normalise_rows(Jc, top, norm)
-        add_statistics(Jc, Fc, Tg)
+        b = hi - lo
+        FT = F[: m * b].reshape((m, b))
+        JT = J[: K * b].reshape((K, b))
+        features(XT[:, lo:hi], FT)  # noqa: F821 (bound by specialise)
+        log_joint(XT[:, lo:hi], FT, params, JT)  # noqa: F821
+        total += normalise_columns(JT, top, norm)
+        add_statistics(JT, FT, Tg)
     return total
 
 
-def _e_step(X, params, cfg, stats, work):
+def _e_step(XT, params, cfg, stats, work):
     """Fill stats[0] = T (K, m) under params; return the log-likelihood (see module doc)."""
     F_all, J_all, T_all, ll_all, scratch = work
     G = cfg.groups
     for g in prange(G):
         ll_all[g] = group_pass(  # noqa: F821
-            X, params, F_all[g], J_all[g], T_all[g], scratch[g, 0], scratch[g, 1], g, G, cfg.chunk
+            XT, params, F_all[g], J_all[g], T_all[g], scratch[g, 0], scratch[g, 1], g, G, cfg.chunk
         )
     T = stats[0]
     T[:] = T_all[0]
@@ -303,15 +308,15 @@ def gaussian_model(covariance_type: str) -> EMModel:
         },
     )
 
-    def new_stats(X, params, cfg):
-        return (np.zeros((params[1].shape[0], n_features(s.NAME, X.shape[1]))),)
+    def new_stats(XT, params, cfg):
+        return (np.zeros((params[1].shape[0], n_features(s.NAME, XT.shape[0]))),)
 
-    def new_work(X, params, cfg, parallel):
-        K, m = params[1].shape[0], n_features(s.NAME, X.shape[1])
+    def new_work(XT, params, cfg, parallel):
+        K, m = params[1].shape[0], n_features(s.NAME, XT.shape[0])
         G, B = cfg.groups, cfg.chunk
         return (
-            np.zeros((G, B, m)),
-            np.zeros((G, B, K)),
+            np.zeros((G, m * B)),
+            np.zeros((G, K * B)),
             np.zeros((G, K, m)),
             np.zeros(G),
             np.zeros((G, 2, B)),
@@ -323,9 +328,9 @@ def gaussian_model(covariance_type: str) -> EMModel:
         size += 0 if cfg.fix_means else K * d
         return size + (0 if cfg.fix_covariances else s.n_cov_params(K, d))
 
-    def vector_units(X, params, cfg):
+    def vector_units(XT, params, cfg):
         K, d = params[1].shape[-2:]
-        sd = np.sqrt(variance_scale(X.var(axis=0)))
+        sd = np.sqrt(variance_scale(XT.var(axis=1)))
         parts = []
         if not cfg.fix_weights and K > 1:
             parts.append(np.ones(K - 1))
@@ -335,8 +340,8 @@ def gaussian_model(covariance_type: str) -> EMModel:
             parts.append(s.cov_units(sd, K))
         return np.concatenate(parts) if parts else np.ones(0)
 
-    def pass_work(X, params, cfg):
-        return float(X.shape[0]) * n_features(s.NAME, X.shape[1]) * params[1].shape[-2]
+    def pass_work(XT, params, cfg):
+        return float(XT.shape[1]) * n_features(s.NAME, XT.shape[0]) * params[1].shape[-2]
 
     return EMModel(
         name=tag,
@@ -355,5 +360,6 @@ def gaussian_model(covariance_type: str) -> EMModel:
         vector_units=vector_units,
         pass_work=pass_work,
         degenerate_kinds=KINDS,
+        n_points=lambda XT: XT.shape[1],
         e_step_parallel=specialise(_e_step, tag, pieces, parallel=True),
     )

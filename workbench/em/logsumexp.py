@@ -1,9 +1,9 @@
 """Responsibilities from log joint densities, compiled: exp that vectorises, few logs.
 
 exp is fdlibm's algorithm (e_exp.c: reduction v = k ln2 + r, rational approximation of exp(r))
-written out so that the compiler vectorises it, within 1 ulp like libm's and numpy's. Rows are
-normalised with the largest term set aside (as scipy's logsumexp); the log-likelihood takes one
-log per LOG_GROUP rows (of the product of their normalisers, each in [1, K]).
+written out so that the compiler vectorises it, within 1 ulp like libm's and numpy's. Each point's
+column is normalised with the largest term set aside (as scipy's logsumexp); the log-likelihood
+takes one log per LOG_GROUP points (of the product of their normalisers, each in [1, K]).
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from numba.extending import intrinsic
 
 from workbench.em.specialise import kernel
 
-LOG_GROUP = 16  # rows per log: the product of 16 normalisers <= K^16 stays finite for K < 1e19
+LOG_GROUP = 16  # points per log: the product of 16 normalisers <= K^16 stays finite for K < 1e19
 _LN2_HI, _LN2_LO, _INV_LN2 = (
     6.93147180369123816490e-01,
     1.90821492927058770002e-10,
@@ -60,29 +60,24 @@ def exp_nonpositive(v: float) -> float:
 
 
 @kernel
-def normalise_rows(J, top, norm) -> float:
-    """Rows of the log joint J (b, K) into responsibilities, in place; returns
-    sum_i log sum_k exp J_ik. top, norm: scratch (b,)."""
-    b, K = J.shape
+def normalise_columns(JT, top, norm) -> float:
+    """Columns of the log joint JT (K, b) (one per point) into responsibilities, in place;
+    returns sum_i log sum_k exp JT_ki. top, norm: scratch (at least b,)."""
+    K, b = JT.shape
     for i in range(b):
-        t = J[i, 0]
-        for k in range(1, K):
-            t = max(t, J[i, k])
-        top[i] = t
-    flat = J.reshape(b * K)
+        top[i] = JT[0, i]
+    for k in range(1, K):
+        for i in range(b):
+            top[i] = max(top[i], JT[k, i])
     for i in range(b):
-        for k in range(K):
-            flat[i * K + k] = J[i, k] - top[i]
-    for p in range(b * K):  # vectorises
-        flat[p] = exp_nonpositive(flat[p])
+        norm[i] = 0.0
+    for k in range(K):
+        for i in range(b):  # vectorises
+            e = exp_nonpositive(JT[k, i] - top[i])
+            JT[k, i] = e
+            norm[i] += e
     for i in range(b):
-        s = 0.0
-        for k in range(K):
-            s += J[i, k]
-        norm[i] = s
-        scale = 1.0 / s
-        for k in range(K):
-            J[i, k] *= scale
+        top[i] += 0.0  # keeps the order of the sums fixed below
     total = 0.0
     for i in range(b):
         total += top[i]
@@ -91,4 +86,9 @@ def normalise_rows(J, top, norm) -> float:
         for i in range(lo, min(b, lo + LOG_GROUP)):
             product *= norm[i]
         total += math.log(product)
+    for i in range(b):
+        norm[i] = 1.0 / norm[i]
+    for k in range(K):
+        for i in range(b):
+            JT[k, i] *= norm[i]
     return total

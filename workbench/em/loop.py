@@ -99,7 +99,6 @@ class LoopRun(NamedTuple):
 def _run_restart(X, theta, theta_next, stats, stats_next, cfg, work, sq, ints, reals, trace):
     """Run one restart's EM from the registers ``ints``/``reals`` until it stops or ``trace``
     is full; theta and stats hold the current state and its E-step statistics throughout."""
-    n = X.shape[0]
     if ints[STARTED] == 0:
         ll = e_step(X, theta, cfg, stats, work)  # noqa: F821 (bound by specialise)
         reals[LOGLIK] = ll
@@ -120,7 +119,7 @@ def _run_restart(X, theta, theta_next, stats, stats_next, cfg, work, sq, ints, r
         if not math.isfinite(obj):
             ints[STATUS], ints[KIND], ints[DONE] = DEGENERATE, KIND_NAN, 1
             break
-        if math.isfinite(prev) and abs(obj - prev) < reals[TOL] * n:
+        if math.isfinite(prev) and abs(obj - prev) < reals[TOL]:
             ints[STATUS], ints[DONE] = CONVERGED, 1
             break
         at_limit = ints[N_ITER] >= ints[LIMIT]
@@ -251,7 +250,7 @@ os.register_at_fork(after_in_child=_POOL.clear)
 _BLAS: list[ThreadpoolController] = []  # found once per process (the search takes ms)
 
 
-def _one_blas_thread():
+def one_blas_thread():
     """A context that limits BLAS to one thread (the loop's own threads split the work)."""
     if not _BLAS:
         _BLAS.append(ThreadpoolController())
@@ -286,7 +285,8 @@ class _Restart:
         self.ints[STATUS], self.ints[COMPONENT] = MAX_ITER, -1
         self.ints[LIMIT], self.ints[SQUAREM] = settings.max_iter, int(settings.squarem)
         self.reals = np.zeros(7)
-        self.reals[TOL], self.reals[DECREASE_TOL] = settings.tol, settings.decrease_tol
+        self.reals[TOL] = settings.tol * model.n_points(X)  # the stopping rule, in nats
+        self.reals[DECREASE_TOL] = settings.decrease_tol
         self.trace: list[np.ndarray] = []
         self.max_block = int(max(1, BLOCK_WORK // max(model.pass_work(X, theta, cfg), 1.0)))
         self.cancelled = False
@@ -330,7 +330,7 @@ def run(
     restarts = [
         _Restart(model, X, model.take(params, r), cfg, settings, split_passes) for r in range(R)
     ]
-    with _one_blas_thread():
+    with one_blas_thread():
         try:
             if split_passes:
                 for restart in restarts:

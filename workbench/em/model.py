@@ -53,6 +53,7 @@ class EMModel(NamedTuple):
     vector_units: Callable  # (X, params, cfg) -> (vector_size,) the data's unit of each entry
     pass_work: Callable  # (X, params, cfg) -> float, cost of one data pass (picks the threading)
     degenerate_kinds: tuple[str, ...] = ()
+    n_points: Callable = len  # (data) -> n, the points (the stopping rule is tol * n)
     e_step_parallel: Callable | None = None  # the E-step with its pass split over threads
     # The family's side, for the fitter (workbench.em.model_fitter); Python:
     prepare: Callable | None = None  # (X (n, d), K) -> (data for the loop, cfg)

@@ -40,18 +40,20 @@ def cov_units(sd: np.ndarray, K: int) -> np.ndarray:
 
 
 @kernel
-def features(X, F) -> None:
-    b, d = X.shape
+def features(XT, FT) -> None:
+    """FT (2d + 1, b): rows x_j^2, x_j, 1 of the points in the columns of XT (d, b)."""
+    d, b = XT.shape
+    for j in range(d):
+        for i in range(b):
+            FT[j, i] = XT[j, i] * XT[j, i]
+            FT[d + j, i] = XT[j, i]
     for i in range(b):
-        for j in range(d):
-            F[i, j] = X[i, j] * X[i, j]
-            F[i, d + j] = X[i, j]
-        F[i, 2 * d] = 1.0
+        FT[2 * d, i] = 1.0
 
 
 @kernel
-def log_joint(X, F, params, J) -> None:
-    log_joint_product(F, params[4], J)
+def log_joint(XT, FT, params, JT) -> None:
+    log_joint_product(params[4], FT, JT)
 
 
 @kernel
@@ -106,10 +108,10 @@ def natural(w, mu, pc, nat) -> None:
         const = np.log(w[k]) - 0.5 * d * LOG_2PI
         for j in range(d):
             p = pc[k, j] * pc[k, j]
-            nat[j, k] = -0.5 * p
-            nat[d + j, k] = p * mu[k, j]
+            nat[k, j] = -0.5 * p
+            nat[k, d + j] = p * mu[k, j]
             const += math.log(pc[k, j]) - 0.5 * p * mu[k, j] * mu[k, j]
-        nat[2 * d, k] = const
+        nat[k, 2 * d] = const
 
 
 @kernel

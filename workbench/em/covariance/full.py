@@ -46,22 +46,25 @@ def cov_units(sd: np.ndarray, K: int) -> np.ndarray:
 
 
 @kernel
-def features(X, F) -> None:
-    b, d = X.shape
+def features(XT, FT) -> None:
+    """FT (m, b): rows x_j x_l (j <= l), x_j, 1 of the b points in the columns of XT (d, b)."""
+    d, b = XT.shape
+    c = 0
+    for j in range(d):
+        for l in range(j, d):
+            for i in range(b):
+                FT[c, i] = XT[j, i] * XT[l, i]
+            c += 1
+    for j in range(d):
+        for i in range(b):
+            FT[c + j, i] = XT[j, i]
     for i in range(b):
-        c = 0
-        for j in range(d):
-            for l in range(j, d):
-                F[i, c] = X[i, j] * X[i, l]
-                c += 1
-        for j in range(d):
-            F[i, c + j] = X[i, j]
-        F[i, c + d] = 1.0
+        FT[c + d, i] = 1.0
 
 
 @kernel
-def log_joint(X, F, params, J) -> None:
-    log_joint_product(F, params[4], J)
+def log_joint(XT, FT, params, JT) -> None:
+    log_joint_product(params[4], FT, JT)
 
 
 @kernel
@@ -118,7 +121,7 @@ def precision(cov, cfg, pc, bad) -> None:
 
 @kernel
 def natural(w, mu, pc, nat) -> None:
-    """nat (m, K): the coefficients of the features in log w_k + log N(x | mu_k, S_k)."""
+    """nat (K, m): the coefficients of the features in log w_k + log N(x | mu_k, S_k)."""
     K, d = mu.shape
     P = np.empty((d, d))
     for k in range(K):
@@ -126,13 +129,13 @@ def natural(w, mu, pc, nat) -> None:
         c = 0
         for j in range(d):
             for l in range(j, d):
-                nat[c, k] = -0.5 * P[j, j] if j == l else -P[j, l]
+                nat[k, c] = -0.5 * P[j, j] if j == l else -P[j, l]
                 c += 1
         b = P @ mu[k]
         for j in range(d):
-            nat[c + j, k] = b[j]
+            nat[k, c + j] = b[j]
         const = np.log(w[k]) + matrix.log_det_factor(pc[k]) - 0.5 * d * LOG_2PI
-        nat[c + d, k] = const - 0.5 * (b @ mu[k])
+        nat[k, c + d] = const - 0.5 * (b @ mu[k])
 
 
 @kernel

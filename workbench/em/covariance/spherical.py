@@ -40,20 +40,21 @@ def cov_units(sd: np.ndarray, K: int) -> np.ndarray:
 
 
 @kernel
-def features(X, F) -> None:
-    b, d = X.shape
+def features(XT, FT) -> None:
+    """FT (d + 2, b): rows |x|^2, x_j, 1 of the points in the columns of XT (d, b)."""
+    d, b = XT.shape
     for i in range(b):
-        t = 0.0
-        for j in range(d):
-            t += X[i, j] * X[i, j]
-            F[i, 1 + j] = X[i, j]
-        F[i, 0] = t
-        F[i, d + 1] = 1.0
+        FT[0, i] = 0.0
+        FT[d + 1, i] = 1.0
+    for j in range(d):
+        for i in range(b):
+            FT[0, i] += XT[j, i] * XT[j, i]
+            FT[1 + j, i] = XT[j, i]
 
 
 @kernel
-def log_joint(X, F, params, J) -> None:
-    log_joint_product(F, params[4], J)
+def log_joint(XT, FT, params, JT) -> None:
+    log_joint_product(params[4], FT, JT)
 
 
 @kernel
@@ -102,12 +103,12 @@ def natural(w, mu, pc, nat) -> None:
     K, d = mu.shape
     for k in range(K):
         p = pc[k] * pc[k]
-        nat[0, k] = -0.5 * p
+        nat[k, 0] = -0.5 * p
         norm2 = 0.0
         for j in range(d):
-            nat[1 + j, k] = p * mu[k, j]
+            nat[k, 1 + j] = p * mu[k, j]
             norm2 += mu[k, j] * mu[k, j]
-        nat[d + 1, k] = np.log(w[k]) + d * math.log(pc[k]) - 0.5 * d * LOG_2PI - 0.5 * p * norm2
+        nat[k, d + 1] = np.log(w[k]) + d * math.log(pc[k]) - 0.5 * d * LOG_2PI - 0.5 * p * norm2
 
 
 @kernel

@@ -44,25 +44,30 @@ def cov_units(sd: np.ndarray, K: int) -> np.ndarray:
 
 
 @kernel
-def features(X, F) -> None:
-    b, d = X.shape
+def features(XT, FT) -> None:
+    """FT (d + 1, b): rows x_j, 1 of the points in the columns of XT (d, b)."""
+    d, b = XT.shape
+    for j in range(d):
+        for i in range(b):
+            FT[j, i] = XT[j, i]
     for i in range(b):
-        for j in range(d):
-            F[i, j] = X[i, j]
-        F[i, d] = 1.0
+        FT[d, i] = 1.0
 
 
 @kernel
-def log_joint(X, F, params, J) -> None:
-    log_joint_product(F, params[4], J)
-    Y = np.dot(X, params[3])
-    b, K = J.shape
-    for i in range(b):
-        q = 0.0
-        for j in range(Y.shape[1]):
-            q += Y[i, j] * Y[i, j]
-        for k in range(K):
-            J[i, k] -= 0.5 * q
+def log_joint(XT, FT, params, JT) -> None:
+    """The linear terms, then - x^T P x / 2 (the same for every component) from Y = U^T x."""
+    d = FT.shape[0] - 1
+    log_joint_product(params[4], FT, JT)
+    Y = np.dot(params[3].T, FT[:d])
+    K, b = JT.shape
+    quad = np.zeros(b)
+    for j in range(d):
+        for i in range(b):
+            quad[i] += Y[j, i] * Y[j, i]
+    for k in range(K):
+        for i in range(b):
+            JT[k, i] -= 0.5 * quad[i]
 
 
 @kernel
@@ -102,7 +107,7 @@ def precision(cov, cfg, pc, bad) -> None:
 
 @kernel
 def natural(w, mu, pc, nat) -> None:
-    """nat (d + 1, K): the coefficients of [x, 1] in log w_k + log N(x | mu_k, S) + x^T P x / 2."""
+    """nat (K, d + 1): the coefficients of [x, 1] in log w_k + log N(x | mu_k, S) + x^T P x / 2."""
     K, d = mu.shape
     P = np.empty((d, d))
     matrix.precision_matrix(pc, P)
@@ -110,8 +115,8 @@ def natural(w, mu, pc, nat) -> None:
     for k in range(K):
         b = P @ mu[k]
         for j in range(d):
-            nat[j, k] = b[j]
-        nat[d, k] = np.log(w[k]) + log_det - 0.5 * d * LOG_2PI - 0.5 * (b @ mu[k])
+            nat[k, j] = b[j]
+        nat[k, d] = np.log(w[k]) + log_det - 0.5 * d * LOG_2PI - 0.5 * (b @ mu[k])
 
 
 @kernel
