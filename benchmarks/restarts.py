@@ -3,8 +3,8 @@
 Setup (issue 2): one Gaussian-mixture data set, n=1000, d=2, K=5 (full covariance, separation
 2), fitted with 200 restarts by
 
-- the workbench: ``EMFitter(n_restarts=200, init="kmeans++", max_iter=100, tol=0)``, default
-  engine ("auto": every restart's whole loop compiled, restarts spread over the cores);
+- the workbench: ``EMFitter(n_restarts=200, init="kmeans++", max_iter=100, tol=0)``: the
+  compiled loop, restarts spread over the cores in threads;
 - sklearn: ``GaussianMixture(n_init=200, init_params="k-means++", max_iter=100, tol=0)``.
 
 Same initialisation strategy: k-means++ seeds, every point assigned to its nearest seed, and the

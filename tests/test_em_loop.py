@@ -230,12 +230,11 @@ def test_first_use_in_a_process_loads_the_compiled_loop_before_any_timed_fit():
         "from workbench.em.gaussian_model import gaussian_model\n"
         "fit.warm('diag')\n"
         "loops = loop.compile_loop(gaussian_model('diag'))\n"
-        "model = gaussian_model('diag')\n"
         "print(len(loops.serial.signatures), len(loops.parallel.signatures),\n"
-        "      len(model.e_step_parallel.signatures), fit.warm('diag'))\n"
+        "      fit.warm('diag'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["1", "1", "1", "0.0"], out.stdout + out.stderr
+    assert out.stdout.split() == ["1", "1", "0.0"], out.stdout + out.stderr
 
 
 def test_the_warm_up_is_the_first_fits_compile_time_not_its_wall_time():

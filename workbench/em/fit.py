@@ -22,6 +22,7 @@ from workbench.em.gaussian_model import (
     gaussian_model,
 )
 from workbench.em.gaussian_model import KINDS as LOOP_KINDS
+from workbench.em.missing_model import MissingConfig, group_by_pattern, missing_model
 
 __all__ = ["EMPTY_COUNT", "LOOP_KINDS", "variance_scale"]
 
@@ -244,7 +245,7 @@ def init_state(weights, means, covariances, settings: EMSettings, data_variance)
 # ---------------------------------------------------------------------------------------------
 def prepare(X: np.ndarray, start: EMState, settings: EMSettings, data_variance=None):
     """(centred data transposed XT (d, n), model config, parameter record, shift) for a run
-    from ``start``."""
+    from ``start`` on complete data."""
     X = np.asarray(X, dtype=float)
     data_variance = X.var(axis=0) if data_variance is None else data_variance
     shift = _shift(X, settings)
@@ -256,6 +257,36 @@ def prepare(X: np.ndarray, start: EMState, settings: EMSettings, data_variance=N
     cfg = model_config(settings, X.shape[0], start.means.shape[1], data_variance, shift, second)
     start = EMState(*_impose_fixed(*tuple(start)[:3], settings), start.prec_chol)
     return XT, cfg, to_params(start, settings, cfg, shift), shift
+
+
+def loop_inputs(
+    X: np.ndarray, start: EMState, settings: EMSettings, data_variance=None, missing=None
+):
+    """(model, data for the loop, config, parameter record, shift): the Gaussian model on
+    complete data, the missing-data model (:mod:`workbench.em.missing_model`) when X holds NaN
+    (values missing at random; rows sorted by missingness pattern, the means and variances of
+    the observed values setting the shift and the scales). ``missing``: force the choice."""
+    X = np.asarray(X, dtype=float)
+    if not (np.isnan(X).any() if missing is None else missing):
+        XT, cfg, params, shift = prepare(X, start, settings, data_variance)
+        return gaussian_model(settings.covariance_type), XT, cfg, params, shift
+    model = missing_model(settings.covariance_type)
+    data_variance = np.nanvar(X, axis=0) if data_variance is None else data_variance
+    shift = np.zeros(X.shape[1]) if settings.symmetric_means else np.nanmean(X, axis=0)
+    XT, starts, order, n_observed, _ = group_by_pattern(X - shift)
+    gaussian = model_config(settings, X.shape[0], start.means.shape[1], data_variance, shift)
+    cfg = MissingConfig(gaussian, starts, order, n_observed)
+    start = EMState(*_impose_fixed(*tuple(start)[:3], settings), start.prec_chol)
+    return model, XT, cfg, to_params(start, settings, gaussian, shift), shift
+
+
+def expected_counts(stats: tuple, cfg) -> np.ndarray:
+    """(R, K) expected counts sum_i r_ik of the final E-step of each restart."""
+    if not isinstance(cfg, MissingConfig):
+        return stats[0][:, :, -1].copy()
+    o = cfg.n_observed
+    columns = o * (o + 1) // 2 + o  # each pattern's count column
+    return sum(stats[0][:, p, :, c] for p, c in enumerate(columns))
 
 
 _WARMED: set[str] = set()
@@ -289,12 +320,13 @@ def run_em(X, start: EMState, settings: EMSettings) -> EMRun:
     """Run EM (SQUAREM when ``settings.squarem``) from every restart in ``start`` until each
     stops."""
     t0 = time.perf_counter()
-    data_variance = np.asarray(X, dtype=float).var(axis=0)
-    Xc, cfg, params, shift = prepare(X, start, settings, data_variance)
+    X = np.asarray(X, dtype=float)
+    data_variance = np.nanvar(X, axis=0) if np.isnan(X).any() else X.var(axis=0)
+    model, XT, cfg, params, shift = loop_inputs(X, start, settings, data_variance)
     loop_settings = loop.LoopSettings(
         settings.max_iter, settings.tol, settings.decrease_tol, settings.squarem
     )
-    out = loop.run(gaussian_model(settings.covariance_type), Xc, params, cfg, loop_settings)
+    out = loop.run(model, XT, params, cfg, loop_settings)
     weights, means, covariances, prec = out.params[:4]
     means = means + shift
     if settings.fixed_means is not None:  # exactly the given values, not a round trip
@@ -311,7 +343,7 @@ def run_em(X, start: EMState, settings: EMSettings) -> EMRun:
         n_decreases=out.n_decreases,
         max_decrease=out.max_decrease,
         wall_time=0.0,
-        nk=out.stats[0][:, :, -1].copy(),
+        nk=expected_counts(out.stats, cfg),
     )
     run = label_solutions(run, settings, data_variance)
     return run._replace(wall_time=time.perf_counter() - t0)

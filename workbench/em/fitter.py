@@ -13,7 +13,8 @@ from workbench.em import reference as bank
 from workbench.em.covariance import COVARIANCE_TYPES, DEFAULT, strategy
 from workbench.em.fit import DEGENERATE_KINDS as KINDS
 from workbench.em.fit import EMRun, EMSettings, EMState, default_prior, init_state, run_em, warm
-from workbench.em.init import INIT_NAMES, INITS, small_em
+from workbench.em.init import INIT_NAMES, INITS, mean_imputed, small_em
+from workbench.em.missing_model import MISSING_TYPES
 from workbench.em.theory import dm_rate, trace_rate
 from workbench.em.uncertainty import wald_intervals
 from workbench.fitters import BestKnown, FitResult, PolishedRestarts, RestartSummary
@@ -182,20 +183,24 @@ class EMFitter:
             raise ValueError("n_components: required when there is no truth to take it from")
         _check(_is_int(n_components, 1), "n_components", n_components, "must be an integer >= 1")
         K = int(n_components)
-        check_data(X, K)
-        settings = self.settings(X, K, truth)
+        X, dropped = self._missing_values(X)
+        X_start = mean_imputed(X)  # starts (and the checks) on complete data
+        check_data(X_start, K)
+        settings = self.settings(X_start, K, truth)
         compile_time = warm(self.covariance_type)  # loading compiled code, outside wall_time
         if self.symmetric_means and K != 2:
             raise ValueError(f"symmetric_means=True: needs n_components=2, not {K}")
-        weights, means, covs = self._starts(X, K, truth, settings, rng)
+        weights, means, covs = self._starts(X_start, K, truth, settings, rng)
         if self.symmetric_means:
             half = (means[:, 0] - means[:, 1]) / 2
             means = np.stack([half, -half], axis=1)
-        start = init_state(weights, means, covs, settings, X.var(axis=0))
+        start = init_state(weights, means, covs, settings, X_start.var(axis=0))
         run = run_em(X, start, settings)
         reference = self._reference(X, K, truth, settings, run)
         result = _fit_result(run, settings, X, *reference)
         result.diagnostics["compile_time"] = compile_time
+        result.diagnostics["missing_fraction"] = float(np.isnan(X).mean())
+        result.diagnostics["rows_all_missing"] = dropped
         best = result.restarts.best
         state = EMState(*(a[best : best + 1] for a in run.state))
         if self.interval_level is not None and result.status != "degenerate":
@@ -207,6 +212,20 @@ class EMFitter:
                 rates["rate_theory"] = dm_rate(X, state, settings)
             result = dataclasses.replace(result, diagnostics={**result.diagnostics, **rates})
         return result
+
+    def _missing_values(self, X: np.ndarray) -> tuple[np.ndarray, int]:
+        """(X without its rows of nothing but NaN, how many such rows): values missing at
+        random (NaN) are fitted by exact EM for incomplete data (full and diag covariances)."""
+        missing = np.isnan(X)
+        if not missing.any():
+            return X, 0
+        if self.covariance_type not in MISSING_TYPES:
+            raise ValueError(
+                f"covariance_type={self.covariance_type!r}: data with missing values (NaN) need "
+                f"one of {', '.join(MISSING_TYPES)}"
+            )
+        empty = missing.all(axis=1)
+        return X[~empty], int(empty.sum())
 
     def settings(self, X: np.ndarray, K: int, truth: MixtureParams | None) -> EMSettings:
         """Resolve the fixed parameters and the prior for this data set."""
@@ -285,7 +304,10 @@ def check_data(X: np.ndarray, K: int) -> None:
         raise ValueError(f"data: shape {X.shape} holds no values")
     if not np.all(np.isfinite(X)):
         bad = int(np.sum(~np.isfinite(X)))
-        raise ValueError(f"data: {bad} non-finite values (NaN or inf); EM needs finite data")
+        raise ValueError(
+            f"data: {bad} non-finite values (NaN or inf); EM needs finite values (missing "
+            "values: NaN, with covariance_type full or diag)"
+        )
     if K > n:
         raise ValueError(f"n_components={K}: more components than data points ({n})")
     largest = float(np.max(np.abs(X)))

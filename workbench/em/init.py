@@ -44,6 +44,15 @@ KMEANS_ITERATIONS = 30
 SPIKE_FRACTION = 1e-4
 
 
+def mean_imputed(X: np.ndarray) -> np.ndarray:
+    """X with every missing value (NaN) replaced by its column's observed mean: what the
+    starts are computed from (EM itself uses only the observed values)."""
+    missing = np.isnan(X)
+    if not missing.any():
+        return X
+    return np.where(missing, np.nanmean(X, axis=0), X)
+
+
 def data_covariance(X: np.ndarray) -> np.ndarray:
     """Covariance of the data (d, d), maximum-likelihood normalisation, centred."""
     centred = X - X.mean(axis=0)

@@ -16,7 +16,7 @@ import numpy as np
 
 from workbench.em.covariance import strategy
 from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
-from workbench.em.init import INITS, small_em
+from workbench.em.init import INITS, mean_imputed, small_em
 from workbench.em.theory import single_state
 from workbench.em.vector import jacobian
 from workbench.fitters import BestKnown, PolishedRestarts
@@ -60,6 +60,7 @@ def data_rng(X: np.ndarray) -> np.random.Generator:
 def bank_starts(X, K, settings: EMSettings, starts: dict, truth_start) -> tuple:
     """Starting (weights, means, covariances) of the bank and a source label per start."""
     rng = data_rng(X)
+    X = mean_imputed(X)  # the starts (EM itself uses the observed values only)
     parts, labels = [], []
     if truth_start is not None:
         parts.append(truth_start)
@@ -83,7 +84,7 @@ def polish(X: np.ndarray, state: EMState, settings: EMSettings) -> EMRun:
     tight = settings._replace(
         tol=min(settings.tol, POLISH_TOL), max_iter=POLISH_MAX_ITER, squarem=False
     )
-    start = init_state(state.weights, state.means, state.covariances, tight, X.var(axis=0))
+    start = init_state(state.weights, state.means, state.covariances, tight, np.nanvar(X, axis=0))
     return run_em(X, start, tight)
 
 
@@ -116,7 +117,7 @@ def bank_optimum(
     begin, labels = bank_starts(X, K, settings, starts, truth_start)
     if begin is None:
         return None, np.nan
-    fits = run_em(X, init_state(*begin, settings, X.var(axis=0)), settings)
+    fits = run_em(X, init_state(*begin, settings, np.nanvar(X, axis=0)), settings)
     truth_loglik = float(fits.loglik[0]) if truth_start is not None else np.nan
     score = np.where(fits.status == "degenerate", -np.inf, fits.loglik)
     score = np.nan_to_num(score, nan=-np.inf)

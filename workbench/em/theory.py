@@ -30,7 +30,7 @@ def single_state(weights, means, covariances, settings: EMSettings, X) -> EMStat
         np.asarray(means, float)[None],
         np.asarray(covariances, float)[None],
         settings,
-        X.var(axis=0),
+        np.nanvar(X, axis=0),
     )
 
 

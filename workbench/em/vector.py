@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.em import derivatives
-from workbench.em.fit import EMSettings, EMState, model_config, prepare, to_params
+from workbench.em.fit import EMSettings, EMState, loop_inputs, model_config, to_params
 from workbench.em.gaussian_model import gaussian_model
 
 
@@ -34,9 +34,8 @@ def to_vector(state: EMState, settings: EMSettings) -> np.ndarray:
 
 def _loop_inputs(X, state: EMState, settings: EMSettings):
     """(model, centred data, config, restart 0's parameter record) for the derivatives."""
-    Xc, cfg, params, _ = prepare(X, EMState(*(a[:1] for a in state)), settings)
-    model = gaussian_model(settings.covariance_type)
-    return model, Xc, cfg, model.take(params, 0)
+    model, XT, cfg, params, _ = loop_inputs(X, EMState(*(a[:1] for a in state)), settings)
+    return model, XT, cfg, model.take(params, 0)
 
 
 def jacobian(X, state: EMState, settings: EMSettings, rel_step: float = 1e-6) -> np.ndarray:

@@ -175,3 +175,21 @@ def gemm_flops(n: int, d: int, K: int) -> float:
     """Floating-point operations of the matrix products of one iteration: the log joint
     (n, m) @ (m, K) and the statistics (K, n) @ (n, m), m features."""
     return 4.0 * n * (n_second(d) + d + 1) * K
+
+
+@kernel
+def component_matrix(cov, k, out) -> None:
+    """out (d, d) = the (diagonal) covariance matrix of component k."""
+    out[...] = 0.0
+    for j in range(out.shape[0]):
+        out[j, j] = cov[k, j]
+
+
+@kernel
+def pack_statistics(second, sums, count, row) -> None:
+    """A component's statistics row (2d + 1,) from its second moment (d, d), sums and count."""
+    d = sums.shape[0]
+    for j in range(d):
+        row[j] = second[j, j]
+        row[d + j] = sums[j]
+    row[2 * d] = count

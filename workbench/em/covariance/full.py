@@ -216,3 +216,23 @@ def gemm_flops(n: int, d: int, K: int) -> float:
     """Floating-point operations of the matrix products of one iteration: the log joint
     (n, m) @ (m, K) and the statistics (K, n) @ (n, m), m features."""
     return 4.0 * n * (n_second(d) + d + 1) * K
+
+
+@kernel
+def component_matrix(cov, k, out) -> None:
+    """out (d, d) = the covariance matrix of component k."""
+    out[...] = cov[k]
+
+
+@kernel
+def pack_statistics(second, sums, count, row) -> None:
+    """A component's statistics row (m,) from its second moment (d, d), sums (d,) and count."""
+    d = sums.shape[0]
+    c = 0
+    for j in range(d):
+        for l in range(j, d):
+            row[c] = second[j, l]
+            c += 1
+    for j in range(d):
+        row[c + j] = sums[j]
+    row[c + d] = count

@@ -1,0 +1,289 @@
+"""The Gaussian mixture with values missing at random, as an EM model on the seam.
+
+Exact EM for incomplete rows (Ghahramani & Jordan 1994; Little & Rubin 2002, ch. 11):
+
+- E-step: each row's responsibilities from its OBSERVED coordinates O only,
+  r_ik proportional to w_k N(x_O | mu_kO, S_kOO); the observed-data log-likelihood is
+  sum_i log sum_k w_k N(x_O | mu_kO, S_kOO).
+- M-step: the complete-data M-step of the covariance strategy on the EXPECTED sufficient
+  statistics, where a missing block is replaced by its conditional mean given the observed one,
+  x_M -> mu_kM + B (x_O - mu_kO), B = S_kMO S_kOO^-1, and its second moment gains the
+  conditional covariance S_kMM - B S_kOM.
+
+Cost stays close to complete-data EM: rows are grouped by missingness pattern, and the data pass
+of a pattern is the complete-data pass of the full strategy on its observed coordinates (their
+features, one matrix product for the log joint and one for the statistics, per chunk). It leaves
+the responsibility-weighted moments of x_O per pattern and component; the M-step turns them into
+the expected complete-data statistics with the conditional-mean algebra above (a few d x d
+products per pattern and component), then calls the Gaussian model's own M-step. With no value
+missing there is one pattern and the run is complete-data EM.
+
+Data (:func:`group_by_pattern`): XT (d, n) with rows sorted by pattern and missing values 0;
+the patterns go in the config (:class:`MissingConfig`: starts (P + 1,), order (P, d) the
+observed coordinates first, n_observed (P,), beside the Gaussian config). Parameters: the
+Gaussian model's. Statistics: ``(T_obs (P, K, m_d), T (K, m))``: per pattern the observed
+moments in the full strategy's layout for its o observed coordinates, and the packed expected
+statistics.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import NamedTuple
+
+import numpy as np
+
+from workbench.em.covariance import diag, full, strategy
+from workbench.em.covariance import matrix as mat
+from workbench.em.gaussian_model import CHUNK_ELEMENTS, gaussian_model
+from workbench.em.logsumexp import normalise_columns
+from workbench.em.model import EMModel
+from workbench.em.products import add_statistics, log_joint_product
+from workbench.em.specialise import kernel, specialise
+
+MISSING_TYPES = (full.NAME, diag.NAME)  # whose M-step takes expected statistics as they are
+
+
+class MissingConfig(NamedTuple):
+    gaussian: tuple  # the Gaussian model's GaussianConfig
+    starts: np.ndarray  # (P + 1,) first row of each pattern (rows sorted by pattern)
+    order: np.ndarray  # (P, d) each pattern's observed coordinates, then its missing ones
+    n_observed: np.ndarray  # (P,)
+
+
+def group_by_pattern(X: np.ndarray):
+    """(XT (d, n), starts, order, n_observed, row order (n,)): rows of X (n, d, NaN = missing)
+    sorted by missingness pattern. Rows with every coordinate missing must be removed first."""
+    X = np.asarray(X, dtype=float)
+    observed = ~np.isnan(X)
+    if not np.all(observed.any(axis=1)):
+        raise ValueError("data: a row with every coordinate missing carries no information")
+    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
+    order_rows = np.argsort(inverse.reshape(-1), kind="stable")
+    counts = np.bincount(inverse.reshape(-1), minlength=len(patterns))
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+    d = X.shape[1]
+    order = np.zeros((len(patterns), d), dtype=np.int64)
+    n_obs = patterns.sum(axis=1).astype(np.int64)
+    for p, mask in enumerate(patterns):
+        order[p] = np.concatenate([np.flatnonzero(mask), np.flatnonzero(~mask)])
+    XT = np.ascontiguousarray(np.nan_to_num(X[order_rows], nan=0.0).T)
+    return XT, starts, order, n_obs, order_rows
+
+
+@kernel
+def _observed_natural(w, mu, cov_matrix, idx, o, nat, S, U) -> bool:
+    """Natural coefficients (m_o,) of log w + log N(x_O | mu_O, S_OO) in the full strategy's
+    features of x_O; False when S_OO is not positive definite."""
+    for a in range(o):
+        for b in range(o):
+            S[a, b] = cov_matrix[idx[a], idx[b]]
+    Sv = S[:o, :o]
+    L = np.zeros((o, o))
+    if not mat.cholesky(Sv, np.zeros(o), L):
+        return False
+    Uo = U[:o, :o]
+    mat.precision_factor(Sv, np.zeros(o), Uo)
+    P = np.empty((o, o))
+    mat.precision_matrix(Uo, P)
+    mu_o = np.empty(o)
+    for a in range(o):
+        mu_o[a] = mu[idx[a]]
+    c = 0
+    for j in range(o):
+        for l in range(j, o):
+            nat[c] = -0.5 * P[j, j] if j == l else -P[j, l]
+            c += 1
+    b_vec = P @ mu_o
+    for j in range(o):
+        nat[c + j] = b_vec[j]
+    const = np.log(w) + mat.log_det_factor(Uo) - 0.5 * o * full.LOG_2PI
+    nat[c + o] = const - 0.5 * (b_vec @ mu_o)
+    return True
+
+
+def _e_step(XT, params, cfg, stats, work):
+    """Observed-data E-step by pattern; returns the observed-data log-likelihood."""
+    starts, order, n_obs = cfg.starts, cfg.order, cfg.n_observed
+    w, mu = params[0], params[1]
+    T_obs = stats[0]
+    F, J, top, norm, XO_buf = work
+    K, d = mu.shape
+    C = np.empty((d, d))
+    S = np.empty((d, d))
+    U = np.empty((d, d))
+    total = 0.0
+    for p in range(starts.shape[0] - 1):
+        o = n_obs[p]
+        idx = order[p, :o]
+        m_o = o * (o + 1) // 2 + o + 1
+        nat = np.zeros((K, m_o))
+        for k in range(K):
+            component_matrix(params[2], k, C)  # noqa: F821 (bound by specialise)
+            if not _observed_natural(w[k], mu[k], C, idx, o, nat[k], S, U):
+                return np.nan
+        T = np.zeros((K, m_o))
+        B = max(8, min(2048, CHUNK_ELEMENTS // max(m_o, K)))
+        for lo in range(starts[p], starts[p + 1], B):
+            hi = min(starts[p + 1], lo + B)
+            b = hi - lo
+            XO = XO_buf[: o * b].reshape((o, b))
+            for a in range(o):
+                for i in range(b):
+                    XO[a, i] = XT[idx[a], lo + i]
+            FT = F[: m_o * b].reshape((m_o, b))
+            JT = J[: K * b].reshape((K, b))
+            full.features(XO, FT)
+            log_joint_product(nat, FT, JT)
+            total += normalise_columns(JT, top, norm)
+            add_statistics(JT, FT, T)
+        T_obs[p, :, :m_o] = T
+    return total
+
+
+def _expected_statistics(cfg, params, T_obs, T_out):
+    """The expected complete-data statistics (K, m) under params from the observed moments."""
+    starts, order, n_obs = cfg.starts, cfg.order, cfg.n_observed
+    mu = params[1]
+    K, d = mu.shape
+    C = np.empty((d, d))
+    for k in range(K):
+        component_matrix(params[2], k, C)  # noqa: F821
+        second = np.zeros((d, d))
+        sums = np.zeros(d)
+        count = 0.0
+        for p in range(starts.shape[0] - 1):
+            o = n_obs[p]
+            q = d - o
+            idx = order[p]
+            m_o = o * (o + 1) // 2 + o + 1
+            row = T_obs[p, k]
+            n_p = row[m_o - 1]
+            S_oo = np.empty((o, o))
+            c = 0
+            for a in range(o):
+                for b in range(a, o):
+                    S_oo[a, b] = row[c]
+                    S_oo[b, a] = row[c]
+                    c += 1
+            s_o = row[c : c + o].copy()
+            # conditional mean x_M = a + B x_O and covariance V under component k
+            a_vec = np.zeros(q)
+            Bm = np.zeros((q, o))
+            V = np.zeros((q, q))
+            if q > 0:
+                Soo = np.empty((o, o))
+                Smo = np.empty((q, o))
+                for a in range(o):
+                    for b in range(o):
+                        Soo[a, b] = C[idx[a], idx[b]]
+                for a in range(q):
+                    for b in range(o):
+                        Smo[a, b] = C[idx[o + a], idx[b]]
+                if o > 0:
+                    Bm = np.linalg.solve(Soo, Smo.T).T
+                for a in range(q):
+                    t = mu[k, idx[o + a]]
+                    for b in range(o):
+                        t -= Bm[a, b] * mu[k, idx[b]]
+                    a_vec[a] = t
+                    for b in range(q):
+                        v = C[idx[o + a], idx[o + b]]
+                        for e in range(o):
+                            v -= Bm[a, e] * C[idx[b + o], idx[e]]
+                        V[a, b] = v
+            Bs = Bm @ s_o
+            BS = Bm @ S_oo
+            BSB = BS @ Bm.T
+            count += n_p
+            for a in range(o):
+                sums[idx[a]] += s_o[a]
+                for b in range(o):
+                    second[idx[a], idx[b]] += S_oo[a, b]
+            for a in range(q):
+                ia = idx[o + a]
+                sums[ia] += n_p * a_vec[a] + Bs[a]
+                for b in range(o):
+                    value = a_vec[a] * s_o[b] + BS[a, b]
+                    second[ia, idx[b]] += value
+                    second[idx[b], ia] += value
+                for b in range(q):
+                    second[ia, idx[o + b]] += (
+                        n_p * (a_vec[a] * a_vec[b] + V[a, b])
+                        + a_vec[a] * Bs[b]
+                        + Bs[a] * a_vec[b]
+                        + BSB[a, b]
+                    )
+        pack_statistics(second, sums, count, T_out[k])  # noqa: F821
+
+
+def _m_step(stats, params, cfg, out):
+    """Expected statistics under the current parameters, then the Gaussian M-step."""
+    expected_statistics(cfg, params, stats[0], stats[1])  # noqa: F821
+    return gaussian_m_step((stats[1],), params, cfg.gaussian, out)  # noqa: F821
+
+
+def _log_prior(params, cfg):
+    return gaussian_log_prior(params, cfg.gaussian)  # noqa: F821
+
+
+def _to_vector(params, cfg, out):
+    gaussian_to_vector(params, cfg.gaussian, out)  # noqa: F821
+
+
+def _from_vector(v, template, cfg, out):
+    return gaussian_from_vector(v, template, cfg.gaussian, out)  # noqa: F821
+
+
+@kernel
+def _copy_stats(src, dst) -> None:
+    dst[0][...] = src[0]
+    dst[1][...] = src[1]
+
+
+@cache
+def missing_model(covariance_type: str) -> EMModel:
+    """The EMModel of a Gaussian mixture with values missing at random (full or diag)."""
+    s = strategy(covariance_type)
+    if s.NAME not in MISSING_TYPES:
+        raise ValueError(
+            f"covariance_type={covariance_type!r}: EM with missing values supports "
+            f"{', '.join(MISSING_TYPES)}"
+        )
+    tag = f"missing_{s.NAME}"
+    g = gaussian_model(covariance_type)
+    bound = {"component_matrix": s.component_matrix}
+    e_step = specialise(_e_step, tag, bound)
+    expected = specialise(
+        _expected_statistics, tag, {**bound, "pack_statistics": s.pack_statistics}
+    )
+    m_step = specialise(
+        _m_step, tag, {"expected_statistics": expected, "gaussian_m_step": g.m_step}
+    )
+
+    def new_stats(XT, params, cfg):
+        K, d = params[1].shape
+        P = len(cfg.n_observed)
+        m = s.n_second(d) + d + 1
+        return (np.zeros((P, K, full.n_second(d) + d + 1)), np.zeros((K, m)))
+
+    def new_work(XT, params, cfg, parallel):
+        K, d = params[1].shape
+        m = full.n_second(d) + d + 1
+        B = max(8, min(2048, CHUNK_ELEMENTS // max(m, K)))
+        return (np.zeros(m * B), np.zeros(K * B), np.zeros(B), np.zeros(B), np.zeros(d * B))
+
+    return g._replace(
+        name=tag,
+        e_step=e_step,
+        m_step=m_step,
+        log_prior=specialise(_log_prior, tag, {"gaussian_log_prior": g.log_prior}),
+        copy_stats=_copy_stats,
+        to_vector=specialise(_to_vector, tag, {"gaussian_to_vector": g.to_vector}),
+        from_vector=specialise(_from_vector, tag, {"gaussian_from_vector": g.from_vector}),
+        new_stats=new_stats,
+        new_work=new_work,
+        vector_units=lambda XT, params, cfg: g.vector_units(XT, params, cfg.gaussian),
+        vector_size=lambda params, cfg: g.vector_size(params, cfg.gaussian),
+        e_step_parallel=None,
+    )
