@@ -15,6 +15,7 @@ import numpy as np
 from workbench.em import loop
 from workbench.em.covariance import DEFAULT, strategy, variance_scale
 from workbench.em.gaussian_model import (
+    CHUNK_ELEMENTS,
     EMPTY_COUNT,
     GaussianConfig,
     chunking,
@@ -22,7 +23,7 @@ from workbench.em.gaussian_model import (
     gaussian_model,
 )
 from workbench.em.gaussian_model import KINDS as LOOP_KINDS
-from workbench.em.missing_model import MissingConfig, group_by_pattern, missing_model
+from workbench.em.missing_model import MissingConfig, chunk_list, group_by_pattern, missing_model
 
 __all__ = ["EMPTY_COUNT", "LOOP_KINDS", "variance_scale"]
 
@@ -275,7 +276,9 @@ def loop_inputs(
     shift = np.zeros(X.shape[1]) if settings.symmetric_means else np.nanmean(X, axis=0)
     XT, starts, order, n_observed, _ = group_by_pattern(X - shift)
     gaussian = model_config(settings, X.shape[0], start.means.shape[1], data_variance, shift)
-    cfg = MissingConfig(gaussian, starts, order, n_observed)
+    d = X.shape[1]
+    rows = max(8, min(2048, CHUNK_ELEMENTS // (d * (d + 1) // 2 + d + 1)))
+    cfg = MissingConfig(gaussian, starts, order, n_observed, *chunk_list(starts, rows))
     start = EMState(*_impose_fixed(*tuple(start)[:3], settings), start.prec_chol)
     return model, XT, cfg, to_params(start, settings, gaussian, shift), shift
 

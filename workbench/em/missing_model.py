@@ -32,10 +32,11 @@ from functools import cache
 from typing import NamedTuple
 
 import numpy as np
+from numba import prange
 
 from workbench.em.covariance import diag, full, strategy
 from workbench.em.covariance import matrix as mat
-from workbench.em.gaussian_model import CHUNK_ELEMENTS, gaussian_model
+from workbench.em.gaussian_model import MAX_GROUPS, gaussian_model
 from workbench.em.logsumexp import normalise_columns
 from workbench.em.model import EMModel
 from workbench.em.products import add_statistics, log_joint_product
@@ -49,6 +50,19 @@ class MissingConfig(NamedTuple):
     starts: np.ndarray  # (P + 1,) first row of each pattern (rows sorted by pattern)
     order: np.ndarray  # (P, d) each pattern's observed coordinates, then its missing ones
     n_observed: np.ndarray  # (P,)
+    chunk_pattern: np.ndarray  # (C,) the pattern of each chunk of rows
+    chunk_start: np.ndarray  # (C + 1,) first row of each chunk (chunks never straddle patterns)
+
+
+def chunk_list(starts: np.ndarray, chunk: int) -> tuple[np.ndarray, np.ndarray]:
+    """(pattern of each chunk, chunk boundaries): each pattern's rows cut into chunks of at
+    most ``chunk`` rows (a fixed function of the data, never of the threads)."""
+    patterns, bounds = [], [0]
+    for p in range(len(starts) - 1):
+        for lo in range(int(starts[p]), int(starts[p + 1]), chunk):
+            patterns.append(p)
+            bounds.append(min(int(starts[p + 1]), lo + chunk))
+    return np.array(patterns, dtype=np.int64), np.array(bounds, dtype=np.int64)
 
 
 def group_by_pattern(X: np.ndarray):
@@ -102,43 +116,76 @@ def _observed_natural(w, mu, cov_matrix, idx, o, nat, S, U) -> bool:
     return True
 
 
-def _e_step(XT, params, cfg, stats, work):
-    """Observed-data E-step by pattern; returns the observed-data log-likelihood."""
-    starts, order, n_obs = cfg.starts, cfg.order, cfg.n_observed
+def _pattern_naturals(params, cfg, nat_all) -> bool:
+    """nat_all[p, k, :m_o]: component k's natural coefficients on pattern p's observed
+    coordinates; False when some S_kOO is not positive definite."""
     w, mu = params[0], params[1]
-    T_obs = stats[0]
-    F, J, top, norm, XO_buf = work
     K, d = mu.shape
     C = np.empty((d, d))
     S = np.empty((d, d))
     U = np.empty((d, d))
+    for k in range(K):
+        component_matrix(params[2], k, C)  # noqa: F821 (bound by specialise)
+        for p in range(cfg.n_observed.shape[0]):
+            o = cfg.n_observed[p]
+            if not _observed_natural(w[k], mu[k], C, cfg.order[p, :o], o, nat_all[p, k], S, U):
+                return False
+    return True
+
+
+@kernel
+def _group_pass(XT, patterns, bounds, n_observed, order, nat_all, F, J, XO_buf, T_group, top,
+                norm, g, G) -> float:  # fmt: skip
+    """Chunks g, g + G, ... of the chunk list (each within one pattern): the observed
+    coordinates gathered, their features, log joint and responsibilities, and the moments
+    added into T_group (P, K, m_d)."""
+    T_group[...] = 0.0
+    K = nat_all.shape[1]
     total = 0.0
-    for p in range(starts.shape[0] - 1):
-        o = n_obs[p]
-        idx = order[p, :o]
+    for c in range(g, patterns.shape[0], G):
+        p = patterns[c]
+        lo, hi = bounds[c], bounds[c + 1]
+        b = hi - lo
+        o = n_observed[p]
         m_o = o * (o + 1) // 2 + o + 1
-        nat = np.zeros((K, m_o))
-        for k in range(K):
-            component_matrix(params[2], k, C)  # noqa: F821 (bound by specialise)
-            if not _observed_natural(w[k], mu[k], C, idx, o, nat[k], S, U):
-                return np.nan
-        T = np.zeros((K, m_o))
-        B = max(8, min(2048, CHUNK_ELEMENTS // max(m_o, K)))
-        for lo in range(starts[p], starts[p + 1], B):
-            hi = min(starts[p + 1], lo + B)
-            b = hi - lo
-            XO = XO_buf[: o * b].reshape((o, b))
-            for a in range(o):
-                for i in range(b):
-                    XO[a, i] = XT[idx[a], lo + i]
-            FT = F[: m_o * b].reshape((m_o, b))
-            JT = J[: K * b].reshape((K, b))
-            full.features(XO, FT)
-            log_joint_product(nat, FT, JT)
-            total += normalise_columns(JT, top, norm)
-            add_statistics(JT, FT, T)
-        T_obs[p, :, :m_o] = T
+        XO = XO_buf[: o * b].reshape((o, b))
+        for a in range(o):
+            row = order[p, a]
+            for i in range(b):
+                XO[a, i] = XT[row, lo + i]
+        FT = F[: m_o * b].reshape((m_o, b))
+        JT = J[: K * b].reshape((K, b))
+        full.features(XO, FT)
+        log_joint_product(np.ascontiguousarray(nat_all[p, :, :m_o]), FT, JT)
+        total += normalise_columns(JT, top, norm)
+        add_statistics(JT, FT, T_group[p, :, :m_o])
     return total
+
+
+def _e_step(XT, params, cfg, stats, work):
+    """Observed-data E-step, chunks of each pattern in G groups; the log-likelihood."""
+    F_all, J_all, XO_all, T_groups, ll_all, scratch, nat_all = work
+    if not pattern_naturals(params, cfg, nat_all):  # noqa: F821
+        return np.nan
+    G = T_groups.shape[0]
+    patterns, bounds, n_observed, order = (
+        cfg.chunk_pattern,
+        cfg.chunk_start,
+        cfg.n_observed,
+        cfg.order,
+    )
+    for g in prange(G):  # (the config, a nested record, stays outside the parallel region)
+        ll_all[g] = _group_pass(
+            XT, patterns, bounds, n_observed, order, nat_all, F_all[g], J_all[g], XO_all[g],
+            T_groups[g], scratch[g, 0], scratch[g, 1], g, G,
+        )  # fmt: skip
+    T_obs = stats[0]
+    T_obs[...] = T_groups[0]
+    loglik = ll_all[0]
+    for g in range(1, G):
+        T_obs += T_groups[g]
+        loglik += ll_all[g]
+    return loglik
 
 
 def _expected_statistics(cfg, params, T_obs, T_out):
@@ -253,7 +300,9 @@ def missing_model(covariance_type: str) -> EMModel:
     tag = f"missing_{s.NAME}"
     g = gaussian_model(covariance_type)
     bound = {"component_matrix": s.component_matrix}
-    e_step = specialise(_e_step, tag, bound)
+    naturals = specialise(_pattern_naturals, tag, bound)
+    e_step = specialise(_e_step, tag, {"pattern_naturals": naturals})
+    e_step_parallel = specialise(_e_step, tag, {"pattern_naturals": naturals}, parallel=True)
     expected = specialise(
         _expected_statistics, tag, {**bound, "pack_statistics": s.pack_statistics}
     )
@@ -269,9 +318,18 @@ def missing_model(covariance_type: str) -> EMModel:
 
     def new_work(XT, params, cfg, parallel):
         K, d = params[1].shape
-        m = full.n_second(d) + d + 1
-        B = max(8, min(2048, CHUNK_ELEMENTS // max(m, K)))
-        return (np.zeros(m * B), np.zeros(K * B), np.zeros(B), np.zeros(B), np.zeros(d * B))
+        m, P = full.n_second(d) + d + 1, len(cfg.n_observed)
+        G = int(min(MAX_GROUPS, len(cfg.chunk_pattern)))
+        B = int(np.diff(cfg.chunk_start).max())
+        return (
+            np.zeros((G, m * B)),
+            np.zeros((G, K * B)),
+            np.zeros((G, d * B)),
+            np.zeros((G, P, K, m)),
+            np.zeros(G),
+            np.zeros((G, 2, B)),
+            np.zeros((P, K, m)),
+        )
 
     return g._replace(
         name=tag,
@@ -285,5 +343,5 @@ def missing_model(covariance_type: str) -> EMModel:
         new_work=new_work,
         vector_units=lambda XT, params, cfg: g.vector_units(XT, params, cfg.gaussian),
         vector_size=lambda params, cfg: g.vector_size(params, cfg.gaussian),
-        e_step_parallel=None,
+        e_step_parallel=e_step_parallel,
     )
