@@ -43,8 +43,8 @@ from sklearn.mixture import GaussianMixture
 from timing import print_header, timed_sklearn_fit
 
 from workbench.data import generate
-from workbench.em import EMFitter
-from workbench.em.covariance import strategy
+from workbench.em.covariance.registry import strategy
+from workbench.em.fitter import EMFitter
 from workbench.em.init import data_covariance
 
 SIZES = (

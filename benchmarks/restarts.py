@@ -42,7 +42,7 @@ from sklearn.mixture import GaussianMixture
 from timing import print_header, timed_sklearn_fit
 
 from workbench.data import generate
-from workbench.em import EMFitter
+from workbench.em.fitter import EMFitter
 from workbench.em.init import INITS
 
 N, D, K, RESTARTS, ITERATIONS, REG = 1000, 2, 5, 200, 100, 1e-6

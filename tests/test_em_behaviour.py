@@ -5,13 +5,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from workbench.em import EMFitter
-from workbench.em.covariance import strategy
+from workbench.em.covariance.registry import strategy
 from workbench.em.fit import EMSettings, em_map, init_state, prepare, run_em
+from workbench.em.fitter import EMFitter
 from workbench.em.gaussian_model import gaussian_model
-from workbench.em.init import INIT_NAMES
 from workbench.em.loop import LoopSettings
 from workbench.em.loop import run as run_loop
+from workbench.em.options import INIT_NAMES
 from workbench.params import MixtureParams
 
 COV_TYPES = ["full", "diag", "spherical", "tied"]

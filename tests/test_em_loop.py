@@ -19,7 +19,8 @@ import oracle_steps
 import pytest
 
 from workbench.em import loop
-from workbench.em.covariance import COVARIANCE_TYPES, strategy
+from workbench.em.covariance import COVARIANCE_TYPES
+from workbench.em.covariance.registry import strategy
 from workbench.em.fit import EMSettings, Prior, init_state, run_em
 from workbench.em.init import random_from_data
 

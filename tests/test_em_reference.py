@@ -5,8 +5,8 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 from sklearn.mixture import GaussianMixture
 
-from workbench.em import EMFitter
-from workbench.em.covariance import strategy
+from workbench.em.covariance.registry import strategy
+from workbench.em.fitter import EMFitter
 from workbench.evaluate import adjusted_rand_index, match_components, recovery_errors
 from workbench.params import MixtureParams
 

@@ -9,8 +9,8 @@ from hypothesis import strategies as st
 from sklearn.mixture import GaussianMixture
 
 from workbench.data.dataset import Dataset
-from workbench.em import EMFitter
 from workbench.em.fit import EMRun, EMSettings, EMState, label_solutions, min_support
+from workbench.em.fitter import EMFitter
 from workbench.em.init import INITS, SPIKE_FRACTION
 from workbench.params import MixtureParams
 

@@ -9,8 +9,8 @@ from scipy.stats import binomtest
 
 from workbench.data import generate
 from workbench.data.gaussian import c_separation, min_mean_distance, place_means
-from workbench.em import EMFitter
 from workbench.em.fit import init_state, run_em
+from workbench.em.fitter import EMFitter
 from workbench.em.reference import DEFAULT_STARTS, data_rng
 from workbench.evaluate import (
     FAILURE_RULE,

@@ -103,6 +103,11 @@ FITTERS: dict[str, str] = {
 }
 
 
+# method name -> "module:class" of its settings alone, where importing the fitter would load
+# compiled code: ``workbench validate`` checks settings against these.
+SETTINGS_SCHEMAS: dict[str, str] = {"em": "workbench.em.options:EMOptions"}
+
+
 def build_fitter(method: str, settings: dict[str, Any] | None = None) -> Fitter:
     """Construct the fitter registered under ``method`` with keyword ``settings``."""
     if method not in FITTERS:

@@ -13,7 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from workbench.em import loop
-from workbench.em.covariance import DEFAULT, strategy, variance_scale
+from workbench.em.covariance import DEFAULT, variance_scale
+from workbench.em.covariance.registry import strategy
 from workbench.em.gaussian_model import (
     CHUNK_ELEMENTS,
     EMPTY_COUNT,

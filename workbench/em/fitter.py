@@ -3,134 +3,28 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
 from workbench.data.dataset import MAX_ABS_DATA, Dataset
 from workbench.em import reference as bank
-from workbench.em.covariance import COVARIANCE_TYPES, DEFAULT, strategy
+from workbench.em.covariance import MISSING_TYPES
+from workbench.em.covariance.registry import strategy
 from workbench.em.fit import DEGENERATE_KINDS as KINDS
 from workbench.em.fit import EMRun, EMSettings, EMState, default_prior, init_state, run_em, warm
-from workbench.em.init import INIT_NAMES, INITS, mean_imputed, small_em
-from workbench.em.missing_model import MISSING_TYPES
+from workbench.em.init import INITS, mean_imputed, small_em
+from workbench.em.options import EMOptions, _check, _is_int
 from workbench.em.theory import dm_rate, trace_rate
 from workbench.em.uncertainty import wald_intervals
 from workbench.fitters import BestKnown, FitResult, PolishedRestarts, RestartSummary
 from workbench.params import MixtureParams, as_data_matrix
 
-PRIOR_KEYS = ("shrinkage", "mean", "dof", "scale")
-ACCELERATIONS = (None, "squarem")
-
 
 @dataclass(frozen=True)
-class EMFitter:
-    """Maximum-likelihood (or MAP) EM for a Gaussian mixture, with R batched restarts.
-
-    n_components: K (default: the data set's ``n_components_to_fit``). init: a strategy name
-    (see :mod:`workbench.em.init`, plus ``truth``) or a dict of starting ``weights``, ``means``,
-    ``covariances`` (covariance-type shapes). fixed_weights / fixed_means / fixed_covariances:
-    values held fixed in every iteration, or ``"truth"`` for the generating values.
-    prior: None (maximum likelihood), ``"default"`` (Fraley & Raftery 2007 / mclust defaults), or
-    a dict overriding some of shrinkage, mean, dof, scale. reference: find the best known optimum
-    (``best_known`` of the result, ``reference_loglik`` of the diagnostics) with a bank of EM
-    runs, from the truth and from ``reference_starts`` (init name -> number of starts; None: the
-    default bank of :mod:`workbench.em.reference`), seeded from the data so that every cell on one
-    data set shares it; every restart and the bank's best are then polished (EM to a tight
-    tolerance) so that a verdict judges fixed points. The truth start needs a truth with the
-    fitted K and d; without a reference no verdict is given (``failure_kind`` unjudged).
-    acceleration: None (plain EM) or ``"squarem"`` (Varadhan & Roland 2008; ``n_iter`` then
-    counts EM-map evaluations).
-    interval_level: when given (e.g. 0.9), Wald intervals from the observed information for the
-    free weights, means and scales (:mod:`workbench.em.uncertainty`).
-    rate_diagnostics: add ``rate_measured`` (from the trace) and ``rate_theory`` (spectral radius
-    of the EM map's Jacobian at the fit, :mod:`workbench.em.theory`) to the diagnostics.
-    symmetric_means: K = 2 with mu_2 = -mu_1 (the over-specified model of Dwivedi et al. 2020;
-    starting means are symmetrised as (mu_1 - mu_2) / 2).
-    select_k: fit every K in the list and return the fit with the lowest BIC
-    (-2 loglik + p log n) among those that are not ``degenerate`` (a fit on a spike or a
-    spurious component is never chosen); diagnostics gain ``chosen_k``, ``bic_k<K>`` and
-    ``status_k<K>`` per K, and ``select_k_all_degenerate`` (1 when every K's fit was degenerate:
-    the lowest finite BIC among them is returned, with its ``degenerate`` status).
-    """
-
-    method: str = field(default="em", init=False)
-    n_components: int | None = None
-    covariance_type: str = DEFAULT
-    init: str | dict = "kmeans++"
-    n_restarts: int = 1
-    tol: float = 1e-8
-    max_iter: int = 1000
-    reg_covar: float = 1e-6
-    prior: str | dict | None = None
-    fixed_weights: Any = None
-    fixed_means: Any = None
-    fixed_covariances: Any = None
-    reference: bool = True
-    reference_starts: dict[str, int] | None = None
-    acceleration: str | None = None
-    interval_level: float | None = None
-    rate_diagnostics: bool = False
-    symmetric_means: bool = False
-    select_k: list[int] | None = None
-
-    def __post_init__(self) -> None:
-        _check(
-            self.n_components is None or _is_int(self.n_components, 1),
-            "n_components",
-            self.n_components,
-            "must be an integer >= 1",
-        )
-        _check(
-            self.covariance_type in COVARIANCE_TYPES,
-            "covariance_type",
-            self.covariance_type,
-            f"expected one of {', '.join(COVARIANCE_TYPES)}",
-        )
-        _check(
-            isinstance(self.init, dict) or self.init in INIT_NAMES,
-            "init",
-            self.init,
-            f"expected one of {', '.join(INIT_NAMES)} or a dict of parameters",
-        )
-        _check(
-            _is_int(self.n_restarts, 1), "n_restarts", self.n_restarts, "must be an integer >= 1"
-        )
-        _check(_is_int(self.max_iter, 0), "max_iter", self.max_iter, "must be an integer >= 0")
-        _check(_is_number(self.tol) and self.tol >= 0, "tol", self.tol, "must be >= 0")
-        _check(
-            _is_number(self.reg_covar) and self.reg_covar >= 0,
-            "reg_covar",
-            self.reg_covar,
-            "must be >= 0",
-        )
-        _check(
-            self.prior in (None, "default")
-            or (isinstance(self.prior, dict) and set(self.prior) <= set(PRIOR_KEYS)),
-            "prior",
-            self.prior,
-            f"expected none, 'default' or a dict with keys among {', '.join(PRIOR_KEYS)}",
-        )
-        _check(
-            self.acceleration in ACCELERATIONS,
-            "acceleration",
-            self.acceleration,
-            "expected none or 'squarem'",
-        )
-        if self.reference_starts is not None:
-            _check(
-                isinstance(self.reference_starts, dict),
-                "reference_starts",
-                self.reference_starts,
-                "expected a table of init name -> number of starts",
-            )
-            bank.check_starts(self.reference_starts)
-        for name in ("fixed_weights", "fixed_means", "fixed_covariances"):
-            value = getattr(self, name)
-            is_truth = isinstance(value, str) and value == "truth"
-            allowed = value is None or is_truth or isinstance(value, list | tuple | np.ndarray)
-            _check(allowed, name, value, "expected a list of values or 'truth'")
+class EMFitter(EMOptions):
+    """Maximum-likelihood (or MAP) EM for a Gaussian mixture, with R batched restarts; the
+    settings and their checks: :class:`workbench.em.options.EMOptions`."""
 
     def prepare(self) -> float:
         """Load the compiled EM loop (once per process), so that a runner can do it
@@ -454,16 +348,3 @@ def _given_params(init: dict, K: int, d: int, cov_type: str):
     return tuple(
         _fixed_array(init[k], k, K, d, cov_type) for k in ("weights", "means", "covariances")
     )
-
-
-def _is_int(value, minimum: int) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= minimum
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
-
-
-def _check(ok: bool, key: str, value, message: str) -> None:
-    if not ok:
-        raise ValueError(f"{key}={value!r}: {message}")

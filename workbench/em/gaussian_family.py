@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.em.covariance import DEFAULT, strategy
+from workbench.em.covariance import DEFAULT
+from workbench.em.covariance.registry import strategy
 from workbench.em.fit import EMSettings, EMState, init_state, prepare
 from workbench.em.gaussian_model import gaussian_model
 from workbench.em.init import INITS

@@ -29,7 +29,8 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from workbench.em.covariance import strategy, variance_scale
+from workbench.em.covariance import variance_scale
+from workbench.em.covariance.registry import strategy
 from workbench.em.logsumexp import normalise_columns
 from workbench.em.loop import copy_array
 from workbench.em.model import EMModel

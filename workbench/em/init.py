@@ -31,8 +31,10 @@ from collections.abc import Callable
 import numpy as np
 from scipy.cluster.vq import kmeans2
 
-from workbench.em.covariance import strategy, variance_scale
+from workbench.em.covariance import variance_scale
+from workbench.em.covariance.registry import strategy
 from workbench.em.fit import EMSettings, init_state, run_em
+from workbench.em.options import START_NAMES
 from workbench.gaussian import full_covariances
 
 Start = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -144,12 +146,7 @@ def small_em(X, K, R, rng, settings: EMSettings | None = None) -> Start:
     return run.state.weights[best], run.state.means[best], chosen
 
 
-INITS: dict[str, Callable[..., Start]] = {
-    "random_params": random_params,
-    "random_from_data": random_from_data,
-    "spikes": spikes,
-    "kmeans++": kmeans_plusplus,
-    "kmeans": kmeans,
-    "small_em": small_em,
-}
-INIT_NAMES = (*INITS, "truth")
+INITS: dict[str, Callable[..., Start]] = dict(
+    zip(START_NAMES, (random_params, random_from_data, spikes, kmeans_plusplus, kmeans, small_em),
+        strict=True)
+)  # fmt: skip

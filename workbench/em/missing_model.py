@@ -34,15 +34,14 @@ from typing import NamedTuple
 import numpy as np
 from numba import prange
 
-from workbench.em.covariance import diag, full, strategy
+from workbench.em.covariance import MISSING_TYPES, full
 from workbench.em.covariance import matrix as mat
+from workbench.em.covariance.registry import strategy
 from workbench.em.gaussian_model import MAX_GROUPS, gaussian_model
 from workbench.em.logsumexp import normalise_columns
 from workbench.em.model import EMModel
 from workbench.em.products import add_statistics, log_joint_product
 from workbench.em.specialise import kernel, specialise
-
-MISSING_TYPES = (full.NAME, diag.NAME)  # whose M-step takes expected statistics as they are
 
 
 class MissingConfig(NamedTuple):

@@ -19,12 +19,13 @@ import numpy as np
 from scipy.special import ndtri
 
 from workbench.data.dataset import Dataset
-from workbench.em import derivatives, loop
+from workbench.em import derivatives, gaussian_family, loop
 from workbench.em.model import get_model, registered
 from workbench.em.theory import trace_rate
 from workbench.fitters import FitResult, RestartSummary
 
 _PREPARED: set[tuple] = set()
+__all__ = ["ModelEMFitter", "gaussian_family"]  # the Gaussian family registers on import
 
 
 @dataclass(frozen=True)

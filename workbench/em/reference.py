@@ -14,7 +14,7 @@ import hashlib
 
 import numpy as np
 
-from workbench.em.covariance import strategy
+from workbench.em.covariance.registry import strategy
 from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INITS, mean_imputed, small_em
 from workbench.em.theory import single_state
@@ -36,19 +36,6 @@ STABILITY_GAP = 1e-6
 # spikes: K data points as narrow spike components (scikit-learn's random_from_data), which find
 # optima with narrow components that broad starts miss.
 DEFAULT_STARTS = {"kmeans++": 4, "random_from_data": 4, "spikes": 4}
-
-
-def check_starts(starts: dict) -> None:
-    """Raise ValueError unless ``starts`` maps known initialisation names to counts >= 0."""
-    for name, count in starts.items():
-        if name not in INITS:
-            raise ValueError(
-                f"reference_starts={starts!r}: unknown init {name!r}; expected among "
-                f"{', '.join(INITS)}"
-            )
-        ok = isinstance(count, int | np.integer) and not isinstance(count, bool) and count >= 0
-        if not ok:
-            raise ValueError(f"reference_starts[{name!r}]={count!r}: must be an integer >= 0")
 
 
 def data_rng(X: np.ndarray) -> np.random.Generator:

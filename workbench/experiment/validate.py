@@ -288,7 +288,7 @@ class Validator:
     ) -> tuple[FitterCondition, ...]:
         """Every enabled fitter table's grid points; appends each table's data blocks (enabled
         or not; () = every block) to ``restrictions``."""
-        from workbench.fitters import FITTERS
+        from workbench.fitters import FITTERS, SETTINGS_SCHEMAS
 
         out: list[FitterCondition] = []
         for label, table in tables.items():
@@ -313,7 +313,7 @@ class Validator:
             settings = {k: v for k, v in table.items() if k != "method"}
             spec = FITTERS[method]
             try:
-                factory = load_factory(spec)
+                factory = load_factory(SETTINGS_SCHEMAS.get(method, spec))
             except (ImportError, AttributeError) as err:
                 raise ConfigError(
                     f"{self.path}: {where}.method = {show(method)}: cannot load {spec}: {err}"
@@ -386,7 +386,7 @@ class Validator:
         """(data condition, fitter condition) pairs, counted from the grid sizes; 0 where the
         config is malformed (the full validation then says what is wrong)."""
         from workbench.data import registry
-        from workbench.fitters import FITTERS
+        from workbench.fitters import FITTERS, SETTINGS_SCHEMAS
 
         blocks = raw.get("data")
         blocks = blocks if isinstance(blocks, list) else [blocks]
@@ -418,7 +418,8 @@ class Validator:
                 continue
             if table.get("method") not in FITTERS:
                 return 0
-            hints, _ = signature_hints(load_factory(FITTERS[table["method"]]))
+            schema = SETTINGS_SCHEMAS.get(table["method"], FITTERS[table["method"]])
+            hints, _ = signature_hints(load_factory(schema))
             listy = {k: is_list_valued(a) for k, a in hints.items()}
             settings = {k: v for k, v in table.items() if k not in ("method", "data", "enabled")}
             refs = table.get("data", positions)

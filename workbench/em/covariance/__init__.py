@@ -1,34 +1,23 @@
 """Covariance strategies of the Gaussian mixture: each type's shapes, sufficient statistics,
 M-step, variance floor, precision factor, parameter count and vectorisation, one module each.
 
-A strategy is the module itself (:data:`STRATEGIES` maps the type's name to it). Compiled
-pieces (numba): ``features``, ``log_joint``, ``covariances``, ``floor``, ``precision``,
-``natural``, ``precision_of``, ``log_prior``, ``cov_to_vector``, ``cov_from_vector``. Python
-pieces: ``n_second``, ``cov_shape``, ``n_cov_params``, ``min_support``, ``cov_units``,
-``held_at_floor``, ``from_full``. These are the only places in ``workbench/em`` that know a
-covariance type by name.
+A strategy is the module itself; :mod:`workbench.em.covariance.registry` maps the type's name to
+it. This package's ``__init__`` holds only the names and the data's scales, and imports nothing
+compiled. Compiled pieces (numba): ``features``, ``log_joint``, ``covariances``, ``floor``,
+``precision``, ``natural``, ``precision_of``, ``log_prior``, ``cov_to_vector``,
+``cov_from_vector``, ``component_matrix``, ``pack_statistics``. Python pieces: ``n_second``,
+``cov_shape``, ``n_cov_params``, ``min_support``, ``cov_units``, ``held_at_floor``,
+``from_full``, ``variance_unit``, ``variance_se``, ``gemm_flops``. These are the only places in
+``workbench/em`` that know a covariance type by name.
 """
 
 from __future__ import annotations
 
-from types import ModuleType
-
 import numpy as np
 
-from workbench.em.covariance import diag, full, spherical, tied
-
-STRATEGIES: dict[str, ModuleType] = {m.NAME: m for m in (full, diag, spherical, tied)}
-COVARIANCE_TYPES = tuple(STRATEGIES)
-DEFAULT = full.NAME
-
-
-def strategy(covariance_type: str) -> ModuleType:
-    """The strategy of ``covariance_type`` (ValueError naming it when unknown)."""
-    if covariance_type not in STRATEGIES:
-        raise ValueError(
-            f"covariance_type={covariance_type!r}: expected one of {', '.join(STRATEGIES)}"
-        )
-    return STRATEGIES[covariance_type]
+COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")  # the strategies' names
+DEFAULT = "full"
+MISSING_TYPES = ("full", "diag")  # whose M-step takes expected statistics as they are
 
 
 def variance_scale(data_variance: np.ndarray) -> np.ndarray:
