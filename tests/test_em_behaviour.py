@@ -126,10 +126,14 @@ def test_empty_component_is_a_weight_collapse():
 
 
 def test_non_finite_data_is_refused_in_one_line():
+    """inf is refused; NaN (a missing value) only where EM for incomplete data does not go."""
     X = np.random.default_rng(9).normal(size=(50, 2))
-    X[3, 1] = np.nan
+    X[3, 1] = np.inf
     with pytest.raises(ValueError, match="^data: 1 non-finite values"):
         EMFitter(init="random_params").fit_array(X, np.random.default_rng(0), n_components=2)
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match="^covariance_type='spherical': data with missing"):
+        EMFitter(covariance_type="spherical").fit_array(X, np.random.default_rng(0), n_components=2)
 
 
 def test_nan_during_iteration_is_a_status_not_a_crash():

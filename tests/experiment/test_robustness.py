@@ -617,7 +617,9 @@ API_CASES = [
      ["dataset", "fit_array"]),
     ("rng_not_a_generator", lambda: EMFitter().fit_array(_two_groups(), 42, n_components=2),
      TypeError, ["rng=42"]),
-    ("nan_data", lambda: em(np.r_[_two_groups(), np.nan]), ValueError, ["non-finite"]),
+    ("nan_data_tied", lambda: EMFitter(covariance_type="tied").fit_array(
+        np.r_[_two_groups(), np.nan], np.random.default_rng(0), n_components=2),
+     ValueError, ["covariance_type", "missing"]),
     ("inf_data", lambda: em(np.r_[_two_groups(), np.inf]), ValueError, ["non-finite"]),
     ("three_d_data", lambda: em(np.ones((4, 4, 4))), ValueError, ["data"]),
     ("text_data", lambda: em(["a", "b", "c"]), ValueError, ["data"]),
@@ -666,7 +668,8 @@ def test_big_max_iter_allocates_only_the_iterations_run():
         finally:
             tracemalloc.stop()
         assert result.status == "converged"
-        assert len(result.trace) == result.n_iter + 1
+        if squarem is None:  # one entry per iteration (SQUAREM: per cycle of several)
+            assert len(result.trace) == result.n_iter + 1
         assert peak < 50e6, (squarem, peak)
 
 

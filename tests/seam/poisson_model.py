@@ -1,8 +1,9 @@
 """A second EM model for the seam: a mixture of K univariate Poisson distributions.
 
 Written only against workbench.em.model (the pieces of one EM iteration, compiled with numba)
-and registered by name the way a real model family is: ``register("poisson_mixture", ...)``,
-with a data generator registered in workbench.data.registry. Everything else (restarts,
+and registered by name the way a real model family is (:func:`register_all`:
+``register("poisson_mixture", ...)``, with a data generator registered in
+workbench.data.registry). Everything else (restarts,
 statuses, traces, SQUAREM, rate theory, standard errors, the runner, the store and the report)
 comes from the workbench.
 
@@ -172,5 +173,8 @@ def poisson_counts(rng: np.random.Generator, *, n: int = 500, rates: list[float]
     return Dataset(X=X, labels=labels, truth=truth, n_components_to_fit=len(rates), info=info)
 
 
-register("poisson_mixture", poisson_mixture)
-register_generator("poisson_counts", poisson_counts)
+def register_all(on: bool = True) -> None:
+    """Register the model and its generator by name, the way a model family does (or remove
+    them again, so that other tests see only the workbench's own)."""
+    register("poisson_mixture", poisson_mixture if on else None)
+    register_generator("poisson_counts", poisson_counts if on else None)

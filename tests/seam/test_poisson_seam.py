@@ -7,7 +7,7 @@ from __future__ import annotations
 import sqlite3
 
 import numpy as np
-import poisson_model  # noqa: F401 (registers the model and its generator)
+import poisson_model
 import pytest
 from scipy import optimize, stats
 
@@ -17,6 +17,14 @@ from workbench.em import derivatives, loop
 from workbench.em.model import get_model
 from workbench.em.model_fitter import ModelEMFitter
 from workbench.experiment.store import STORE_FILE
+
+
+@pytest.fixture(autouse=True, scope="module")
+def registered():
+    """The Poisson model and its generator, registered by name for this module's tests only."""
+    poisson_model.register_all()
+    yield
+    poisson_model.register_all(on=False)
 
 
 def counts(seed=0, n=800, rates=(2.0, 9.0)):

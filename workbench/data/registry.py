@@ -26,10 +26,13 @@ GENERATORS: dict[str, Callable[..., Dataset]] = {
 }
 
 
-def register_generator(name: str, generator: Callable[..., Dataset]) -> None:
+def register_generator(name: str, generator: Callable[..., Dataset] | None) -> None:
     """Make a data generator available to experiment configs by name (its keyword-only
-    arguments are its settings)."""
-    GENERATORS[name] = generator
+    arguments are its settings); None removes the name."""
+    if generator is None:
+        GENERATORS.pop(name, None)
+    else:
+        GENERATORS[name] = generator
 
 
 def _generator(name: str) -> Callable[..., Dataset]:

@@ -79,9 +79,13 @@ class EMModel(NamedTuple):
 _REGISTRY: dict[str, Callable[..., EMModel]] = {}
 
 
-def register(name: str, factory: Callable[..., EMModel]) -> None:
-    """Make a model family available by name (``factory(**options) -> EMModel``)."""
-    _REGISTRY[name] = factory
+def register(name: str, factory: Callable[..., EMModel] | None) -> None:
+    """Make a model family available by name (``factory(**options) -> EMModel``); None
+    removes the name."""
+    if factory is None:
+        _REGISTRY.pop(name, None)
+    else:
+        _REGISTRY[name] = factory
 
 
 def registered() -> tuple[str, ...]:
