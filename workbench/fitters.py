@@ -71,6 +71,9 @@ class FitResult:
     same component order as ``params``, or None.
     posterior: an ArviZ InferenceData for Bayes fits, else None.
     best_known: the optimum a failure verdict is measured against (EM with a reference), or None.
+    imputed: for data with missing values, (n, d) the data with each missing value replaced by
+    the method's point imputation (Bayes: its posterior predictive mean; mean imputation: the
+    column mean; MICE: the mean over the imputed data sets), or None.
     """
 
     method: str
@@ -85,6 +88,7 @@ class FitResult:
     intervals: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     posterior: Any = None
     best_known: BestKnown | None = None
+    imputed: np.ndarray | None = None
 
 
 class Fitter(Protocol):
@@ -99,7 +103,13 @@ class Fitter(Protocol):
 FITTERS: dict[str, str] = {
     "em": "workbench.em.fitter:EMFitter",
     "bayes": "workbench.bayes.fitter:BayesFitter",
+    "complete_case": "workbench.baselines:CompleteCaseEM",
+    "mean_impute": "workbench.baselines:MeanImputeEM",
+    "mice": "workbench.baselines:MiceEM",
 }
+# Methods that fit data with missing values (NaN); the config validation refuses other methods
+# on a data block that sets ``missing``.
+MISSING_DATA_METHODS: tuple[str, ...] = ("bayes", "complete_case", "mean_impute", "mice")
 
 
 def build_fitter(method: str, settings: dict[str, Any] | None = None) -> Fitter:
