@@ -94,5 +94,6 @@ def conditional_means(params: MixtureParams, X: np.ndarray) -> np.ndarray:
 def impute_conditional_mean(params: MixtureParams, X: np.ndarray) -> np.ndarray:
     """(n, d) X with each missing value replaced by E[x_m | x_o] under the mixture (the
     responsibility-weighted conditional means)."""
+    X = np.asarray(X, dtype=float)
     resp = observed_responsibilities(params, X)
-    return np.einsum("nk,knd->nd", resp, conditional_means(params, X))
+    return np.where(np.isnan(X), np.einsum("nk,knd->nd", resp, conditional_means(params, X)), X)
