@@ -195,3 +195,22 @@ def test_mice_without_scikit_learn_is_a_one_line_error(monkeypatch):
     with pytest.raises(ValueError, match=r"^method='mice': needs scikit-learn") as err:
         MiceEM()
     assert "pip install" in str(err.value) and "\n" not in str(err.value)
+
+
+# ---- evaluation of fits on incomplete data ------------------------------------------------------
+def test_evaluate_scores_incomplete_data_from_observed_values(mcar):
+    from workbench.evaluate import evaluate_fit
+
+    result = build_fitter("mean_impute", EM).fit(mcar, np.random.default_rng(6))
+    metrics = evaluate_fit(mcar, result)
+    # ARI from each row's observed coordinates: the same as predicting on the complete values
+    # would nearly give, far above what NaN rows would (predict on NaN gives one label)
+    from workbench.evaluate import adjusted_rand_index
+
+    on_complete = adjusted_rand_index(mcar.labels, result.params.predict(mcar.X_complete))
+    assert metrics["ari"] > 0.9 and abs(metrics["ari"] - on_complete) < 0.1
+    error = (result.imputed - mcar.X_complete)[mcar.mask]
+    assert metrics["imputation_rmse"] == pytest.approx(np.sqrt(np.mean(error**2)), rel=1e-12)
+    assert 0 < metrics["imputation_rmse_sd"] < 2
+    cc = evaluate_fit(mcar, build_fitter("complete_case", EM).fit(mcar, np.random.default_rng(6)))
+    assert "imputation_rmse" not in cc  # complete case imputes nothing
