@@ -97,3 +97,34 @@ def impute_conditional_mean(params: MixtureParams, X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     resp = observed_responsibilities(params, X)
     return np.where(np.isnan(X), np.einsum("nk,knd->nd", resp, conditional_means(params, X)), X)
+
+
+def draw_missing(params: MixtureParams, X: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """(n, d) X with each row's missing values drawn from the mixture's predictive given its
+    observed ones: a component from the row's responsibilities, then the conditional normal
+    ``N(mu_k[m] + S_mo S_oo^-1 (x_o - mu_k[o]), S_mm - S_mo S_oo^-1 S_om)``."""
+    X = np.asarray(X, dtype=float)
+    out = X.copy()
+    resp = observed_responsibilities(params, X)
+    u = rng.random(X.shape[0])
+    component = np.minimum((resp.cumsum(axis=1) < u[:, None]).sum(axis=1), resp.shape[1] - 1)
+    covs = params.full_covariances()
+    d = X.shape[1]
+    for pattern in missingness_patterns(X):
+        o = list(pattern.observed)
+        m = [j for j in range(d) if j not in pattern.observed]
+        if not m:
+            continue
+        noise = rng.standard_normal((len(pattern.rows), len(m)))
+        for k in range(params.n_components):
+            pick = component[pattern.rows] == k
+            rows = pattern.rows[pick]
+            if not len(rows):
+                continue
+            S = covs[k]
+            gain = np.linalg.solve(S[np.ix_(o, o)], S[np.ix_(o, m)])  # (|o|, |m|)
+            mean = params.means[k, m] + (X[np.ix_(rows, o)] - params.means[k, o]) @ gain
+            cond = S[np.ix_(m, m)] - S[np.ix_(m, o)] @ gain
+            chol = np.linalg.cholesky(cond + 1e-12 * np.trace(cond) * np.eye(len(m)))
+            out[np.ix_(rows, m)] = mean + noise[pick] @ chol.T
+    return out
