@@ -55,7 +55,8 @@ def data_patterns(X: np.ndarray) -> tuple[tuple[tuple[int, ...], ...], list[np.n
 def pattern_arrays(z: np.ndarray, patterns, rows) -> dict[str, np.ndarray]:
     """``pm.Data`` arrays of the marginal model: ``x_i`` = z's rows of pattern i, its observed
     columns, (n_i, |o_i|)."""
-    return {f"x_{i}": z[np.ix_(r, list(o))] for i, (o, r) in enumerate(zip(patterns, rows))}
+    pairs = enumerate(zip(patterns, rows, strict=True))
+    return {f"x_{i}": z[np.ix_(r, list(o))] for i, (o, r) in pairs}
 
 
 def _weights(spec: ModelSpec, data: dict[str, np.ndarray]) -> pt.TensorVariable:
