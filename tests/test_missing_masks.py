@@ -253,3 +253,13 @@ def test_cli_validate_exits_2(tmp_path, capsys):
     assert main(["validate", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.mechanism='xx'" in err[0]
+
+
+def test_baselines_get_the_em_kernel_phase():
+    """The baselines run EM's compiled kernels: the run compiles them up front as for EM."""
+    from workbench.experiment.warmup import compile_phases
+
+    for method in ("complete_case", "mean_impute", "mice"):
+        cells = build_design(spec('missing = { mechanism = "mcar", fraction = 0.2 }', method))
+        phases = compile_phases(cells, lambda cell: None)
+        assert len(phases) == 1 and "EM kernels" in phases[0].label

@@ -67,7 +67,7 @@ def generate(name: str, rng: np.random.Generator, **settings: Any) -> Dataset:
             text = text if len(text) <= 60 else text[:57] + "..."
             raise ValueError(
                 f"{key}={text}: unknown setting for generator {name!r}; "
-                f"expected one of {', '.join(known)}"
+                f"expected one of {', '.join(data_settings(name))}"
             )
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng={rng!r}: must be a numpy.random.Generator")
