@@ -136,8 +136,25 @@ def test_both_modes_agree(mcar_fits):
     assert np.median(gap) < 0.3
 
 
+def test_compiled_once_per_set_of_patterns(mcar_fits):
+    """Another data set (other n, MAR: only patterns (0, 1) and (0,)) fitted with every pattern
+    of d = 2 reuses the model compiled for the MCAR set (all three patterns present there): an
+    absent pattern has no rows."""
+    data, fits = mcar_fits
+    assert fits["marginalise"].diagnostics["n_patterns"] == 3
+    mar = generate("gaussian_mixture", np.random.default_rng(9), n=120, K=2, d=2,
+                   separation=4.0, missing={"mechanism": "mar", "fraction": 0.3})  # fmt: skip
+    fitter = BayesFitter(chains=1, draws=100, tune=100, missing_patterns="all")
+    fit = fitter.fit(mar, np.random.default_rng(2))
+    assert fit.diagnostics["compile_cached"] == 1 and fit.diagnostics["n_patterns"] == 2
+    assert fitter.model_spec(mar).patterns == ((0, 1), (0,), (1,))
+    assert BayesFitter().model_spec(mar).patterns == ((0, 1), (0,))
+    assert fit.status != "error" and not np.isnan(fit.imputed).any()
+
+
 def test_settings_errors_one_line():
-    for key, value in (("missing", "drop"), ("covariance_type", "tied"), ("imputation_draws", 0)):
+    for key, value in (("missing", "drop"), ("covariance_type", "tied"), ("imputation_draws", 0),
+                       ("missing_patterns", "some")):  # fmt: skip
         with pytest.raises(ValueError, match=rf"^{key}=") as err:
             BayesFitter(**{key: value})
         assert "\n" not in str(err.value)

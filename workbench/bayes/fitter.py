@@ -69,7 +69,10 @@ class BayesFitter:
     holds the posterior predictive mean of every missing value (``marginalise``: from
     ``imputation_draws`` posterior draws, each drawing the value from the conditional normal
     given the row's observed values and a component drawn from its responsibilities).
-    Complete data are fitted as before, whatever ``missing`` says.
+    Complete data are fitted as before, whatever ``missing`` says. missing_patterns: the
+    marginalised model is built for the patterns ``present`` in the data set (the compile cache
+    reuses it for data sets with the same set) or for ``all`` 2^d - 1 patterns (d <= 8; one
+    compile per K and d for every data set, absent patterns with no rows).
 
     Timing: ``diagnostics["compile_time"]`` is the seconds spent getting the compiled model
     (compiling it, or a cache look-up when this structure was compiled before in the process);
@@ -107,6 +110,7 @@ class BayesFitter:
         keep_posterior: bool = True,
         covariance_type: str = "full",
         missing: str = "marginalise",
+        missing_patterns: str = "present",
         imputation_draws: int = 200,
         **unknown: Any,
     ) -> None:
@@ -123,6 +127,9 @@ class BayesFitter:
             _fail("covariance_type", covariance_type, f"expected one of {COVARIANCE_TYPES}")
         if missing not in incomplete.MISSING_MODES:
             _fail("missing", missing, f"expected one of {incomplete.MISSING_MODES}")
+        if missing_patterns not in incomplete.PATTERN_SETS:
+            sets = incomplete.PATTERN_SETS
+            _fail("missing_patterns", missing_patterns, f"expected one of {sets}")
         if not _is_int(imputation_draws, 1):
             _fail("imputation_draws", imputation_draws, "must be an integer >= 1")
         for key, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
@@ -322,6 +329,10 @@ class BayesFitter:
             _fail("data", f"{int(np.isnan(X).sum())} missing values", "in 1-D drop those rows")
         if np.isnan(X).any() and not self._imputes(X):  # marginalised over missing values
             patterns, rows = incomplete.data_patterns(X)
+            if self.missing_patterns == "all":
+                if 2**d - 1 > incomplete.MAX_ALL_PATTERNS:
+                    _fail("missing_patterns", "all", f"{2**d - 1} patterns in {d}-D; use present")
+                patterns, rows = incomplete.every_pattern(d, patterns, rows)
             spec = dataclasses.replace(spec, patterns=patterns)
             del data["x"]
             data.update(incomplete.pattern_arrays((X - loc) / scale, patterns, rows))

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     import pytensor.tensor as pt
 
 MISSING_MODES = ("marginalise", "impute")
+PATTERN_SETS = ("present", "all")
+MAX_ALL_PATTERNS = 255  # "all" patterns up to d = 8
 IMPUTED_NAME = "obs_unobserved"  # PyMC's name for the latent missing values of "obs"
 
 
@@ -50,6 +52,18 @@ def data_patterns(X: np.ndarray) -> tuple[tuple[tuple[int, ...], ...], list[np.n
     """(patterns, rows of each): the missingness patterns of (n, d) X, NaN = missing."""
     found = missingness_patterns(X)
     return tuple(p.observed for p in found), [p.rows for p in found]
+
+
+def every_pattern(
+    d: int, found: tuple[tuple[int, ...], ...], rows: list[np.ndarray]
+) -> tuple[tuple[tuple[int, ...], ...], list[np.ndarray]]:
+    """(patterns, rows of each) over all 2^d - 1 patterns, in :func:`data_patterns`' order;
+    a pattern the data lack has no rows (its ``x_i`` is (0, |o|)). One compiled model then
+    serves every data set of this d, whatever patterns it has."""
+    subsets = [tuple(j for j in range(d) if bits >> j & 1) for bits in range(1, 2**d)]
+    subsets.sort(key=lambda o: (-len(o), o))
+    have = dict(zip(found, rows, strict=True))
+    return tuple(subsets), [have.get(o, np.zeros(0, dtype=int)) for o in subsets]
 
 
 def pattern_arrays(z: np.ndarray, patterns, rows) -> dict[str, np.ndarray]:
