@@ -133,6 +133,7 @@ def test_bad_settings_one_line():
         (MeanImputeEM, {"init": "bogus"}, "init='bogus'"),
         (MiceEM, {"m": 1}, "m=1"),
         (MiceEM, {"mice_max_iter": 0}, "mice_max_iter=0"),
+        (MiceEM, {"select_k": [1, 2]}, "select_k=[1, 2]: not with mice"),
     ]:
         with pytest.raises(ValueError) as err:
             factory(**settings)

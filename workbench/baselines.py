@@ -166,6 +166,11 @@ class MiceEM(_ThenEM):
         for key, value, low in (("m", m, 2), ("mice_max_iter", mice_max_iter, 1)):
             if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
                 raise ValueError(f"{key}={value!r}: must be an integer >= {low}")
+        if settings.get("select_k"):
+            raise ValueError(
+                f"select_k={settings['select_k']!r}: not with mice (each imputed data set could "
+                "choose another K, and fits of different K do not pool)"
+            )
         if importlib.util.find_spec("sklearn") is None:  # found without importing it
             raise ValueError(f"method='mice': {SKLEARN_MISSING}")
         super().__init__(**settings)
