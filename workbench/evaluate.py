@@ -18,6 +18,7 @@ from workbench.data.dataset import Dataset
 from workbench.fitters import FitResult
 from workbench.matching import match_components, matched_truth_index, matching_cost
 from workbench.params import MixtureParams
+from workbench.patterns import observed_responsibilities
 
 __all__ = [
     "FAILURE_RULE",
@@ -301,10 +302,35 @@ def evaluate_fit(
         metrics["gap"] = gap
     errors = recovery_errors(result.params, dataset.truth)
     metrics.update({k: v for k, v in errors.items() if np.isscalar(v)})
-    metrics["ari"] = adjusted_rand_index(dataset.labels, result.params.predict(dataset.X))
+    metrics["ari"] = adjusted_rand_index(dataset.labels, _predicted(result.params, dataset.X))
+    metrics.update(imputation_errors(dataset, result.imputed))
     if result.intervals:
         metrics.update(interval_coverage(result.intervals, result.params, dataset.truth))
     return metrics
+
+
+def _predicted(params: MixtureParams, X: np.ndarray) -> np.ndarray:
+    """(n,) most probable component of each row, from its observed coordinates where X has
+    NaN (missing values)."""
+    if not np.isnan(X).any():
+        return params.predict(X)
+    return observed_responsibilities(params, X).argmax(axis=1)
+
+
+def imputation_errors(dataset: Dataset, imputed: np.ndarray | None) -> dict[str, float]:
+    """``imputation_rmse`` (data units) and ``imputation_rmse_sd`` (each feature in units of
+    its complete-data sd) of a method's point imputations of the missing values against the
+    true values; {} when the data set has no missing value or the method imputes none."""
+    mask = dataset.mask
+    if imputed is None or mask is None or not mask.any() or dataset.X_complete is None:
+        return {}
+    error = np.asarray(imputed, dtype=float) - dataset.X_complete
+    sd = dataset.X_complete.std(axis=0)
+    scaled = error / np.where(sd > 0, sd, 1.0)
+    return {
+        "imputation_rmse": float(np.sqrt(np.mean(error[mask] ** 2))),
+        "imputation_rmse_sd": float(np.sqrt(np.mean(scaled[mask] ** 2))),
+    }
 
 
 def restart_table(

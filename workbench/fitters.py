@@ -71,6 +71,9 @@ class FitResult:
     same component order as ``params``, or None.
     posterior: an ArviZ InferenceData for Bayes fits, else None.
     best_known: the optimum a failure verdict is measured against (EM with a reference), or None.
+    imputed: for data with missing values, (n, d) the data with each missing value replaced by
+    the method's point imputation (Bayes: its posterior predictive mean; mean imputation: the
+    column mean; MICE: the mean over the imputed data sets), or None.
     """
 
     method: str
@@ -85,6 +88,7 @@ class FitResult:
     intervals: dict[str, tuple[np.ndarray, np.ndarray]] | None = None
     posterior: Any = None
     best_known: BestKnown | None = None
+    imputed: np.ndarray | None = None
 
 
 class Fitter(Protocol):
@@ -100,7 +104,13 @@ FITTERS: dict[str, str] = {
     "em": "workbench.em.fitter:EMFitter",
     "em_model": "workbench.em.model_fitter:ModelEMFitter",
     "bayes": "workbench.bayes.fitter:BayesFitter",
+    "complete_case": "workbench.baselines:CompleteCaseEM",
+    "mean_impute": "workbench.baselines:MeanImputeEM",
+    "mice": "workbench.baselines:MiceEM",
 }
+# Methods that fit data with missing values (NaN); the config validation refuses other methods
+# on a data block that sets ``missing``.
+MISSING_DATA_METHODS: tuple[str, ...] = ("em", "bayes", "complete_case", "mean_impute", "mice")
 
 
 # method name -> "module:class" of its settings alone, where importing the fitter would load

@@ -14,11 +14,19 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from workbench.bayes import diagnostics as dg
-from workbench.bayes.models import IDENTIFIABILITY, Draws, ModelSpec, posterior_draws
-from workbench.bayes.sampling import SAMPLERS, get_compiled, sample
+from workbench.bayes import missing as incomplete
+from workbench.bayes.models import (
+    COVARIANCE_TYPES,
+    IDENTIFIABILITY,
+    Draws,
+    ModelSpec,
+    posterior_draws,
+)
+from workbench.bayes.sampling import SAMPLERS, compile_model, get_compiled, sample
 from workbench.data.dataset import Dataset
 from workbench.fitters import FitResult
 from workbench.params import MixtureParams, as_data_matrix
+from workbench.patterns import observed_log_likelihood
 
 if TYPE_CHECKING:  # arviz loads on first fit, so `workbench validate` stays light
     import arviz as az
@@ -53,6 +61,18 @@ class BayesFitter:
     tail ESS per chain; Vehtari et al. 2021) below which the fit is ``not_converged``; the
     status and the order of its checks are documented in :func:`diagnostics.classify`.
     keep_posterior: keep the InferenceData in the result.
+    covariance_type: ``full`` (LKJ prior) or ``diag`` (HalfNormal sds; d > 1).
+    missing: how data with missing values (NaN) are fitted (:mod:`workbench.bayes.missing`):
+    ``marginalise`` (the missing coordinates integrated out; compiled once per set of
+    missingness patterns) or ``impute`` (PyMC's automatic imputation, the missing values
+    sampled as latent variables; compiled for each fit). Either way ``imputed`` of the result
+    holds the posterior predictive mean of every missing value (``marginalise``: from
+    ``imputation_draws`` posterior draws, each drawing the value from the conditional normal
+    given the row's observed values and a component drawn from its responsibilities).
+    Complete data are fitted as before, whatever ``missing`` says. missing_patterns: the
+    marginalised model is built for the patterns ``present`` in the data set (the compile cache
+    reuses it for data sets with the same set) or for ``all`` 2^d - 1 patterns (d <= 8; one
+    compile per K and d for every data set, absent patterns with no rows).
 
     Timing: ``diagnostics["compile_time"]`` is the seconds spent getting the compiled model
     (compiling it, or a cache look-up when this structure was compiled before in the process);
@@ -88,6 +108,10 @@ class BayesFitter:
         rhat_max: float = dg.RHAT_MAX,
         ess_per_chain_min: float = dg.ESS_PER_CHAIN_MIN,
         keep_posterior: bool = True,
+        covariance_type: str = "full",
+        missing: str = "marginalise",
+        missing_patterns: str = "present",
+        imputation_draws: int = 200,
         **unknown: Any,
     ) -> None:
         settings = {k: v for k, v in locals().items() if k not in ("self", "unknown")}
@@ -99,6 +123,15 @@ class BayesFitter:
             _fail("identifiability", identifiability, f"expected one of {IDENTIFIABILITY}")
         if sampler not in SAMPLERS:
             _fail("sampler", sampler, f"expected one of {SAMPLERS}")
+        if covariance_type not in COVARIANCE_TYPES:
+            _fail("covariance_type", covariance_type, f"expected one of {COVARIANCE_TYPES}")
+        if missing not in incomplete.MISSING_MODES:
+            _fail("missing", missing, f"expected one of {incomplete.MISSING_MODES}")
+        if missing_patterns not in incomplete.PATTERN_SETS:
+            sets = incomplete.PATTERN_SETS
+            _fail("missing_patterns", missing_patterns, f"expected one of {sets}")
+        if not _is_int(imputation_draws, 1):
+            _fail("imputation_draws", imputation_draws, "must be an integer >= 1")
         for key, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
             if not _is_int(value, low):
                 _fail(key, value, f"must be an integer >= {low}")
@@ -150,6 +183,7 @@ class BayesFitter:
             n_components=K,
             n_features=d,
             identifiability=self.identifiability,
+            covariance_type=self.covariance_type,
             fixed_weights=self.fixed_weights is not None,
             fixed_covariances=self.fixed_covariances is not None,
             prior_weights_alpha=float(self.prior_weights_alpha),
@@ -169,12 +203,18 @@ class BayesFitter:
         n = X.shape[0]
         seed = int(rng.integers(2**31))
         compile_start = time.perf_counter()
-        entry, cached = get_compiled(spec, self.sampler)
+        impute = self._imputes(X)
+        if impute:  # the latent missing values' size is the data set's own: compile it
+            model = incomplete.build_impute_model(spec, (X - loc) / scale, data)
+            free = [*spec.free_names(), incomplete.IMPUTED_NAME]
+            entry, cached = compile_model(spec, self.sampler, model, free), False
+        else:
+            entry, cached = get_compiled(spec, self.sampler)
         compile_time = time.perf_counter() - compile_start
         try:
             idata, sample_seconds = sample(
                 entry,
-                data,
+                {} if impute else data,  # the impute model holds its data as constants
                 chains=self.chains,
                 draws=self.draws,
                 tune=self.tune,
@@ -202,6 +242,15 @@ class BayesFitter:
         params, intervals, diag, posterior = self._summarise(
             X, spec, draws, idata.sample_stats, data, loc, scale, dataset.truth
         )
+        imputed = None
+        if np.isnan(X).any():
+            imputed, seconds = self._imputations(X, draws, idata.posterior, loc, scale, seed)
+            diag.update(
+                missing_mode=self.missing,
+                n_missing=int(np.isnan(X).sum()),
+                n_patterns=len(incomplete.data_patterns(X)[0]),
+                imputation_seconds=seconds,
+            )
         diag.update(
             compile_time=compile_time,
             sample_seconds=sample_seconds,
@@ -214,13 +263,39 @@ class BayesFitter:
             method=self.method,
             status=diag.pop("status"),
             params=params,
-            loglik=params.log_likelihood(X),
+            loglik=observed_log_likelihood(params, X),
             n_iter=self.draws,
             wall_time=time.perf_counter() - start - compile_time,
             diagnostics=diag,
             intervals=intervals,
             posterior=posterior if self.keep_posterior else None,
+            imputed=imputed,
         )
+
+    def _imputes(self, X: np.ndarray) -> bool:
+        """Whether this fit uses PyMC's automatic imputation (``missing = "impute"`` on data
+        with missing values)."""
+        return self.missing == "impute" and bool(np.isnan(X).any())
+
+    def _imputations(self, X, draws: Draws, posterior, loc, scale, seed: int):
+        """((n, d) X with each missing value replaced by its posterior predictive mean,
+        seconds it took); see the class docstring."""
+        begin = time.perf_counter()
+        if self.missing == "impute":
+            latent = np.asarray(posterior[incomplete.IMPUTED_NAME]).mean(axis=(0, 1))
+            rows, cols = np.nonzero(np.isnan(X))  # PyMC's row-major order of the mask
+            imputed = X.copy()
+            imputed[rows, cols] = loc[cols] + scale[cols] * latent
+        else:
+            imputed = incomplete.predictive_imputations(
+                draws.weights,
+                draws.means,
+                draws.covariances,
+                X,
+                np.random.default_rng(seed),
+                self.imputation_draws,
+            )
+        return imputed, time.perf_counter() - begin
 
     def model_spec(self, dataset: Dataset) -> ModelSpec:
         """The model structure this fitter compiles for ``dataset`` (with the sampler, the key
@@ -228,25 +303,41 @@ class BayesFitter:
         return self._setup(dataset)[1]
 
     def compile(self, dataset: Dataset) -> float:
-        """Compile (or look up) the model for ``dataset``'s structure; returns the seconds."""
+        """Compile (or look up) the model for ``dataset``'s structure; returns the seconds
+        (0 under ``missing = "impute"`` with values missing: that model is compiled per fit)."""
         start = time.perf_counter()
-        get_compiled(self.model_spec(dataset), self.sampler)
+        spec = self.model_spec(dataset)
+        if not self._imputes(as_data_matrix(dataset.X)):
+            get_compiled(spec, self.sampler)
         return time.perf_counter() - start
 
     # ------------------------------------------------------------------------------------------
     def _setup(self, dataset: Dataset) -> tuple[np.ndarray, ModelSpec, dict, np.ndarray, Any]:
         """(X (n, d), the model structure, the standardised ``pm.Data`` arrays, loc, scale)."""
         X = as_data_matrix(dataset.X)
-        if not np.all(np.isfinite(X)):
-            _fail("data", f"{int(np.sum(~np.isfinite(X)))} non-finite values", "need finite data")
+        if np.any(np.isinf(X)):
+            _fail("data", f"{int(np.sum(np.isinf(X)))} infinite values", "need finite data")
         K = int(self.n_components or dataset.n_components_to_fit)
         d = X.shape[1]
         spec = self.spec(K, d)
         loc, scale = np.zeros(d), np.ones(d)
-        if self.standardize:
-            loc, scale = X.mean(axis=0), X.std(axis=0)
+        if self.standardize:  # over the observed values
+            loc, scale = np.nanmean(X, axis=0), np.nanstd(X, axis=0)
             scale = np.where(scale > 0, scale, 1.0)
         data = self._model_data(X, spec, dataset.truth, loc, scale)
+        if np.isnan(X).any() and d == 1:
+            _fail("data", f"{int(np.isnan(X).sum())} missing values", "in 1-D drop those rows")
+        if np.isnan(X).any() and not self._imputes(X):  # marginalised over missing values
+            patterns, rows = incomplete.data_patterns(X)
+            if self.missing_patterns == "all":
+                if 2**d - 1 > incomplete.MAX_ALL_PATTERNS:
+                    _fail("missing_patterns", "all", f"{2**d - 1} patterns in {d}-D; use present")
+                patterns, rows = incomplete.every_pattern(d, patterns, rows)
+            spec = dataclasses.replace(spec, patterns=patterns)
+            del data["x"]
+            data.update(incomplete.pattern_arrays((X - loc) / scale, patterns, rows))
+        elif spec.diagonal:  # the marginal builder, one pattern
+            data["x_0"] = data.pop("x")
         if _labels_known(data):  # known values differ between components: no ordering needed
             spec = dataclasses.replace(spec, identifiability="none")
         return X, spec, data, loc, scale
@@ -386,7 +477,7 @@ def _tracked(draws: Draws, spec: ModelSpec) -> dict[str, np.ndarray]:
     if not spec.fixed_covariances:
         out["sigma"] = draws.scales()
         d = spec.n_features
-        if d > 1:
+        if d > 1 and not spec.diagonal:  # diagonal: correlations are 0 by construction
             sd = draws.scales()
             corr = draws.covariances / (sd[..., :, None] * sd[..., None, :])
             rows, cols = np.triu_indices(d, k=1)

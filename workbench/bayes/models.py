@@ -36,6 +36,7 @@ if TYPE_CHECKING:  # pymc and pytensor load only when a model is built (fast `wo
     import pytensor.tensor as pt
 
 IDENTIFIABILITY = ("ordered", "none")
+COVARIANCE_TYPES = ("full", "diag")
 
 
 @dataclass(frozen=True)
@@ -43,11 +44,17 @@ class ModelSpec:
     """Everything that changes the model graph; the key of the compile cache.
 
     n_components: K. n_features: d. The prior numbers are in standardised units (module doc).
+    covariance_type: ``full`` (LKJ) or ``diag`` (``sigma[k, j] ~ HalfNormal(prior_scale_scale)``;
+    d > 1 only, built by :mod:`workbench.bayes.missing`). patterns: None for the model of
+    complete data, else the missingness patterns it is built for (each a sorted tuple of
+    observed coordinates; :mod:`workbench.bayes.missing`), part of the compile key.
     """
 
     n_components: int
     n_features: int
     identifiability: str = "ordered"
+    covariance_type: str = "full"
+    patterns: tuple[tuple[int, ...], ...] | None = None
     fixed_weights: bool = False
     fixed_covariances: bool = False
     prior_weights_alpha: float = 1.0
@@ -62,6 +69,11 @@ class ModelSpec:
         return self.identifiability == "ordered" and self.n_features == 1 and self.n_components > 1
 
     @property
+    def diagonal(self) -> bool:
+        """Free diagonal covariances in d > 1 (``sigma`` (K, d) in the trace)."""
+        return self.covariance_type == "diag" and self.n_features > 1
+
+    @property
     def weights_are_data(self) -> bool:
         """Weights enter as data: known weights, or K = 1 (weight 1)."""
         return self.fixed_weights or self.n_components == 1
@@ -71,7 +83,7 @@ class ModelSpec:
         names = [] if self.weights_are_data else ["w"]
         names.append("mu")
         if not self.fixed_covariances:
-            if self.n_features == 1:
+            if self.n_features == 1 or self.diagonal:
                 names.append("sigma")
             else:
                 names += [f"chol_{k}" for k in range(self.n_components)]
@@ -81,7 +93,11 @@ class ModelSpec:
 def placeholder_data(spec: ModelSpec, n: int = 10) -> dict[str, np.ndarray]:
     """Data of the right ranks to build a model before any real data set is seen."""
     K, d = spec.n_components, spec.n_features
-    data = {"x": np.linspace(-1.0, 1.0, n) if d == 1 else np.zeros((n, d))}
+    if spec.patterns is not None or spec.diagonal:  # one array per missingness pattern
+        patterns = spec.patterns if spec.patterns is not None else (tuple(range(d)),)
+        data = {f"x_{i}": np.zeros((n, len(o))) for i, o in enumerate(patterns)}
+    else:
+        data = {"x": np.linspace(-1.0, 1.0, n) if d == 1 else np.zeros((n, d))}
     if spec.weights_are_data:
         data["w_fixed"] = np.full(K, 1.0 / K)
     if spec.fixed_covariances:
@@ -97,9 +113,16 @@ def build_model(spec: ModelSpec, data: dict[str, np.ndarray] | None = None) -> p
 
     data: "x" (n,) for d = 1 or (n, d); "w_fixed" (K,) when weights are known (or K = 1);
     "sigma_fixed" (K,) (d = 1) or "chol_fixed" (K, d, d) lower Cholesky factors when covariances
-    are known. All standardised. Placeholders are used when ``data`` is None.
+    are known. All standardised. Placeholders are used when ``data`` is None. A spec with
+    patterns or diagonal covariances is built by ``missing.build_marginal_model`` (data
+    "x_0", "x_1", ... per pattern instead of "x").
     """
     import pymc as pm
+
+    if spec.patterns is not None or spec.diagonal:
+        from workbench.bayes.missing import build_marginal_model
+
+        return build_marginal_model(spec, data)
 
     data = placeholder_data(spec) if data is None else data
     K, d = spec.n_components, spec.n_features
@@ -224,6 +247,8 @@ def posterior_draws(
         chol = np.broadcast_to(chol, (C, S, K, d, d))
     elif d == 1:
         chol = np.asarray(posterior["sigma"]).reshape(C, S, K, 1, 1)
+    elif spec.diagonal:
+        chol = np.asarray(posterior["sigma"]).reshape(C, S, K, d)[..., None] * np.eye(d)
     else:
         packed = np.stack([np.asarray(posterior[f"chol_{k}"]) for k in range(K)], axis=2)
         chol = unpack_cholesky(packed, d)
@@ -246,6 +271,9 @@ def sample_prior(spec: ModelSpec, rng: np.random.Generator) -> tuple[np.ndarray,
     if not spec.fixed_covariances:
         if d == 1:
             cov = (spec.prior_scale_scale * np.abs(rng.standard_normal(K)))[:, None, None] ** 2
+        elif spec.diagonal:
+            sd = spec.prior_scale_scale * np.abs(rng.standard_normal((K, d)))
+            cov = sd[:, :, None] ** 2 * np.eye(d)
         else:
             cov = np.stack([_lkj_covariance(spec, rng) for _ in range(K)])
     if spec.ordered:  # the ordered prior is the iid prior sorted, components kept together

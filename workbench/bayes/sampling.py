@@ -42,6 +42,10 @@ class CompiledMixture:
     model: pm.Model
     compiled: Any
     compile_seconds: float
+    var_names: tuple[str, ...] = ()  # the variables the trace keeps (default: the spec's free)
+
+    def kept(self) -> list[str]:
+        return list(self.var_names) or self.spec.free_names()
 
 
 _CACHE: dict[tuple[ModelSpec, str], CompiledMixture] = {}
@@ -61,16 +65,28 @@ def get_compiled(spec: ModelSpec, sampler: str = "nutpie") -> tuple[CompiledMixt
             return _CACHE[key], True
         start = time.perf_counter()
         model = build_model(spec)
-        compiled = None
-        if sampler == "nutpie":
-            import nutpie
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                compiled = nutpie.compile_pymc_model(model, var_names=spec.free_names())
-        entry = CompiledMixture(spec, sampler, model, compiled, time.perf_counter() - start)
+        entry = compile_model(spec, sampler, model)
+        entry.compile_seconds = time.perf_counter() - start  # building the graph included
         _CACHE[key] = entry
         return entry, False
+
+
+def compile_model(
+    spec: ModelSpec, sampler: str, model: pm.Model, var_names: list[str] | None = None
+) -> CompiledMixture:
+    """Compile ``model`` for ``sampler`` (nutpie: now; pymc: at each ``pm.sample``), not cached.
+    var_names: the variables the trace keeps (default ``spec.free_names()``)."""
+    start = time.perf_counter()
+    names = var_names or spec.free_names()
+    compiled = None
+    if sampler == "nutpie":
+        import nutpie
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            compiled = nutpie.compile_pymc_model(model, var_names=names)
+    elapsed = time.perf_counter() - start
+    return CompiledMixture(spec, sampler, model, compiled, elapsed, tuple(var_names or ()))
 
 
 def clear_cache(spec: ModelSpec | None = None, sampler: str = "nutpie") -> None:
@@ -111,7 +127,7 @@ def sample(
     if entry.sampler == "nutpie":
         import nutpie
 
-        compiled = entry.compiled.with_data(**data)
+        compiled = entry.compiled.with_data(**data) if data else entry.compiled
         # chains run in parallel threads: one BLAS thread each, else OpenBLAS threads spin
         # against them (d > 1 models call LAPACK; measured 10-40x slower on 2 cores)
         with threadpool_limits(limits=1, user_api="blas"):
@@ -141,7 +157,7 @@ def sample(
                 random_seed=seed,
                 target_accept=target_accept,
                 max_treedepth=max_treedepth,
-                var_names=entry.spec.free_names(),
+                var_names=entry.kept(),
                 progressbar=False,
                 compute_convergence_checks=False,
                 idata_kwargs={"log_likelihood": False},

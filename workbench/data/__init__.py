@@ -6,6 +6,6 @@ that experiment configs can name them.
 """
 
 from workbench.data.dataset import Dataset
-from workbench.data.registry import GENERATORS, generate, generator_settings
+from workbench.data.registry import GENERATORS, data_settings, generate, generator_settings
 
-__all__ = ["Dataset", "GENERATORS", "generate", "generator_settings"]
+__all__ = ["Dataset", "GENERATORS", "data_settings", "generate", "generator_settings"]

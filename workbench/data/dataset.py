@@ -41,6 +41,12 @@ class Dataset:
     see ``info['family']`` and the generator's docstring). n_components_to_fit: the K a fitter
     should use unless told otherwise (differs from ``truth.n_components`` for wrong-K data).
     info: the generator's name and settings, plain JSON-able values.
+
+    Only when the data block asks for missing values (``missing = {...}``; see
+    :mod:`workbench.data.missing`): X holds NaN where a value is missing, mask is bool (n, d)
+    (True = missing), X_complete (n, d) the true values (for evaluation; never for fitting), and
+    n_rows_excluded counts the rows dropped because every coordinate was missing. Otherwise
+    mask and X_complete are None and X has no NaN.
     """
 
     X: np.ndarray
@@ -48,6 +54,9 @@ class Dataset:
     truth: MixtureParams
     n_components_to_fit: int
     info: dict = field(default_factory=dict)
+    mask: np.ndarray | None = None
+    X_complete: np.ndarray | None = None
+    n_rows_excluded: int = 0
 
     @property
     def n(self) -> int:
@@ -56,3 +65,8 @@ class Dataset:
     @property
     def d(self) -> int:
         return self.X.shape[1]
+
+    @property
+    def has_missing(self) -> bool:
+        """Whether any value of X is missing (NaN)."""
+        return self.mask is not None and bool(self.mask.any())

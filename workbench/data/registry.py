@@ -9,6 +9,7 @@ import numpy as np
 from workbench.data.dataset import Dataset, check_carried
 from workbench.data.founding import founding_example
 from workbench.data.gaussian import gaussian_mixture
+from workbench.data.missing import apply_missing, check_missing
 from workbench.data.misspecified import (
     skew_normal_mixture,
     student_t_mixture,
@@ -48,9 +49,26 @@ def generator_settings(name: str) -> dict[str, inspect.Parameter]:
     return {k: p for k, p in params.items() if p.kind is inspect.Parameter.KEYWORD_ONLY}
 
 
+# The setting every generator takes besides its own: values to remove (workbench.data.missing).
+MISSING_SETTING = inspect.Parameter(
+    "missing", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=dict | None
+)
+
+
+def data_settings(name: str) -> dict[str, inspect.Parameter]:
+    """What a data block may set for generator ``name``: its own settings and ``missing``."""
+    return {**generator_settings(name), "missing": MISSING_SETTING}
+
+
 def generate(name: str, rng: np.random.Generator, **settings: Any) -> Dataset:
     """Run generator ``name`` with ``settings``; unknown names or setting keys, and settings
-    whose data float64 cannot carry (overflow, |x| >= MAX_ABS_DATA), raise ValueError."""
+    whose data float64 cannot carry (overflow, |x| >= MAX_ABS_DATA), raise ValueError.
+
+    ``missing`` (a table, or None) removes values after the generator has drawn the data, with
+    the same rng (:mod:`workbench.data.missing`); absent or None, nothing more is drawn."""
+    missing = settings.pop("missing", None)
+    if missing is not None:
+        check_missing(missing)
     known = generator_settings(name)
     for key, value in settings.items():
         if key not in known:
@@ -58,7 +76,7 @@ def generate(name: str, rng: np.random.Generator, **settings: Any) -> Dataset:
             text = text if len(text) <= 60 else text[:57] + "..."
             raise ValueError(
                 f"{key}={text}: unknown setting for generator {name!r}; "
-                f"expected one of {', '.join(known)}"
+                f"expected one of {', '.join(data_settings(name))}"
             )
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"rng={rng!r}: must be a numpy.random.Generator")
@@ -70,6 +88,8 @@ def generate(name: str, rng: np.random.Generator, **settings: Any) -> Dataset:
         why = err.args[-1] if err.args else type(err).__name__
         raise ValueError(f"{what}: the settings overflow float64 ({why})") from None
     check_carried(dataset.X, dataset.truth, what)
+    if missing is not None:
+        dataset = apply_missing(dataset, rng, missing)
     return dataset
 
 

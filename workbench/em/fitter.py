@@ -19,6 +19,7 @@ from workbench.em.theory import dm_rate, trace_rate
 from workbench.em.uncertainty import wald_intervals
 from workbench.fitters import BestKnown, FitResult, PolishedRestarts, RestartSummary
 from workbench.params import MixtureParams, as_data_matrix
+from workbench.patterns import impute_conditional_mean
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,7 @@ class EMFitter(EMOptions):
             raise ValueError("n_components: required when there is no truth to take it from")
         _check(_is_int(n_components, 1), "n_components", n_components, "must be an integer >= 1")
         K = int(n_components)
+        X_given = X
         X, dropped = self._missing_values(X)
         X_start = mean_imputed(X)  # starts (and the checks) on complete data
         check_data(X_start, K)
@@ -95,6 +97,10 @@ class EMFitter(EMOptions):
         result.diagnostics["compile_time"] = compile_time
         result.diagnostics["missing_fraction"] = float(np.isnan(X).mean())
         result.diagnostics["rows_all_missing"] = dropped
+        if dropped or result.diagnostics["missing_fraction"] > 0:
+            # each missing value's conditional mean given the row's observed ones
+            imputed = impute_conditional_mean(result.params, X_given)
+            result = dataclasses.replace(result, imputed=imputed)
         best = result.restarts.best
         state = EMState(*(a[best : best + 1] for a in run.state))
         if self.interval_level is not None and result.status != "degenerate":

@@ -205,6 +205,36 @@ def apply_overrides(raw: dict[str, Any], overrides: tuple[str, ...] | list[str])
 
 
 # ---- grids ---------------------------------------------------------------------------------------
+# Data settings that are tables whose own values may be grid axes: ``missing = { mechanism =
+# ["mcar", "mar"], fraction = [0.1, 0.3] }`` grids over both; zip names them ``missing.fraction``.
+NESTED_SETTINGS = ("missing",)
+
+
+def flatten_nested(table: dict[str, Any]) -> dict[str, Any]:
+    """``{"missing": {"fraction": f}}`` -> ``{"missing.fraction": f}`` for NESTED_SETTINGS (a
+    ``{grid = ...}``, ``{value = ...}`` or empty table is left whole); other keys unchanged."""
+    out: dict[str, Any] = {}
+    for key, value in table.items():
+        nested = isinstance(value, dict) and value and set(value) not in ({"grid"}, {"value"})
+        if key in NESTED_SETTINGS and nested:
+            out.update({f"{key}.{sub}": v for sub, v in value.items()})
+        else:
+            out[key] = value
+    return out
+
+
+def nest_flat(point: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`flatten_nested` for one grid point."""
+    out: dict[str, Any] = {}
+    for key, value in point.items():
+        head, dot, sub = key.partition(".")
+        if dot and head in NESTED_SETTINGS:
+            out.setdefault(head, {})[sub] = value
+        else:
+            out[key] = value
+    return out
+
+
 def expand_grid(
     table: dict[str, Any], list_valued: dict[str, bool], fail: Any, where: str
 ) -> list[dict[str, Any]]:

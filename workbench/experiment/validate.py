@@ -27,7 +27,9 @@ from workbench.experiment.config import (
     FitterCondition,
     _varying_label,
     expand_grid,
+    flatten_nested,
     grid_size,
+    nest_flat,
     show,
 )
 from workbench.experiment.hints import (
@@ -191,7 +193,7 @@ class Validator:
                 )
                 out += [dataclasses.replace(p, block_name=name) for p in points]
         self.duplicates([c.identity() for c in out], [c.block for c in out], "data")
-        labels = _varying_label([c.identity() for c in out])
+        labels = _varying_label([flatten_nested(c.identity()) for c in out])
         return tuple(
             dataclasses.replace(c, label=lab or c.generator)
             for c, lab in zip(out, labels, strict=True)
@@ -233,7 +235,7 @@ class Validator:
                 )  # fmt: skip
 
     def data_points(self, gen: str, block: dict, where: str, registry: Any) -> list[DataCondition]:
-        params = registry.generator_settings(gen)
+        params = registry.data_settings(gen)
         hints = {k: p.annotation for k, p in params.items()}
         self.unknown(
             {k: v for k, v in block.items() if k != "zip"},
@@ -243,7 +245,8 @@ class Validator:
         )
         listy = {k: is_list_valued(a) for k, a in hints.items()}
         out = []
-        for point in expand_grid(block, listy, self.fail, where):
+        for point in expand_grid(flatten_nested(block), listy, self.fail, where):
+            point = nest_flat(point)
             for key, value in point.items():
                 point[key] = coerce(value, hints[key])
                 if point[key] is MISMATCH:
@@ -340,6 +343,7 @@ class Validator:
                     raise ConfigError(f"{self.path}: {where}: {err}") from None
                 for cond in (c for c in data if not blocks or c.in_blocks(blocks)):
                     self.components(method, point, cond, where)
+                    self.takes_missing(method, cond, where)
                 out.append(FitterCondition(label, method, point, spec, plabel, blocks))
         if not out:
             self.missing("fitters", "at least one enabled [fitters.<name>] table")
@@ -371,6 +375,19 @@ class Validator:
                 source = "" if key in point else f" (the K of {cond.block}, {cond.generator})"
                 self.fail(f"{where}.{key}", shown, f"K = {k}{source}: {why}")
 
+    def takes_missing(self, method: str, cond: DataCondition, where: str) -> None:
+        """Data with missing values go only to methods that fit them (``MISSING_DATA_METHODS``
+        of :mod:`workbench.fitters`)."""
+        from workbench.fitters import MISSING_DATA_METHODS
+
+        if cond.settings.get("missing") is not None and method not in MISSING_DATA_METHODS:
+            self.fail(
+                f"{where}.method", method,
+                f"cannot fit data with missing values ({cond.block} sets missing); methods "
+                f"that can: {', '.join(MISSING_DATA_METHODS)} (or restrict the fitter with "
+                "data = [...])",
+            )  # fmt: skip
+
     def design_size(self, raw: dict, replicates: int, limit: int) -> None:
         """Refuse, before building anything, a design of more than ``limit`` cells; the count
         is arithmetic (grid sizes), so a billion-cell design is refused at once."""
@@ -395,14 +412,16 @@ class Validator:
             if not isinstance(block, dict):
                 return 0
             where = "data" if isinstance(raw.get("data"), dict) else f"data[{i}]"
-            settings = {k: v for k, v in block.items() if k not in ("generator", "name")}
+            settings = flatten_nested(
+                {k: v for k, v in block.items() if k not in ("generator", "name")}
+            )
             gens = block.get("generator")
             gens = gens["grid"] if isinstance(gens, dict) and set(gens) == {"grid"} else gens
             count = 0
             for gen in gens if isinstance(gens, list) else [gens]:
                 if gen not in registry.GENERATORS:
                     return 0
-                hints = registry.generator_settings(gen)
+                hints = registry.data_settings(gen)
                 listy = {k: is_list_valued(p.annotation) for k, p in hints.items()}
                 count += grid_size(settings, listy, self.fail, where)
             sizes[where] = count

@@ -23,6 +23,13 @@ from typing import Any
 from workbench.experiment.design import Cell
 
 EM_FACTORY = "workbench.em.fitter:EMFitter"
+# Fitters that run EM's compiled kernels: EM and the baselines that impute or drop, then fit EM.
+EM_FACTORIES = (
+    EM_FACTORY,
+    "workbench.baselines:CompleteCaseEM",
+    "workbench.baselines:MeanImputeEM",
+    "workbench.baselines:MiceEM",
+)
 BAYES_FACTORY = "workbench.bayes.fitter:BayesFitter"
 
 
@@ -76,6 +83,8 @@ def _bayes_phase(fitter: Any, dataset: Any) -> tuple[Any, Phase]:
     spec = fitter.model_spec(dataset)
     shape = f"K={spec.n_components} d={spec.n_features}"
     extra = "" if spec.identifiability == "ordered" else f", {spec.identifiability}"
+    if spec.patterns is not None:
+        extra += f", {len(spec.patterns)} missingness patterns"
     label = f"compiling the Bayes model {shape}{extra} ({fitter.sampler})"
     key = (spec, fitter.sampler)
     return key, Phase(label, lambda: fitter.compile(dataset), marker=_marker(key))
@@ -109,7 +118,7 @@ def compile_phases(cells: Iterable[Cell], dataset_of: Callable[[Cell], Any]) -> 
     counts: dict[Any, int] = {}
     for cell in cells:
         factory, settings = cell.fitter.factory, cell.fitter.settings
-        if factory == EM_FACTORY:
+        if factory in EM_FACTORIES:
             key = ("em", settings.get("covariance_type", "full"))
             if key not in phases:
                 phases[key] = _em_phase(key[1])
