@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 
 import numpy as np
 
@@ -22,7 +21,6 @@ from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import impute_conditional_mean
 
 
-@dataclass(frozen=True)
 class EMFitter(EMOptions):
     """Maximum-likelihood (or MAP) EM for a Gaussian mixture, with R batched restarts; the
     settings and their checks: :class:`workbench.em.options.EMOptions`."""
@@ -99,7 +97,10 @@ class EMFitter(EMOptions):
         result.diagnostics["rows_all_missing"] = dropped
         if dropped or result.diagnostics["missing_fraction"] > 0:
             # each missing value's conditional mean given the row's observed ones
-            imputed = impute_conditional_mean(result.params, X_given)
+            empty = np.isnan(X_given).all(axis=1)
+            imputed = np.empty_like(X_given)
+            imputed[~empty] = impute_conditional_mean(result.params, X)
+            imputed[empty] = result.params.weights @ result.params.means  # nothing observed
             result = dataclasses.replace(result, imputed=imputed)
         best = result.restarts.best
         state = EMState(*(a[best : best + 1] for a in run.state))
