@@ -69,6 +69,7 @@ STUDY_SECTIONS = (
     "misspecification",
     "em_vs_bayes",
     "scaling",
+    "missing_data",
     "walkthrough",
 )
 REPORT_SECTIONS = GENERIC_SECTIONS + STUDY_SECTIONS
