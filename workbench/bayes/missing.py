@@ -21,9 +21,10 @@
 
 Cost (measured on a busy 2-core machine, nutpie): the marginalised graph has one term per
 pattern, so compiling grows with the number of patterns: d = 3, K = 2 with 7 patterns 50-116 s
-against 35 s for complete data; d = 5 with 31 patterns runs to many minutes. Sampling is then
-fast (n = 292, d = 3, 2 chains of 300 + 300: 2.0 s, bulk ESS 254 per second), while the
-impute model mixes slowly (same data: 1.4 s, bulk ESS 2.8 per second, chains disagreeing).
+against 35 s for complete data; a d = 5, K = 3 fit with 31 patterns had not finished after 17
+min (nutpie) or 25 min (pymc sampler). Sampling is then fast (n = 292, d = 3, 2 chains of
+300 + 300: 2.0 s, bulk ESS 254 per second), while the impute model mixes slowly (same data:
+1.4 s, bulk ESS 2.8 per second, chains disagreeing).
 """
 
 from __future__ import annotations
