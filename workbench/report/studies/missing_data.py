@@ -213,9 +213,10 @@ def findings(stats: pd.DataFrame, rows: pd.DataFrame) -> list[str]:
         top = worst[worst["fraction"] == worst["fraction"].max()].dropna(subset=["means_rmse"])
         if not top.empty:
             best = top.sort_values("means_rmse").iloc[0]
+            name = METHOD_NAMES.get(best["method"], best["method"])
             out.append(
                 f"Under MNAR with {best['fraction']:g} missing (a misspecification for every "
-                f"method), the smallest RMSE of the means is {METHOD_NAMES.get(best['method'], best['method'])}'s "
+                f"method), the smallest RMSE of the means is {name}'s "
                 f"({plus_minus(best['means_rmse'], best['means_rmse se'])})."
             )
     return out
