@@ -224,12 +224,12 @@ def test_results_do_not_depend_on_threads_or_batching(monkeypatch, cov_type):
 
 
 def test_first_use_in_a_process_loads_the_compiled_loop_before_any_timed_fit():
-    """warm(covariance_type) loads the loop (serial and split-pass variants, plain and SQUAREM)
-    from numba's disk cache before a fit starts its clock. Checked in a fresh process."""
+    """warm(covariance_type, split_passes=True) loads the loop (serial and split-pass variants,
+    plain and SQUAREM) from numba's disk cache before a fit starts its clock. Fresh process."""
     code = (
         "from workbench.em import fit, loop\n"
         "from workbench.em.gaussian_model import gaussian_model\n"
-        "fit.warm('diag')\n"
+        "fit.warm('diag', split_passes=True)\n"
         "loops = loop.compile_loop(gaussian_model('diag'))\n"
         "print(len(loops.serial.signatures), len(loops.parallel.signatures),\n"
         "      fit.warm('diag'))\n"

@@ -168,3 +168,13 @@ def test_the_fitter_takes_missing_values_and_gives_intervals():
     assert np.all(lo < result.params.means) and np.all(result.params.means < hi)
     with pytest.raises(ValueError, match="^covariance_type='tied'"):
         EMFitter(n_components=2, covariance_type="tied").fit_array(Xm, np.random.default_rng(0))
+
+
+def test_squarem_on_incomplete_data_reaches_the_same_optimum_faster():
+    _, Xm = two_clusters(n=600, d=2, seed=8, fraction=0.3)
+    settings = EMSettings(covariance_type="full", tol=1e-12, max_iter=20_000)
+    start = start_state(Xm, "full")
+    plain, fast = run_em(Xm, start, settings), run_em(Xm, start, settings._replace(squarem=True))
+    assert plain.status[0] == fast.status[0] == "converged"
+    assert fast.loglik[0] == pytest.approx(plain.loglik[0], abs=1e-6)
+    assert plain.n_iter[0] > 2 * fast.n_iter[0]

@@ -293,14 +293,18 @@ def expected_counts(stats: tuple, cfg) -> np.ndarray:
     return sum(stats[0][:, p, :, c] for p, c in enumerate(columns))
 
 
-_WARMED: set[str] = set()
+_WARMED: set[tuple[str, bool]] = set()
 
 
-def warm(covariance_type: str) -> float:
+def warm(covariance_type: str, split_passes: bool = False) -> float:
     """Load the compiled loop of a covariance type once per process (from numba's disk cache,
-    or compile it the first time ever) with a tiny fit on each threading path, so that no fit's
-    wall time includes it. Returns the seconds spent (0 when warm)."""
-    if covariance_type in _WARMED:
+    or compile it the first time ever), plain and SQUAREM, with a tiny fit, so that no fit's
+    wall time includes it; ``split_passes`` also the variant whose data passes are split over
+    threads (large data sets only: compiling it costs as much again). Returns the seconds
+    spent (0 when warm)."""
+    variants = [False, True] if split_passes else [False]
+    todo = [v for v in variants if (covariance_type, v) not in _WARMED]
+    if not todo:
         return 0.0
     t0 = time.perf_counter()
     s = strategy(covariance_type)
@@ -312,12 +316,20 @@ def warm(covariance_type: str) -> float:
     )  # fmt: skip
     model = gaussian_model(covariance_type)
     for squarem in (False, True):
-        for split in (False, True):  # restarts in threads; passes split over threads
+        for split in todo:
             Xc, cfg, params, _ = prepare(X, start, EMSettings(covariance_type))
             settings = loop.LoopSettings(max_iter=2, squarem=squarem)
             loop.run(model, Xc, params, cfg, settings, split_passes=split)
-    _WARMED.add(covariance_type)
+    _WARMED.update((covariance_type, v) for v in todo)
     return time.perf_counter() - t0
+
+
+def splits_passes(X: np.ndarray, K: int, covariance_type: str) -> bool:
+    """Whether a fit of X with K components may split its data passes over threads (then
+    :func:`warm` loads that variant too)."""
+    n, d = X.shape
+    work = float(n) * (strategy(covariance_type).n_second(d) + d + 1) * K
+    return work >= loop.MIN_PASS_WORK and loop.threads() > 1
 
 
 def run_em(X, start: EMState, settings: EMSettings) -> EMRun:

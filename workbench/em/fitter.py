@@ -11,7 +11,16 @@ from workbench.em import reference as bank
 from workbench.em.covariance import MISSING_TYPES
 from workbench.em.covariance.registry import strategy
 from workbench.em.fit import DEGENERATE_KINDS as KINDS
-from workbench.em.fit import EMRun, EMSettings, EMState, default_prior, init_state, run_em, warm
+from workbench.em.fit import (
+    EMRun,
+    EMSettings,
+    EMState,
+    default_prior,
+    init_state,
+    run_em,
+    splits_passes,
+    warm,
+)
 from workbench.em.init import INITS, mean_imputed, small_em
 from workbench.em.options import EMOptions, _check, _is_int
 from workbench.em.theory import dm_rate, trace_rate
@@ -81,7 +90,8 @@ class EMFitter(EMOptions):
         X_start = mean_imputed(X)  # starts (and the checks) on complete data
         check_data(X_start, K)
         settings = self.settings(X_start, K, truth)
-        compile_time = warm(self.covariance_type)  # loading compiled code, outside wall_time
+        split = splits_passes(X, K, self.covariance_type)
+        compile_time = warm(self.covariance_type, split)  # compiled code, outside wall_time
         if self.symmetric_means and K != 2:
             raise ValueError(f"symmetric_means=True: needs n_components=2, not {K}")
         weights, means, covs = self._starts(X_start, K, truth, settings, rng)
