@@ -62,8 +62,8 @@ def em_label() -> str:
 
     cold = not numba_cache_holds(Path(workbench.em.__file__).parent, "loop")
     if cold:
-        return "compiling the EM loop (first run only, cached for later runs)"
-    return "loading the compiled EM loop"
+        return "compiling the EM kernels (first run only, cached for later runs)"
+    return "loading the compiled EM kernels"
 
 
 def _em_phase(covariance_type: str) -> Phase:
