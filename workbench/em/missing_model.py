@@ -71,11 +71,15 @@ def group_by_pattern(X: np.ndarray):
     observed = ~np.isnan(X)
     if not np.all(observed.any(axis=1)):
         raise ValueError("data: a row with every coordinate missing carries no information")
-    patterns, inverse = np.unique(observed, axis=0, return_inverse=True)
-    order_rows = np.argsort(inverse.reshape(-1), kind="stable")
-    counts = np.bincount(inverse.reshape(-1), minlength=len(patterns))
-    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     d = X.shape[1]
+    if d <= 62:  # each row's pattern as the bits of one integer: a fast sort
+        codes = observed.astype(np.int64) @ (np.int64(1) << np.arange(d, dtype=np.int64))
+    else:
+        codes = np.unique(observed, axis=0, return_inverse=True)[1].reshape(-1)
+    order_rows = np.argsort(codes, kind="stable")
+    _, first, counts = np.unique(codes[order_rows], return_index=True, return_counts=True)
+    patterns = observed[order_rows[first]]  # (P, d) observed coordinates of each pattern
+    starts = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
     order = np.zeros((len(patterns), d), dtype=np.int64)
     n_obs = patterns.sum(axis=1).astype(np.int64)
     for p, mask in enumerate(patterns):
