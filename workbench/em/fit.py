@@ -17,7 +17,6 @@ from workbench.em.covariance import DEFAULT, variance_scale
 from workbench.em.covariance.registry import strategy
 from workbench.em.gaussian_model import (
     CHUNK_ELEMENTS,
-    EMPTY_COUNT,
     GaussianConfig,
     chunking,
     finisher,
@@ -25,8 +24,6 @@ from workbench.em.gaussian_model import (
 )
 from workbench.em.gaussian_model import KINDS as LOOP_KINDS
 from workbench.em.missing_model import MissingConfig, chunk_list, group_by_pattern, missing_model
-
-__all__ = ["EMPTY_COUNT", "LOOP_KINDS", "variance_scale"]
 
 STATUSES = loop.STATUS_NAMES
 # Degenerate kinds. Stops: "nan" (a non-finite log-likelihood), "weight" (an expected count fell
