@@ -151,3 +151,18 @@ def test_the_runner_store_and_report_take_the_model(tmp_path, capsys):
     assert main(["report", str(folder)]) == 0
     page = (folder / "report.html").read_text()
     assert "em_model" in page and "poisson" in page
+
+
+def test_the_gaussian_family_through_the_generic_fitter_is_the_em_fitter():
+    """The Gaussian mixture registered as a family gives, through method em_model, the fit of
+    the Gaussian EMFitter from the same starts."""
+    from workbench.em.fitter import EMFitter
+
+    rng = np.random.default_rng(0)
+    X = np.concatenate([rng.normal(0, 1, (200, 2)), rng.normal(4, 1, (200, 2))])
+    generic = ModelEMFitter(model="gaussian", init="kmeans++").fit_array(
+        X, np.random.default_rng(1), 2
+    )
+    own = EMFitter(n_components=2, reference=False).fit_array(X, np.random.default_rng(1))
+    assert generic.loglik == pytest.approx(own.loglik, rel=1e-12)
+    np.testing.assert_allclose(generic.params.means, own.params.means, rtol=1e-10)

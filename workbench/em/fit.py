@@ -242,9 +242,9 @@ def init_state(weights, means, covariances, settings: EMSettings, data_variance)
 # ---------------------------------------------------------------------------------------------
 # Running EM
 # ---------------------------------------------------------------------------------------------
-def prepare(X: np.ndarray, start: EMState, settings: EMSettings, data_variance=None):
-    """(centred data transposed XT (d, n), model config, parameter record, shift) for a run
-    from ``start`` on complete data."""
+def data_and_config(X: np.ndarray, K: int, settings: EMSettings, data_variance=None):
+    """(centred data transposed XT (d, n), model config, shift) of complete data for K
+    components."""
     X = np.asarray(X, dtype=float)
     data_variance = X.var(axis=0) if data_variance is None else data_variance
     shift = _shift(X, settings)
@@ -253,7 +253,13 @@ def prepare(X: np.ndarray, start: EMState, settings: EMSettings, data_variance=N
     if strategy(settings.covariance_type).POOLED_SECOND_MOMENT:
         with loop.one_blas_thread():  # as the loop runs BLAS (changing the count costs ~0.1 s)
             second = XT @ XT.T
-    cfg = model_config(settings, X.shape[0], start.means.shape[1], data_variance, shift, second)
+    return XT, model_config(settings, X.shape[0], K, data_variance, shift, second), shift
+
+
+def prepare(X: np.ndarray, start: EMState, settings: EMSettings, data_variance=None):
+    """(centred data transposed XT (d, n), model config, parameter record, shift) for a run
+    from ``start`` on complete data."""
+    XT, cfg, shift = data_and_config(X, start.means.shape[1], settings, data_variance)
     start = EMState(*_impose_fixed(*tuple(start)[:3], settings), start.prec_chol)
     return XT, cfg, to_params(start, settings, cfg, shift), shift
 
@@ -312,11 +318,11 @@ def warm(covariance_type: str, split_passes: bool = False) -> float:
         EMSettings(covariance_type), X.var(axis=0),
     )  # fmt: skip
     model = gaussian_model(covariance_type)
+    XT, cfg, params, _ = prepare(X, start, EMSettings(covariance_type))
     for squarem in (False, True):
         for split in todo:
-            Xc, cfg, params, _ = prepare(X, start, EMSettings(covariance_type))
             settings = loop.LoopSettings(max_iter=2, squarem=squarem)
-            loop.run(model, Xc, params, cfg, settings, split_passes=split)
+            loop.run(model, XT, params, cfg, settings, split_passes=split)
     _WARMED.update((covariance_type, v) for v in todo)
     return time.perf_counter() - t0
 

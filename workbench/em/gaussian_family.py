@@ -3,11 +3,9 @@ fitter, :mod:`workbench.em.model_fitter`): the family's pieces over :mod:`workbe
 
 from __future__ import annotations
 
-import numpy as np
-
 from workbench.em.covariance import DEFAULT
 from workbench.em.covariance.registry import strategy
-from workbench.em.fit import EMSettings, EMState, init_state, prepare
+from workbench.em.fit import EMSettings, EMState, data_and_config, init_state, prepare
 from workbench.em.gaussian_model import gaussian_model
 from workbench.em.init import INITS
 from workbench.em.model import EMModel, register
@@ -25,8 +23,7 @@ def gaussian_family(covariance_type: str = DEFAULT) -> EMModel:
         return init_state(weights, means, covariances, settings, X.var(axis=0))
 
     def prepare_data(X, K):
-        Xc, cfg, _, _ = prepare(X, start(X, K, 1, np.random.default_rng(0), "kmeans++"), settings)
-        return Xc, cfg
+        return data_and_config(X, K, settings)[:2]
 
     def init(X, K, R, rng, how):
         return prepare(X, start(X, K, R, rng, how), settings)[2]

@@ -26,10 +26,7 @@ def _model_and_params(state: EMState, settings: EMSettings, data_variance):
 def to_vector(state: EMState, settings: EMSettings) -> np.ndarray:
     """Free parameters of restart 0 of ``state`` as a 1-D vector."""
     model, cfg, params = _model_and_params(state, settings, np.ones(state.means.shape[-1]))
-    one = model.take(params, 0)
-    out = np.zeros(model.vector_size(one, cfg))
-    model.to_vector(one, cfg, out)
-    return out
+    return derivatives.vector_of(model, model.take(params, 0), cfg)
 
 
 def _loop_inputs(X, state: EMState, settings: EMSettings):
