@@ -272,15 +272,19 @@ class _Restart:
         self.stats = model.new_stats(X, theta, cfg)
         self.stats_next = model.new_stats(X, theta, cfg)
         self.work = model.new_work(X, theta, cfg, parallel)
-        size = model.vector_size(theta, cfg) if settings.squarem else 0
-        self.sq = (
-            model.copy_new(theta),
-            model.copy_new(theta),
-            model.copy_new(theta),
-            model.new_stats(X, theta, cfg),
-            np.zeros((4, size)),
-            model.vector_units(X, theta, cfg) if settings.squarem else np.ones(0),
-        )
+        if settings.squarem:
+            self.sq = (
+                model.copy_new(theta),
+                model.copy_new(theta),
+                model.copy_new(theta),
+                model.new_stats(X, theta, cfg),
+                np.zeros((4, model.vector_size(theta, cfg))),
+                model.vector_units(X, theta, cfg),
+            )
+        else:  # empty buffers of the same types: one compiled loop serves both
+            empty = tuple(np.zeros((0,) * np.ndim(a)) for a in theta)
+            stats = tuple(np.zeros((0,) * np.ndim(a)) for a in self.stats)
+            self.sq = (empty, empty, empty, stats, np.zeros((4, 0)), np.ones(0))
         self.ints = np.zeros(11, dtype=np.int64)
         self.ints[STATUS], self.ints[COMPONENT] = MAX_ITER, -1
         self.ints[LIMIT], self.ints[SQUAREM] = settings.max_iter, int(settings.squarem)
