@@ -342,3 +342,13 @@ def test_select_k_by_bic_finds_the_true_k():
     assert fit.params.n_components == 3
     bics = [fit.diagnostics[f"bic_k{k}"] for k in range(1, 6)]
     assert fit.diagnostics["bic"] == min(bics)
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_fit_leaves_the_data_untouched(d):
+    """EM centres a copy of the data: the caller's array is not changed (with d = 1 the
+    transposed data are contiguous already, so a careless copy would be a view)."""
+    X = np.random.default_rng(3).normal(size=(200, d)) + 5.0
+    given = X.copy()
+    EMFitter(n_components=2).fit_array(X, np.random.default_rng(0))
+    np.testing.assert_array_equal(X, given)

@@ -12,9 +12,11 @@ from workbench.em.covariance import MISSING_TYPES
 from workbench.em.covariance.registry import strategy
 from workbench.em.fit import DEGENERATE_KINDS as KINDS
 from workbench.em.fit import (
+    ColumnStats,
     EMRun,
     EMSettings,
     EMState,
+    column_stats,
     default_prior,
     init_state,
     run_em,
@@ -88,7 +90,8 @@ class EMFitter(EMOptions):
         X_given = X
         X, dropped = self._missing_values(X)
         X_start = mean_imputed(X)  # starts (and the checks) on complete data
-        check_data(X_start, K)
+        columns = column_stats(X_start)
+        check_data(X_start, K, columns)
         settings = self.settings(X_start, K, truth)
         split = splits_passes(X, K, self.covariance_type)
         compile_time = warm(self.covariance_type, split)  # compiled code, outside wall_time
@@ -98,8 +101,8 @@ class EMFitter(EMOptions):
         if self.symmetric_means:
             half = (means[:, 0] - means[:, 1]) / 2
             means = np.stack([half, -half], axis=1)
-        start = init_state(weights, means, covs, settings, X_start.var(axis=0))
-        run = run_em(X, start, settings)
+        start = init_state(weights, means, covs, settings, columns.var)
+        run = run_em(X, start, settings, None if X_start is not X else columns.var)
         reference = self._reference(X, K, truth, settings, run)
         result = _fit_result(run, settings, X, *reference)
         result.diagnostics["compile_time"] = compile_time
@@ -207,9 +210,10 @@ class EMFitter(EMOptions):
 # scatter sums in float64 (k-means++ then crashes the interpreter inside scipy).
 
 
-def check_data(X: np.ndarray, K: int) -> None:
+def check_data(X: np.ndarray, K: int, columns: ColumnStats | None = None) -> None:
     """ValueError (one line) unless X (n, d) is finite, below MAX_ABS_DATA in magnitude, has
-    spread in every column, and holds at least K distinct points."""
+    spread in every column, and holds at least K distinct points. columns: X's
+    :func:`~workbench.em.fit.column_stats` when already computed."""
     n, d = X.shape
     if n == 0 or d == 0:
         raise ValueError(f"data: shape {X.shape} holds no values")
@@ -221,14 +225,15 @@ def check_data(X: np.ndarray, K: int) -> None:
         )
     if K > n:
         raise ValueError(f"n_components={K}: more components than data points ({n})")
-    largest = float(np.max(np.abs(X)))
+    columns = column_stats(X) if columns is None else columns
+    largest = float(max(-columns.low.min(), columns.high.max()))
     if largest > MAX_ABS_DATA:
         raise ValueError(
             f"data: values as large as {largest:.3g} overflow float64 in squared distances "
             f"(|x| must stay below {MAX_ABS_DATA:g}); rescale the data"
         )
-    spread = np.ptp(X, axis=0)
-    flat = np.flatnonzero(~(spread > 0) | ~(X.var(axis=0) > np.finfo(float).tiny))
+    spread = columns.high - columns.low
+    flat = np.flatnonzero(~(spread > 0) | ~(columns.var > np.finfo(float).tiny))
     if flat.size:
         raise ValueError(
             f"data: column {int(flat[0])} is constant ({X[0, flat[0]]:g}) or has no spread "

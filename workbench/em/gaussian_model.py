@@ -16,8 +16,9 @@ about the origin, so those data are not centred.
 E-step. Points go in chunks of B; chunk c of G interleaved groups (B and G fixed by n and the
 shapes, never by the threads). Per chunk: features FT (m, b), log joint JT = natural @ FT (one
 matrix product: BLAS), columns normalised in log space into responsibilities, and
-T_g += JT FT^T (another). Group sums are added in group order: bitwise the same result serial
-or threaded.
+T_g += JT FT^T (another). Each thread takes groups t, t + S, ... of S threads with chunk
+scratch of its own (it stays in that core's cache); group sums are added in group order:
+bitwise the same result serial or threaded.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import math
 from functools import cache
 from typing import NamedTuple
 
+import numba
 import numpy as np
 from numba import prange
 
@@ -94,10 +96,13 @@ def _e_step(XT, params, cfg, stats, work):
     """Fill stats[0] = T (K, m) under params; return the log-likelihood (see module doc)."""
     F_all, J_all, T_all, ll_all, scratch = work
     G = cfg.groups
-    for g in prange(G):
-        ll_all[g] = group_pass(  # noqa: F821
-            XT, params, F_all[g], J_all[g], T_all[g], scratch[g, 0], scratch[g, 1], g, G, cfg.chunk
-        )
+    S = F_all.shape[0]  # scratch slots: one per thread, so that a chunk stays in its cache
+    for t in prange(S):
+        for g in range(t, G, S):  # each group's sums depend on the group alone, not on t
+            ll_all[g] = group_pass(  # noqa: F821
+                XT, params, F_all[t], J_all[t], T_all[g], scratch[t, 0], scratch[t, 1], g, G,
+                cfg.chunk,
+            )  # fmt: skip
     T = stats[0]
     T[:] = T_all[0]
     loglik = ll_all[0]
@@ -315,12 +320,13 @@ def gaussian_model(covariance_type: str) -> EMModel:
     def new_work(XT, params, cfg, parallel):
         K, m = params[1].shape[0], n_features(s.NAME, XT.shape[0])
         G, B = cfg.groups, cfg.chunk
+        slots = min(G, numba.get_num_threads()) if parallel else 1  # chunk scratch per thread
         return (
-            np.zeros((G, m * B)),
-            np.zeros((G, K * B)),
+            np.zeros((slots, m * B)),
+            np.zeros((slots, K * B)),
             np.zeros((G, K, m)),
             np.zeros(G),
-            np.zeros((G, 2, B)),
+            np.zeros((slots, 2, B)),
         )
 
     def vector_size(params, cfg):
