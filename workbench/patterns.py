@@ -19,10 +19,11 @@ LOG_2PI = float(np.log(2 * np.pi))
 
 
 class Pattern(NamedTuple):
-    """observed: indices of the observed coordinates (sorted). rows: the rows with exactly
-    those coordinates observed, (n_p,) indices into X."""
+    """observed, missing: indices of the observed and of the missing coordinates (sorted).
+    rows: the rows with exactly those coordinates observed, (n_p,) indices into X."""
 
     observed: tuple[int, ...]
+    missing: tuple[int, ...]
     rows: np.ndarray
 
 
@@ -37,7 +38,11 @@ def missingness_patterns(X: np.ndarray) -> list[Pattern]:
     keys, inverse = np.unique(observed, axis=0, return_inverse=True)
     inverse = inverse.reshape(-1)
     patterns = [
-        Pattern(tuple(int(j) for j in np.flatnonzero(key)), np.flatnonzero(inverse == i))
+        Pattern(
+            tuple(int(j) for j in np.flatnonzero(key)),
+            tuple(int(j) for j in np.flatnonzero(~key)),
+            np.flatnonzero(inverse == i),
+        )
         for i, key in enumerate(keys)
     ]
     return sorted(patterns, key=lambda p: (-len(p.observed), p.observed))
@@ -78,12 +83,10 @@ def conditional_means(params: MixtureParams, X: np.ndarray) -> np.ndarray:
     X = np.asarray(X, dtype=float)
     covs = params.full_covariances()
     out = np.broadcast_to(X, (params.n_components, *X.shape)).copy()
-    d = X.shape[1]
     for pattern in missingness_patterns(X):
-        o = list(pattern.observed)
-        m = [j for j in range(d) if j not in pattern.observed]
-        if not m:
+        if not pattern.missing:
             continue
+        o, m = list(pattern.observed), list(pattern.missing)
         x = X[np.ix_(pattern.rows, o)]
         for k in range(params.n_components):
             gain = np.linalg.solve(covs[k][np.ix_(o, o)], covs[k][np.ix_(o, m)])  # (|o|, |m|)
@@ -109,12 +112,10 @@ def draw_missing(params: MixtureParams, X: np.ndarray, rng: np.random.Generator)
     u = rng.random(X.shape[0])
     component = np.minimum((resp.cumsum(axis=1) < u[:, None]).sum(axis=1), resp.shape[1] - 1)
     covs = params.full_covariances()
-    d = X.shape[1]
     for pattern in missingness_patterns(X):
-        o = list(pattern.observed)
-        m = [j for j in range(d) if j not in pattern.observed]
-        if not m:
+        if not pattern.missing:
             continue
+        o, m = list(pattern.observed), list(pattern.missing)
         noise = rng.standard_normal((len(pattern.rows), len(m)))
         for k in range(params.n_components):
             pick = component[pattern.rows] == k

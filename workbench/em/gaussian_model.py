@@ -71,11 +71,12 @@ class GaussianConfig(NamedTuple):
 # ---------------------------------------------------------------------------------------------
 # Templates (the strategy's pieces are bound by name in gaussian_model())
 # ---------------------------------------------------------------------------------------------
-def _group_pass(XT, params, F, J, Tg, top, norm, g, G, B) -> float:
+def _group_pass(XT, params, F, J, C, Tg, top, norm, g, G, B) -> float:
     """Chunks g, g + G, ... of the data XT (d, n): features FT (m, b), log joint JT (K, b),
     responsibilities, and their statistics added into Tg (K, m); returns the group's
-    log-likelihood. F, J: flat scratch of at least m B and K B entries."""
-    n = XT.shape[1]
+    log-likelihood. F, J, C: flat scratch of at least m B, K B and d B entries (C holds the
+    chunk's points contiguously: loops over a slice of XT of unknown stride vectorise worse)."""
+    d, n = XT.shape
     K, m = Tg.shape
     Tg[:] = 0.0
     total = 0.0
@@ -85,8 +86,10 @@ def _group_pass(XT, params, F, J, Tg, top, norm, g, G, B) -> float:
         b = hi - lo
         FT = F[: m * b].reshape((m, b))
         JT = J[: K * b].reshape((K, b))
-        features(XT[:, lo:hi], FT)  # noqa: F821 (bound by specialise)
-        log_joint(XT[:, lo:hi], FT, params, JT)  # noqa: F821
+        XC = C[: d * b].reshape((d, b))
+        XC[:] = XT[:, lo:hi]
+        features(XC, FT)  # noqa: F821 (bound by specialise)
+        log_joint(XC, FT, params, JT)  # noqa: F821
         total += normalise_columns(JT, top, norm)
         add_statistics(JT, FT, Tg)
     return total
@@ -94,14 +97,14 @@ def _group_pass(XT, params, F, J, Tg, top, norm, g, G, B) -> float:
 
 def _e_step(XT, params, cfg, stats, work):
     """Fill stats[0] = T (K, m) under params; return the log-likelihood (see module doc)."""
-    F_all, J_all, T_all, ll_all, scratch = work
+    F_all, J_all, C_all, T_all, ll_all, scratch = work
     G = cfg.groups
     S = F_all.shape[0]  # scratch slots: one per thread, so that a chunk stays in its cache
     for t in prange(S):
         for g in range(t, G, S):  # each group's sums depend on the group alone, not on t
             ll_all[g] = group_pass(  # noqa: F821
-                XT, params, F_all[t], J_all[t], T_all[g], scratch[t, 0], scratch[t, 1], g, G,
-                cfg.chunk,
+                XT, params, F_all[t], J_all[t], C_all[t], T_all[g], scratch[t, 0], scratch[t, 1],
+                g, G, cfg.chunk,
             )  # fmt: skip
     T = stats[0]
     T[:] = T_all[0]
@@ -324,6 +327,7 @@ def gaussian_model(covariance_type: str) -> EMModel:
         return (
             np.zeros((slots, m * B)),
             np.zeros((slots, K * B)),
+            np.zeros((slots, XT.shape[0] * B)),
             np.zeros((G, K, m)),
             np.zeros(G),
             np.zeros((slots, 2, B)),

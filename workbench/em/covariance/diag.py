@@ -10,6 +10,7 @@ import math
 
 import numpy as np
 
+from workbench.em.covariance.matrix import variances_from_vector, variances_to_vector
 from workbench.em.products import log_joint_product
 from workbench.em.specialise import kernel
 
@@ -133,24 +134,8 @@ def log_prior(mu, cov, pc, cfg) -> float:
     return total
 
 
-@kernel
-def cov_to_vector(cov, out, offset) -> int:
-    for k in range(cov.shape[0]):
-        for j in range(cov.shape[1]):
-            out[offset] = cov[k, j]
-            offset += 1
-    return offset
-
-
-@kernel
-def cov_from_vector(v, offset, cov):
-    ok = True
-    for k in range(cov.shape[0]):
-        for j in range(cov.shape[1]):
-            cov[k, j] = v[offset]
-            ok = ok and v[offset] > 0.0
-            offset += 1
-    return offset, ok
+cov_to_vector = variances_to_vector
+cov_from_vector = variances_from_vector
 
 
 def held_at_floor(cov: np.ndarray, floor: np.ndarray, rtol: float) -> np.ndarray:

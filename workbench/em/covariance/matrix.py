@@ -155,3 +155,25 @@ def trace_product(A, P) -> float:
 def positive_definite(A) -> bool:
     d = A.shape[0]
     return finite(A) and cholesky(A, np.zeros(d), np.empty((d, d)))
+
+
+@kernel
+def variances_to_vector(cov, out, offset) -> int:
+    """Every entry of an array of variances (diag (K, d), spherical (K,)) into out from
+    ``offset``, in C order; returns the next offset."""
+    flat = cov.reshape(cov.size)
+    for e in range(flat.size):
+        out[offset + e] = flat[e]
+    return offset + flat.size
+
+
+@kernel
+def variances_from_vector(v, offset, cov):
+    """The inverse of :func:`variances_to_vector`: (next offset, whether every variance is
+    positive)."""
+    flat = cov.reshape(cov.size)
+    ok = True
+    for e in range(flat.size):
+        flat[e] = v[offset + e]
+        ok = ok and v[offset + e] > 0.0
+    return offset + flat.size, ok
