@@ -35,9 +35,6 @@ if TYPE_CHECKING:  # pymc and pytensor load only when a model is built (fast `wo
     import pymc as pm
     import pytensor.tensor as pt
 
-IDENTIFIABILITY = ("ordered", "none")
-COVARIANCE_TYPES = ("full", "diag")
-
 
 @dataclass(frozen=True)
 class ModelSpec:

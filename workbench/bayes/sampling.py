@@ -26,12 +26,11 @@ from threadpoolctl import threadpool_limits
 
 from workbench.bayes.missing import build_marginal_model
 from workbench.bayes.models import ModelSpec, build_model
+from workbench.settings.fitters import SAMPLERS
 
 if TYPE_CHECKING:  # loaded only when sampling (fast `workbench --help` and `validate`)
     import arviz as az
     import pymc as pm
-
-SAMPLERS = ("nutpie", "pymc")
 
 
 @dataclass

@@ -62,11 +62,11 @@ class ExperimentOptions(Settings):
 
 
 class ReportOptions(Settings):
-    """``[report]``: the sections to show (default: every generic one) and a title."""
+    """``[report]``: the sections to show (default: every generic one, as the report shows
+    when a stored experiment lists none)."""
 
     unknown = "unknown key"
     sections: list[str] = Field(default_factory=lambda: list(GENERIC_SECTIONS))
-    title: str = ""
 
     @field_validator("sections")
     @classmethod

@@ -16,10 +16,12 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
+from workbench.gaussian import COVARIANCE_TYPES
 from workbench.settings.base import RULE, Settings, short
 from workbench.settings.data import Count
 
 PRIOR_KEYS = ("shrinkage", "mean", "dof", "scale")
+SAMPLERS = ("nutpie", "pymc")
 # Start strategies of workbench.em.init (INITS is built in this order), plus the truth.
 START_NAMES = ("random_params", "random_from_data", "spikes", "kmeans++", "kmeans", "small_em")
 INIT_NAMES = (*START_NAMES, "truth")
@@ -74,7 +76,7 @@ class EMOptions(FitterSettings):
     fits_missing: ClassVar[bool] = True
 
     n_components: Count | None = None
-    covariance_type: Literal["full", "diag", "spherical", "tied"] = "full"
+    covariance_type: Literal[COVARIANCE_TYPES] = "full"
     init: str | dict = "kmeans++"
     n_restarts: Count = 1
     tol: float = Field(1e-8, ge=0)
@@ -219,7 +221,7 @@ class BayesOptions(FitterSettings):
 
     n_components: Count | None = None
     identifiability: Literal["ordered", "none"] = "ordered"
-    sampler: Literal["nutpie", "pymc"] = "nutpie"
+    sampler: Literal[SAMPLERS] = "nutpie"
     chains: Count = 4
     draws: Count = 1000
     tune: int = Field(1000, ge=0)
