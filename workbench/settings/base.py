@@ -78,17 +78,13 @@ def build(model: type[S], data: dict[str, Any]) -> S:
 
 @dataclass(frozen=True)
 class Problem:
-    """The first error of a validation: ``keys`` (the path of the setting; () for a rule's own
-    message), the offending ``value``, ``why``, or ``text`` (a rule's own message)."""
+    """The first error of a validation: the setting's ``key``, the offending ``value`` (absent:
+    the key is missing) and ``why``; or ``text``, a rule's own message."""
 
-    keys: tuple[str, ...] = ()
+    key: str = ""
     value: Any = _MISSING
     why: str = ""
     text: str = ""
-
-    @property
-    def key(self) -> str:
-        return ".".join(self.keys)
 
     def python(self) -> str:
         """The Python API's line: ``key=value: why`` (or the rule's own message)."""
@@ -114,7 +110,7 @@ def problem(err: ValidationError, model: type[Settings], data: Any) -> Problem:
     if e["type"] == "value_error":
         cause = e.get("ctx", {}).get("error")
         if isinstance(cause, SettingError):
-            return Problem((cause.key,), cause.value, cause.why)
+            return Problem(cause.key, cause.value, cause.why)
         text = str(cause) if cause is not None else e["msg"]
         inner = _nested(model, e["loc"])
         return Problem(text=f"{e['loc'][0]}.{text}" if inner and len(e["loc"]) > 1 else text)
@@ -130,17 +126,17 @@ def _at(e: dict, loc: tuple, model: type[Settings], data: Any) -> Problem:
     value = data.get(name, _MISSING) if isinstance(data, dict) else _MISSING
     if field is None:
         known = ", ".join(model.model_fields)
-        return Problem((name,), value, f"{model.unknown} (expected one of {known})")
+        return Problem(name, value, f"{model.unknown} (expected one of {known})")
     inner = _nested(model, loc)
     if inner is not None and len(loc) > 1 and isinstance(value, dict):
         return Problem(text=f"{name}.{_at(e, loc[1:], inner, value).python()}")
     extra = field.json_schema_extra if isinstance(field.json_schema_extra, dict) else {}
     rule = extra.get(RULE)
     if e["type"] == "missing":
-        return Problem((name,), _MISSING, rule or describe(field.annotation))
+        return Problem(name, _MISSING, rule or describe(field.annotation))
     if inner is not None and e["type"] in ("model_type", "model_attributes_type", "dict_type"):
-        return Problem((name,), value, f"must be {inner.table_hint}")
-    return Problem((name,), value, rule_text(e, field.annotation, rule))
+        return Problem(name, value, f"must be {inner.table_hint}")
+    return Problem(name, value, rule_text(e, field.annotation, rule))
 
 
 def _nested(model: type[Settings], loc: tuple) -> type[Settings] | None:
