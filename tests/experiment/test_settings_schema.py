@@ -174,3 +174,15 @@ def test_a_generator_registered_by_signature_is_checked_by_its_settings():
     finally:
         register_generator("counts_test", None)
     assert "counts_test" not in DATA_SETTINGS
+
+
+def test_declared_names_are_the_implementations():
+    """The choices a settings model declares are the ones the code implements."""
+    from typing import get_args
+
+    from workbench.em.covariance import COVARIANCE_TYPES
+    from workbench.em.init import INITS
+    from workbench.settings.fitters import INIT_NAMES
+
+    assert get_args(EMOptions.model_fields["covariance_type"].annotation) == COVARIANCE_TYPES
+    assert (*INITS, "truth") == INIT_NAMES
