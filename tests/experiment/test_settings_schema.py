@@ -186,3 +186,15 @@ def test_declared_names_are_the_implementations():
 
     assert get_args(EMOptions.model_fields["covariance_type"].annotation) == COVARIANCE_TYPES
     assert (*INITS, "truth") == INIT_NAMES
+
+
+def test_list_valued_settings_come_from_the_declarations():
+    """A bare list is one value where the declared setting is list-valued (Bayes' fixed
+    weights, EM's select_k), a grid axis elsewhere."""
+    text = BASE.replace('method = "em"', 'method = "bayes"\nfixed_weights = [0.4, 0.6]')
+    assert [f.settings for f in parse_config(text).fitters] == [{"fixed_weights": [0.4, 0.6]}]
+    text = BASE.replace('method = "em"', 'method = "em"\nselect_k = [1, 2]\ntol = [1e-6, 1e-8]')
+    assert [f.settings for f in parse_config(text).fitters] == [
+        {"select_k": [1, 2], "tol": 1e-6},
+        {"select_k": [1, 2], "tol": 1e-8},
+    ]

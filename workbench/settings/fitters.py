@@ -235,8 +235,9 @@ class BayesOptions(FitterSettings):
     prior_mean_scale: float = Field(2.0, gt=0)
     prior_scale_scale: float = Field(1.0, gt=0)
     prior_lkj_eta: float = Field(2.0, gt=0)
-    fixed_weights: Any = None
-    fixed_covariances: Any = None
+    # a list is one value (as EM's ``fixed_*``, typed Any, are not: they need {value = [...]})
+    fixed_weights: str | list | tuple | np.ndarray | None = None
+    fixed_covariances: str | list | tuple | np.ndarray | None = None
     mode_tolerance: float = Field(1.0, gt=0)
     divergence_tolerance: float = Field(0.0, ge=0, lt=1, json_schema_extra={RULE: "in [0, 1)"})
     rhat_max: float = Field(RHAT_MAX, ge=1)
