@@ -44,7 +44,7 @@ class MissingSettings(Settings):
     unknown: ClassVar[str] = "unknown key"
     table_hint: ClassVar[str] = "a table, e.g. { mechanism = 'mcar', fraction = 0.3 }"
 
-    mechanism: Literal["mcar", "mar", "mnar"]
+    mechanism: Literal[MECHANISMS]
     fraction: float = _rule("a number in [0, 1)", ge=0, lt=1)
     strength: float = _rule("a finite number (logit per data sd)", default=2.0)
 
@@ -120,7 +120,7 @@ class MixtureSettings(DataSettings):
     separation: float = Field(3.0, ge=0)
     weights: str | list[float] = "equal"
     dirichlet_alpha: float = Field(1.0, gt=0)
-    covariance: Literal["identity", "spherical", "diag", "full"] = "spherical"
+    covariance: Literal[COVARIANCE_MODES] = "spherical"
     variances: Variances = None
     max_condition: float = Field(10.0, ge=1)
     min_variance: float = Field(0.5, gt=0)
@@ -222,7 +222,7 @@ class GaussianMixtureSettings(MixtureSettings):
     generator: ClassVar[str] = "gaussian_mixture"
     unknown: ClassVar[str] = "unknown setting for generator 'gaussian_mixture'"
     K: Count = 2
-    placement: Literal["compact", "random_box"] = "compact"
+    placement: Literal[PLACEMENTS] = "compact"
 
 
 class StudentTSettings(MixtureSettings):
