@@ -11,8 +11,8 @@ from workbench.em.fitter import EMFitter
 from workbench.em.gaussian_model import gaussian_model
 from workbench.em.loop import LoopSettings
 from workbench.em.loop import run as run_loop
-from workbench.em.options import INIT_NAMES
 from workbench.params import MixtureParams
+from workbench.settings.fitters import INIT_NAMES
 
 COV_TYPES = ["full", "diag", "spherical", "tied"]
 RESTARTS_PER_EXAMPLE = 10

@@ -9,8 +9,9 @@ import pytest
 
 from workbench.data import GENERATORS, generate
 from workbench.data.missing import calibrated_probabilities
-from workbench.experiment.config import ConfigError, parse_config
+from workbench.experiment.config import parse_config
 from workbench.experiment.design import build_design
+from workbench.experiment.spec import ConfigError
 
 
 def rng(seed: int = 0) -> np.random.Generator:

@@ -12,7 +12,8 @@
   Rubin's rules (Rubin 1987: total variance, reference t with ``(m - 1)(1 + 1/r)^2`` degrees
   of freedom, r the relative increase in variance due to nonresponse).
 
-Every EM setting of :class:`workbench.em.EMFitter` is accepted and passed on; EM runs through its
+Every EM setting of :class:`workbench.em.fitter.EMFitter` is accepted and passed on (the
+settings: :mod:`workbench.settings.fitters`); EM runs through its
 public ``fit_array`` only. The result keeps EM's fit (status, restarts, trace, its log-likelihood
 on the data it saw) and adds ``diagnostics["observed_loglik"]``, the observed-data
 log-likelihood of all rows at the fitted parameters (comparable between methods), and
@@ -25,7 +26,6 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.util
-import inspect
 import time
 from typing import Any
 
@@ -38,40 +38,30 @@ from workbench.fitters import FitResult
 from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import observed_log_likelihood
+from workbench.settings.base import build
+from workbench.settings.fitters import (
+    CompleteCaseOptions,
+    EMOptions,
+    MeanImputeOptions,
+    MiceOptions,
+)
 
 SKLEARN_MISSING = "needs scikit-learn's IterativeImputer: pip install -e '.[mice]'"
-_EM_PARAMETERS = [
-    p.replace(kind=inspect.Parameter.KEYWORD_ONLY)
-    for name, p in inspect.signature(EMFitter, eval_str=True).parameters.items()
-    if name != "method"
-]
-
-
-def _signature(*own: inspect.Parameter) -> inspect.Signature:
-    """A fitter's own keyword settings followed by every EMFitter setting (the config validation
-    reads types and list-valued settings from it)."""
-    return inspect.Signature([*own, *_EM_PARAMETERS])
-
-
-def _build_em(method: str, settings: dict[str, Any]) -> EMFitter:
-    names = {p.name for p in _EM_PARAMETERS}
-    for key, value in settings.items():
-        if key not in names:
-            raise ValueError(f"{key}={value!r}: unknown setting of the {method} fitter")
-    return EMFitter(**settings)
 
 
 class _ThenEM:
-    """Shared shape: turn the data into a complete array, then fit EM on it."""
+    """Shared shape: turn the data into a complete array, then fit EM on it. The settings are
+    checked by ``options`` (:mod:`workbench.settings.fitters`): EM's, and a method's own."""
 
     method = ""
+    options: type[EMOptions] = EMOptions
 
     def __init__(self, **settings: Any) -> None:
-        self.em = _build_em(self.method, settings)
-        self.settings = settings
+        self.settings = build(self.options, settings)
+        self.em = EMFitter(**{k: getattr(self.settings, k) for k in EMOptions.model_fields})
 
     def __repr__(self) -> str:
-        inner = ", ".join(f"{k}={v!r}" for k, v in self.settings.items())
+        inner = ", ".join(f"{k}={v!r}" for k, v in self.settings.model_dump().items())
         return f"{type(self).__name__}({inner})"
 
     def prepare(self) -> float:
@@ -112,7 +102,7 @@ class CompleteCaseEM(_ThenEM):
     Fewer complete rows than EM can use (e.g. none) raise EM's one-line ValueError."""
 
     method = "complete_case"
-    __signature__ = _signature()
+    options = CompleteCaseOptions
 
     def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
         start = time.perf_counter()
@@ -135,7 +125,7 @@ class MeanImputeEM(_ThenEM):
     """Mean imputation, then EM as if the data were complete (method ``mean_impute``)."""
 
     method = "mean_impute"
-    __signature__ = _signature()
+    options = MeanImputeOptions
 
     def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
         start = time.perf_counter()
@@ -155,27 +145,12 @@ class MiceEM(_ThenEM):
     equations per imputation (IterativeImputer's ``max_iter``)."""
 
     method = "mice"
-    __signature__ = _signature(
-        inspect.Parameter("m", inspect.Parameter.KEYWORD_ONLY, default=5, annotation=int),
-        inspect.Parameter(
-            "mice_max_iter", inspect.Parameter.KEYWORD_ONLY, default=10, annotation=int
-        ),
-    )
+    options = MiceOptions
 
-    def __init__(self, *, m: int = 5, mice_max_iter: int = 10, **settings: Any) -> None:
-        for key, value, low in (("m", m, 2), ("mice_max_iter", mice_max_iter, 1)):
-            if not (isinstance(value, int) and not isinstance(value, bool) and value >= low):
-                raise ValueError(f"{key}={value!r}: must be an integer >= {low}")
-        if settings.get("select_k"):
-            raise ValueError(
-                f"select_k={settings['select_k']!r}: not with mice (each imputed data set could "
-                "choose another K, and fits of different K do not pool)"
-            )
+    def __init__(self, **settings: Any) -> None:
+        super().__init__(**settings)
         if importlib.util.find_spec("sklearn") is None:  # found without importing it
             raise ValueError(f"method='mice': {SKLEARN_MISSING}")
-        super().__init__(**settings)
-        self.m, self.mice_max_iter = m, mice_max_iter
-        self.settings = {"m": m, "mice_max_iter": mice_max_iter, **settings}
 
     def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult:
         start = time.perf_counter()
@@ -183,11 +158,11 @@ class MiceEM(_ThenEM):
         if not np.isnan(X).any():  # nothing to impute: one EM fit
             return _finish(self._fit_em(X, dataset, rng), self.method, X, X.shape[0], start)
         imputer_class = iterative_imputer()
-        seeds = rng.integers(2**31, size=self.m)
+        seeds = rng.integers(2**31, size=self.settings.m)
         fits, filled = [], []
         for seed in seeds:
             imputer = imputer_class(
-                sample_posterior=True, max_iter=self.mice_max_iter, random_state=int(seed)
+                sample_posterior=True, max_iter=self.settings.mice_max_iter, random_state=int(seed)
             )
             filled.append(imputer.fit_transform(X))
             fits.append(self._fit_em(filled[-1], dataset, rng))

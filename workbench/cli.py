@@ -20,11 +20,12 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, NoReturn
 
-from workbench.experiment.config import NAME_RE, ConfigError, derived_name, load_config
+from workbench.experiment.config import derived_name, load_config
 from workbench.experiment.console import Progress, print_summary, steps
 from workbench.experiment.design import build_design, canonical, design_hash
 from workbench.experiment.executors import ExecutorError, make_executor
 from workbench.experiment.runner import FAILED_STATUSES, execute, make_task
+from workbench.experiment.spec import ConfigError
 from workbench.experiment.store import (
     STORE_FILE,
     DesignMismatch,
@@ -34,6 +35,7 @@ from workbench.experiment.store import (
     source_hash,
 )
 from workbench.experiment.warmup import compile_first
+from workbench.settings.experiment import NAME_RE
 
 # OS errors about a path the user chose (exit 2); any other OS error is the environment's (1).
 PATH_ERRNOS = (

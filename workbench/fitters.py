@@ -13,6 +13,7 @@ import numpy as np
 
 from workbench.data.dataset import Dataset
 from workbench.params import MixtureParams
+from workbench.settings.fitters import FITTERS
 
 
 class RestartSummary(NamedTuple):
@@ -99,27 +100,10 @@ class Fitter(Protocol):
     def fit(self, dataset: Dataset, rng: np.random.Generator) -> FitResult: ...
 
 
-# method name -> "module:factory"; imported lazily so that EM users never import PyMC.
-FITTERS: dict[str, str] = {
-    "em": "workbench.em.fitter:EMFitter",
-    "em_model": "workbench.em.model_fitter:ModelEMFitter",
-    "bayes": "workbench.bayes.fitter:BayesFitter",
-    "complete_case": "workbench.baselines:CompleteCaseEM",
-    "mean_impute": "workbench.baselines:MeanImputeEM",
-    "mice": "workbench.baselines:MiceEM",
-}
-# Methods that fit data with missing values (NaN); the config validation refuses other methods
-# on a data block that sets ``missing``.
-MISSING_DATA_METHODS: tuple[str, ...] = ("em", "bayes", "complete_case", "mean_impute", "mice")
-
-
-# method name -> "module:class" of its settings alone, where importing the fitter would load
-# compiled code: ``workbench validate`` checks settings against these.
-SETTINGS_SCHEMAS: dict[str, str] = {"em": "workbench.em.options:EMOptions"}
-
-
 def build_fitter(method: str, settings: dict[str, Any] | None = None) -> Fitter:
-    """Construct the fitter registered under ``method`` with keyword ``settings``."""
+    """Construct the fitter registered under ``method`` (``FITTERS``, "module:factory", of
+    :mod:`workbench.settings.fitters`; the factory is imported here, so that EM users never
+    import PyMC) with keyword ``settings``."""
     if method not in FITTERS:
         raise ValueError(f"method={method!r}: expected one of {', '.join(sorted(FITTERS))}")
     module_name, factory_name = FITTERS[method].split(":")

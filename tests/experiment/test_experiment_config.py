@@ -7,13 +7,13 @@ import pytest
 
 from workbench.cli import main
 from workbench.experiment.config import (
-    ConfigError,
     apply_overrides,
-    expand_grid,
     load_config,
     parse_config,
     parse_override,
 )
+from workbench.experiment.grid import expand_grid
+from workbench.experiment.spec import ConfigError
 
 BASE = """
 [experiment]
@@ -355,7 +355,7 @@ def test_shipped_experiments_validate(capsys):
 
 def test_labels_tell_apart_points_whose_keys_differ():
     """A key missing from the first point still distinguishes the others (no merged labels)."""
-    from workbench.experiment.config import _varying_label
+    from workbench.experiment.grid import varying_label as _varying_label
 
     points = [
         {"generator": "gaussian_mixture", "K": 2},
@@ -371,7 +371,7 @@ def test_report_sections_are_the_reports_own(write_config):
     config without ``[report] sections`` gets the sections the report then shows (every
     generic one), not a default nobody reads."""
     from workbench import report
-    from workbench.experiment.config import REPORT_SECTIONS
+    from workbench.settings.experiment import REPORT_SECTIONS
 
     assert set(REPORT_SECTIONS) == set(report.SECTIONS)
     assert load_config(write_config(BASE)).report_sections == tuple(report.DEFAULT_SECTIONS)

@@ -12,7 +12,7 @@ from experiment_fakes import SMALL
 
 from workbench.cli import main
 from workbench.experiment.runner import CellTimeout, time_limit
-from workbench.experiment.store import load_table, without_timings
+from workbench.experiment.tables import load_table, without_timings
 
 EM_GRID = SMALL.replace(
     "K = 2\nd = 1\nseparation = [1.5, 3.0]",

@@ -13,7 +13,8 @@ import pandas as pd
 from experiment_fakes import SMALL
 
 from workbench.cli import main
-from workbench.experiment.store import STORE_FILE, load_table, without_timings
+from workbench.experiment.store import STORE_FILE
+from workbench.experiment.tables import load_table, without_timings
 
 SCRIPT = (
     "import sys; from workbench import fitters; "

@@ -12,7 +12,8 @@ import pytest
 from experiment_fakes import SMALL
 
 from workbench.cli import main
-from workbench.experiment.store import STORE_FILE, load_table, without_timings
+from workbench.experiment.store import STORE_FILE
+from workbench.experiment.tables import load_table, without_timings
 
 
 def run(capsys, *args):

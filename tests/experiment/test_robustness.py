@@ -28,9 +28,10 @@ from workbench.cli import main
 from workbench.data import generate
 from workbench.em import loop
 from workbench.em.fitter import EMFitter
-from workbench.experiment.config import ConfigError, parse_config
+from workbench.experiment.config import parse_config
 from workbench.experiment.design import build_design
 from workbench.experiment.runner import make_task, run_cell
+from workbench.experiment.spec import ConfigError
 from workbench.experiment.store import STORE_FILE, Store
 from workbench.fitters import FitResult
 

@@ -14,16 +14,15 @@ from scipy.optimize import linear_sum_assignment
 from workbench.bayes.models import Draws
 from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams
+from workbench.settings.fitters import ESS_PER_CHAIN_MIN, RHAT_MAX
 
 if TYPE_CHECKING:
     import xarray as xr
 
-# Every status a Bayes fit can have (``classify`` documents the order of the checks), and the
-# convergence thresholds of Vehtari et al. (2021), the defaults of BayesFitter's ``rhat_max`` and
-# ``ess_per_chain_min``.
+# Every status a Bayes fit can have (``classify`` documents the order of the checks). The
+# convergence thresholds of Vehtari et al. (2021), RHAT_MAX and ESS_PER_CHAIN_MIN, are the
+# defaults of BayesFitter's ``rhat_max`` and ``ess_per_chain_min`` (workbench.settings.fitters).
 STATUSES = ("ok", "not_converged", "label_switching", "multimodal", "divergent")
-RHAT_MAX = 1.01
-ESS_PER_CHAIN_MIN = 100.0
 _EXHAUSTIVE_MAX_K = 5  # up to K! = 120 permutations, solve the assignment by enumeration
 
 

@@ -15,18 +15,14 @@ import numpy as np
 
 from workbench.bayes import diagnostics as dg
 from workbench.bayes import missing as incomplete
-from workbench.bayes.models import (
-    COVARIANCE_TYPES,
-    IDENTIFIABILITY,
-    Draws,
-    ModelSpec,
-    posterior_draws,
-)
-from workbench.bayes.sampling import SAMPLERS, compile_model, get_compiled, sample
+from workbench.bayes.models import Draws, ModelSpec, posterior_draws
+from workbench.bayes.sampling import compile_model, get_compiled, sample
 from workbench.data.dataset import Dataset
 from workbench.fitters import FitResult
 from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import observed_log_likelihood
+from workbench.settings.base import OneLineErrors
+from workbench.settings.fitters import BayesOptions
 
 if TYPE_CHECKING:  # arviz loads on first fit, so `workbench validate` stays light
     import arviz as az
@@ -36,16 +32,9 @@ def _fail(key: str, value: Any, why: str) -> None:
     raise ValueError(f"{key}={value!r}: {why}")
 
 
-def _is_int(value: Any, low: int) -> bool:
-    return isinstance(value, int | np.integer) and not isinstance(value, bool) and value >= low
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
-
-
-class BayesFitter:
-    """PyMC Gaussian mixture sampled with NUTS (nutpie or PyMC).
+class BayesFitter(OneLineErrors, BayesOptions):
+    """PyMC Gaussian mixture sampled with NUTS (nutpie or PyMC); its settings are declared and
+    checked by :class:`workbench.settings.fitters.BayesOptions`.
 
     n_components: K (default: the data set's ``n_components_to_fit``). identifiability:
     ``ordered`` (1-D: ordered means; d > 1: relabelling to a pivot) or ``none`` (exchangeable;
@@ -80,101 +69,10 @@ class BayesFitter:
     (``sampler="pymc"``: ``pm.sample`` compiles on every call, so that cost stays in wall_time.)
     """
 
-    method = "bayes"
-
-    def __init__(
-        self,
-        *,
-        n_components: int | None = None,
-        identifiability: str = "ordered",
-        sampler: str = "nutpie",
-        chains: int = 4,
-        draws: int = 1000,
-        tune: int = 1000,
-        target_accept: float = 0.9,
-        max_treedepth: int = 10,
-        cores: int | None = None,
-        interval_level: float = 0.9,
-        standardize: bool = True,
-        prior_weights_alpha: float = 1.0,
-        prior_mean_loc: float = 0.0,
-        prior_mean_scale: float = 2.0,
-        prior_scale_scale: float = 1.0,
-        prior_lkj_eta: float = 2.0,
-        fixed_weights: str | list | None = None,
-        fixed_covariances: str | list | None = None,
-        mode_tolerance: float = 1.0,
-        divergence_tolerance: float = 0.0,
-        rhat_max: float = dg.RHAT_MAX,
-        ess_per_chain_min: float = dg.ESS_PER_CHAIN_MIN,
-        keep_posterior: bool = True,
-        covariance_type: str = "full",
-        missing: str = "marginalise",
-        missing_patterns: str = "present",
-        imputation_draws: int = 200,
-        **unknown: Any,
-    ) -> None:
-        settings = {k: v for k, v in locals().items() if k not in ("self", "unknown")}
-        for key, value in unknown.items():
-            _fail(key, value, "unknown setting of the bayes fitter")
-        if n_components is not None and not _is_int(n_components, 1):
-            _fail("n_components", n_components, "must be an integer >= 1")
-        if identifiability not in IDENTIFIABILITY:
-            _fail("identifiability", identifiability, f"expected one of {IDENTIFIABILITY}")
-        if sampler not in SAMPLERS:
-            _fail("sampler", sampler, f"expected one of {SAMPLERS}")
-        if covariance_type not in COVARIANCE_TYPES:
-            _fail("covariance_type", covariance_type, f"expected one of {COVARIANCE_TYPES}")
-        if missing not in incomplete.MISSING_MODES:
-            _fail("missing", missing, f"expected one of {incomplete.MISSING_MODES}")
-        if missing_patterns not in incomplete.PATTERN_SETS:
-            sets = incomplete.PATTERN_SETS
-            _fail("missing_patterns", missing_patterns, f"expected one of {sets}")
-        if not _is_int(imputation_draws, 1):
-            _fail("imputation_draws", imputation_draws, "must be an integer >= 1")
-        for key, value, low in (("chains", chains, 1), ("draws", draws, 1), ("tune", tune, 0)):
-            if not _is_int(value, low):
-                _fail(key, value, f"must be an integer >= {low}")
-        if not _is_int(max_treedepth, 1):
-            _fail("max_treedepth", max_treedepth, "must be an integer >= 1")
-        if cores is not None and not _is_int(cores, 1):
-            _fail("cores", cores, "must be an integer >= 1")
-        for key, value in (("target_accept", target_accept), ("interval_level", interval_level)):
-            if not (_is_number(value) and 0 < value < 1):
-                _fail(key, value, "must be a number strictly between 0 and 1")
-        positive = {
-            "prior_weights_alpha": prior_weights_alpha,
-            "prior_mean_scale": prior_mean_scale,
-            "prior_scale_scale": prior_scale_scale,
-            "prior_lkj_eta": prior_lkj_eta,
-            "mode_tolerance": mode_tolerance,
-        }
-        for key, value in positive.items():
-            if not (_is_number(value) and np.isfinite(value) and value > 0):
-                _fail(key, value, "must be a positive number")
-        if not (_is_number(prior_mean_loc) and np.isfinite(prior_mean_loc)):
-            _fail("prior_mean_loc", prior_mean_loc, "must be a finite number")
-        if not (_is_number(divergence_tolerance) and 0 <= divergence_tolerance < 1):
-            _fail("divergence_tolerance", divergence_tolerance, "must be in [0, 1)")
-        if not (_is_number(rhat_max) and np.isfinite(rhat_max) and rhat_max >= 1):
-            _fail("rhat_max", rhat_max, "must be a finite number >= 1")
-        if not (_is_number(ess_per_chain_min) and 0 <= ess_per_chain_min < np.inf):
-            _fail("ess_per_chain_min", ess_per_chain_min, "must be a finite number >= 0")
-        for key, value in (("standardize", standardize), ("keep_posterior", keep_posterior)):
-            if not isinstance(value, bool):
-                _fail(key, value, "must be true or false")
-        _check_fixed("fixed_weights", fixed_weights)
-        _check_fixed("fixed_covariances", fixed_covariances)
-        if isinstance(fixed_weights, list | tuple | np.ndarray):
-            w = np.asarray(fixed_weights, dtype=float)
-            if w.ndim != 1 or np.any(w <= 0) or abs(w.sum() - 1) > 1e-6:
-                _fail("fixed_weights", fixed_weights, "must be positive and sum to 1")
-        self.settings: dict[str, Any] = settings
-        for key, value in settings.items():
-            setattr(self, key, value)
-
-    def __repr__(self) -> str:
-        return f"BayesFitter({', '.join(f'{k}={v!r}' for k, v in self.settings.items())})"
+    @property
+    def settings(self) -> dict[str, Any]:
+        """Every setting by name (given or default)."""
+        return self.model_dump()
 
     # ------------------------------------------------------------------------------------------
     def spec(self, K: int, d: int) -> ModelSpec:
@@ -433,19 +331,6 @@ def _labels_known(data: dict[str, np.ndarray]) -> bool:
     """Whether known weights or covariances differ between components (they name the labels)."""
     known = [data[k] for k in ("w_fixed", "sigma_fixed", "chol_fixed") if k in data]
     return any(len(v) > 1 and not np.allclose(v, v[:1]) for v in known)
-
-
-def _check_fixed(key: str, value: Any) -> None:
-    if value is None or (isinstance(value, str) and value == "truth"):
-        return
-    if not isinstance(value, list | tuple | np.ndarray):
-        _fail(key, value, "expected a list of values or 'truth'")
-    try:
-        arr = np.asarray(value, dtype=float)
-    except (TypeError, ValueError):
-        _fail(key, value, "must be numbers")
-    if arr.size == 0 or not np.all(np.isfinite(arr)):
-        _fail(key, value, "must be finite numbers")
 
 
 def _from_truth(truth: MixtureParams | None, K: int, d: int, key: str) -> MixtureParams:

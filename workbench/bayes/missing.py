@@ -42,8 +42,6 @@ if TYPE_CHECKING:
     import pymc as pm
     import pytensor.tensor as pt
 
-MISSING_MODES = ("marginalise", "impute")
-PATTERN_SETS = ("present", "all")
 MAX_ALL_PATTERNS = 255  # "all" patterns up to d = 8
 IMPUTED_NAME = "obs_unobserved"  # PyMC's name for the latent missing values of "obs"
 

@@ -35,9 +35,6 @@ if TYPE_CHECKING:  # pymc and pytensor load only when a model is built (fast `wo
     import pymc as pm
     import pytensor.tensor as pt
 
-IDENTIFIABILITY = ("ordered", "none")
-COVARIANCE_TYPES = ("full", "diag")
-
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -114,15 +111,16 @@ def build_model(spec: ModelSpec, data: dict[str, np.ndarray] | None = None) -> p
     data: "x" (n,) for d = 1 or (n, d); "w_fixed" (K,) when weights are known (or K = 1);
     "sigma_fixed" (K,) (d = 1) or "chol_fixed" (K, d, d) lower Cholesky factors when covariances
     are known. All standardised. Placeholders are used when ``data`` is None. A spec with
-    patterns or diagonal covariances is built by ``missing.build_marginal_model`` (data
-    "x_0", "x_1", ... per pattern instead of "x").
+    patterns or diagonal covariances is ``missing.build_marginal_model``'s (data "x_0", "x_1",
+    ... per pattern instead of "x"; :func:`workbench.bayes.sampling.model_of` chooses).
     """
     import pymc as pm
 
     if spec.patterns is not None or spec.diagonal:
-        from workbench.bayes.missing import build_marginal_model
-
-        return build_marginal_model(spec, data)
+        raise ValueError(
+            f"spec={spec!r}: patterns or diagonal covariances: build it with "
+            "workbench.bayes.missing.build_marginal_model"
+        )
 
     data = placeholder_data(spec) if data is None else data
     K, d = spec.n_components, spec.n_features

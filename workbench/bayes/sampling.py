@@ -24,13 +24,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from workbench.bayes.missing import build_marginal_model
 from workbench.bayes.models import ModelSpec, build_model
+from workbench.settings.fitters import SAMPLERS
 
 if TYPE_CHECKING:  # loaded only when sampling (fast `workbench --help` and `validate`)
     import arviz as az
     import pymc as pm
-
-SAMPLERS = ("nutpie", "pymc")
 
 
 @dataclass
@@ -52,6 +52,15 @@ _CACHE: dict[tuple[ModelSpec, str], CompiledMixture] = {}
 _LOCK = threading.Lock()
 
 
+def model_of(spec: ModelSpec) -> pm.Model:
+    """The PyMC model of ``spec`` (placeholder data): the marginalised model
+    (:func:`workbench.bayes.missing.build_marginal_model`) for a spec with missingness patterns
+    or diagonal covariances, else :func:`workbench.bayes.models.build_model`."""
+    if spec.patterns is not None or spec.diagonal:
+        return build_marginal_model(spec)
+    return build_model(spec)
+
+
 def get_compiled(spec: ModelSpec, sampler: str = "nutpie") -> tuple[CompiledMixture, bool]:
     """The cached compiled model for ``(spec, sampler)``, compiling it on first use.
 
@@ -64,7 +73,7 @@ def get_compiled(spec: ModelSpec, sampler: str = "nutpie") -> tuple[CompiledMixt
         if key in _CACHE:
             return _CACHE[key], True
         start = time.perf_counter()
-        model = build_model(spec)
+        model = model_of(spec)
         entry = compile_model(spec, sampler, model)
         entry.compile_seconds = time.perf_counter() - start  # building the graph included
         _CACHE[key] = entry

@@ -7,10 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from workbench.params import MixtureParams
-
-# Largest |value| a data set may hold: squared distances and scatter sums of larger values
-# overflow float64 (and k-means++ seeding then crashes the interpreter inside scipy).
-MAX_ABS_DATA = 1e100
+from workbench.settings.data import MAX_ABS_DATA
 
 
 def check_carried(X: np.ndarray, truth: MixtureParams, what: str) -> None:

@@ -7,42 +7,32 @@ whose densities still overlap: the c-separation is 4, the Delta = 4 row of the r
 convergence-rate table (EM rate 0.725 with all five parameters free).
 """
 
+from typing import Any
+
 import numpy as np
 
 from workbench.data.dataset import Dataset
-from workbench.data.gaussian import bad_setting, check_int, check_number, generator_info
+from workbench.data.gaussian import generator_info
 from workbench.params import MixtureParams
+from workbench.settings.base import build
+from workbench.settings.data import FoundingSettings
 
 COLOURS = ("red", "green")
 
 
-def founding_example(
-    rng: np.random.Generator,
-    *,
-    n: int = 9,
-    mu1: float = -2.0,
-    sigma1: float = 1.0,
-    mu2: float = 2.0,
-    sigma2: float = 1.0,
-    weight1: float = 0.5,
-) -> Dataset:
+def founding_example(rng: np.random.Generator, **settings: Any) -> Dataset:
     """n >= 2 points on a line from N(mu1, sigma1^2) (label 0, red) and N(mu2, sigma2^2) (label 1,
-    green), with weight1 in (0, 1) on the red component.
+    green), with weight1 in (0, 1) on the red component (settings:
+    :class:`workbench.settings.data.FoundingSettings`; defaults n = 9, means -2 and 2, unit
+    standard deviations, weight1 = 0.5).
 
     Stratified so a small set always shows both groups: exactly round(weight1 * n) points (half
     rounded up, clipped to 1 .. n - 1) are red, the rest green. X (n, 1) is sorted ascending, so
     points read z1 .. zn left to right. Truth: weights (weight1, 1 - weight1), means (mu1, mu2),
     full covariances (2, 1, 1) of sigma^2 (data units squared).
     """
-    settings = {k: v for k, v in locals().items() if k != "rng"}
-    n = check_int("n", n, minimum=2)
-    mu1 = check_number("mu1", mu1)
-    mu2 = check_number("mu2", mu2)
-    sigma1 = check_number("sigma1", sigma1, minimum=0.0, strict=True)
-    sigma2 = check_number("sigma2", sigma2, minimum=0.0, strict=True)
-    weight1 = check_number("weight1", weight1, minimum=0.0, strict=True)
-    if weight1 >= 1.0:
-        raise bad_setting("weight1", weight1, "must lie strictly between 0 and 1")
+    s = build(FoundingSettings, settings)
+    n, mu1, mu2, sigma1, sigma2, weight1 = s.n, s.mu1, s.mu2, s.sigma1, s.sigma2, s.weight1
     n_red = int(np.clip(np.floor(weight1 * n + 0.5), 1, n - 1))
     z = rng.standard_normal(n)
     labels = np.repeat([0, 1], [n_red, n - n_red])
@@ -56,7 +46,7 @@ def founding_example(
     )
     info = generator_info(
         "founding",
-        settings,
+        s.model_dump(),
         family="gaussian",
         colours=list(COLOURS),
         n_per_component=[n_red, n - n_red],

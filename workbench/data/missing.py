@@ -16,6 +16,7 @@ uniform (n, d) matrix ``U`` is drawn; coordinate (i, j) is missing when ``U[i, j
   that assumes MAR).
 
 ``strength`` (logit change per data standard deviation, default 2) is not used by ``mcar``.
+The table's keys and values are checked by :class:`workbench.settings.data.MissingSettings`.
 Rows with every coordinate missing are removed (their number is ``Dataset.n_rows_excluded``;
 an MAR mask never makes one). The Dataset then carries ``X`` with NaN where missing, ``mask``
 (bool (n, d), True = missing) and ``X_complete`` (the true values, for evaluation only).
@@ -24,57 +25,13 @@ an MAR mask never makes one). The Dataset then carries ``X`` with NaN where miss
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import numpy as np
 from scipy.optimize import brentq
 from scipy.special import expit
 
 from workbench.data.dataset import Dataset
-
-MECHANISMS = ("mcar", "mar", "mnar")
-MISSING_KEYS = ("mechanism", "fraction", "strength")
-DEFAULT_STRENGTH = 2.0
-
-
-def _bad(key: str, value: Any, why: str) -> ValueError:
-    text = repr(value)
-    text = text if len(text) <= 60 else text[:57] + "..."
-    return ValueError(f"missing.{key}={text}: {why}")
-
-
-def check_missing(missing: Any, d: int | None = None) -> dict[str, Any]:
-    """The ``missing`` table checked and completed: {mechanism, fraction, strength}.
-
-    d: the data's dimension when known (``mar`` needs d >= 2). One-line ValueError otherwise.
-    """
-    if not isinstance(missing, dict):
-        raise ValueError(
-            f"missing={missing!r}: must be a table, e.g. {{ mechanism = 'mcar', fraction = 0.3 }}"
-        )
-    for key, value in missing.items():
-        if key not in MISSING_KEYS:
-            raise _bad(key, value, f"unknown key (expected one of {', '.join(MISSING_KEYS)})")
-    if "mechanism" not in missing:
-        raise ValueError(f"missing.mechanism: required, one of {', '.join(MECHANISMS)}")
-    mechanism = missing["mechanism"]
-    if mechanism not in MECHANISMS:
-        raise _bad("mechanism", mechanism, f"expected one of {', '.join(MECHANISMS)}")
-    if "fraction" not in missing:
-        raise ValueError("missing.fraction: required, a number in [0, 1)")
-    fraction = missing["fraction"]
-    if not (_is_real(fraction) and 0 <= fraction < 1):
-        raise _bad("fraction", fraction, "must be a number in [0, 1)")
-    strength = missing.get("strength", DEFAULT_STRENGTH)
-    if not (_is_real(strength) and np.isfinite(strength)):
-        raise _bad("strength", strength, "must be a finite number (logit per data sd)")
-    if mechanism == "mar" and d is not None and d < 2:
-        raise _bad("mechanism", mechanism, f"needs d >= 2 (feature 0 stays observed), not d={d}")
-    return {"mechanism": mechanism, "fraction": float(fraction), "strength": float(strength)}
-
-
-def _is_real(value: Any) -> bool:
-    return isinstance(value, int | float | np.number) and not isinstance(value, bool)
+from workbench.settings.data import MissingSettings, check_mar
 
 
 def calibrated_probabilities(score: np.ndarray, fraction: float, strength: float) -> np.ndarray:
@@ -122,8 +79,8 @@ def draw_mask(
     return u < missing_probabilities(X, mechanism, fraction, strength)
 
 
-def apply_missing(dataset: Dataset, rng: np.random.Generator, missing: dict[str, Any]) -> Dataset:
-    """``dataset`` with values removed as ``missing`` says (module docstring).
+def apply_missing(dataset: Dataset, rng: np.random.Generator, missing: MissingSettings) -> Dataset:
+    """``dataset`` with values removed as ``missing`` (checked settings) says (module docstring).
 
     Rows with every coordinate missing are excluded (X, labels, mask, X_complete lose them);
     the returned Dataset has X with NaN where missing, ``mask``, ``X_complete`` and
@@ -131,7 +88,8 @@ def apply_missing(dataset: Dataset, rng: np.random.Generator, missing: dict[str,
     ``fraction_drawn`` (missing coordinates among all drawn, before exclusion) and
     ``fraction_achieved`` (among the rows kept).
     """
-    settings = check_missing(missing, dataset.d)
+    check_mar(missing, dataset.d)
+    settings = missing.model_dump()
     complete = np.asarray(dataset.X, dtype=float)
     drawn = draw_mask(complete, rng, **settings)
     keep = ~drawn.all(axis=1)

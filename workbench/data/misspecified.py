@@ -20,39 +20,35 @@ from typing import Any
 import numpy as np
 
 from workbench.data.dataset import Dataset
-from workbench.data.gaussian import (
-    TRUTH_SETTINGS,
-    check_int,
-    check_n,
-    check_number,
-    distance_info,
-    gaussian_mixture,
-    generator_info,
-    mixture_truth,
-)
+from workbench.data.gaussian import distance_info, generator_info, mixture_truth
 from workbench.params import MixtureParams
+from workbench.settings.base import build
+from workbench.settings.data import (
+    GaussianMixtureSettings,
+    MixtureSettings,
+    SkewNormalSettings,
+    StudentTSettings,
+    UniformSettings,
+    WrongKSettings,
+)
 
-Variances = list[float] | list[list[float]] | list[list[list[float]]] | None
 SQRT3 = float(np.sqrt(3.0))
 
 
 def _moment_matched(
     rng: np.random.Generator,
-    generator: str,
-    settings: dict[str, Any],
+    s: MixtureSettings,
     draw: Callable[[np.random.Generator, MixtureParams, np.ndarray], tuple[np.ndarray, dict]],
 ) -> Dataset:
-    """Validate, draw the Gaussian summary and labels, then the family's points via ``draw``.
+    """Draw the Gaussian summary and labels, then the family's points via ``draw``.
 
     draw(rng, truth, labels) returns X (n, d) and the family's info entries.
     """
-    K = check_int("K", settings["K"])
-    n = check_n(settings["n"], K)
-    truth = mixture_truth(rng, **{k: settings[k] for k in TRUTH_SETTINGS})
-    labels = rng.choice(K, size=n, p=truth.weights)
+    truth = mixture_truth(rng, s)
+    labels = rng.choice(s.K, size=s.n, p=truth.weights)
     X, family_info = draw(rng, truth, labels)
-    info = generator_info(generator, settings, **family_info, **distance_info(truth))
-    return Dataset(X=X, labels=labels, truth=truth, n_components_to_fit=K, info=info)
+    info = generator_info(s.generator, s.model_dump(), **family_info, **distance_info(truth))
+    return Dataset(X=X, labels=labels, truth=truth, n_components_to_fit=s.K, info=info)
 
 
 def _apply(scale_matrices: np.ndarray, labels: np.ndarray, u: np.ndarray) -> np.ndarray:
@@ -60,22 +56,7 @@ def _apply(scale_matrices: np.ndarray, labels: np.ndarray, u: np.ndarray) -> np.
     return np.einsum("nij,nj->ni", scale_matrices[labels], u)
 
 
-def student_t_mixture(
-    rng: np.random.Generator,
-    *,
-    n: int = 500,
-    K: int = 2,
-    d: int = 1,
-    separation: float = 3.0,
-    df: float = 3.0,
-    weights: str | list[float] = "equal",
-    dirichlet_alpha: float = 1.0,
-    covariance: str = "spherical",
-    variances: Variances = None,
-    max_condition: float = 10.0,
-    min_variance: float = 0.5,
-    max_variance: float = 2.0,
-) -> Dataset:
+def student_t_mixture(rng: np.random.Generator, **settings: Any) -> Dataset:
     """Multivariate Student-t components with df > 0 degrees of freedom (heavy tails).
 
     x = mu_k + sqrt(df / W) L_k z, z ~ N(0, I_d), W ~ chi2(df), L_k L_k^T = S_k (scale matrix).
@@ -84,8 +65,8 @@ def student_t_mixture(
     (info['truth_covariances'] = 'scale'). Other settings as in ``gaussian_mixture``.
     info: family 'student_t', df, locations = means, scales = S (K, d, d).
     """
-    settings = {k: v for k, v in locals().items() if k != "rng"}
-    df = check_number("df", df, minimum=0.0, strict=True)
+    s = build(StudentTSettings, settings)
+    df = s.df
 
     def draw(rng: np.random.Generator, truth: MixtureParams, labels: np.ndarray):
         factor = (df - 2.0) / df if df > 2.0 else 1.0
@@ -104,7 +85,7 @@ def student_t_mixture(
             "scale_matrices": chol,
         }
 
-    return _moment_matched(rng, "student_t", settings, draw)
+    return _moment_matched(rng, s, draw)
 
 
 def skew_normal_moments(alpha: float) -> tuple[float, float]:
@@ -114,22 +95,7 @@ def skew_normal_moments(alpha: float) -> tuple[float, float]:
     return float(mean), float(np.sqrt(1.0 - mean**2))
 
 
-def skew_normal_mixture(
-    rng: np.random.Generator,
-    *,
-    n: int = 500,
-    K: int = 2,
-    d: int = 1,
-    separation: float = 3.0,
-    skew_alpha: float = 4.0,
-    weights: str | list[float] = "equal",
-    dirichlet_alpha: float = 1.0,
-    covariance: str = "spherical",
-    variances: Variances = None,
-    max_condition: float = 10.0,
-    min_variance: float = 0.5,
-    max_variance: float = 2.0,
-) -> Dataset:
+def skew_normal_mixture(rng: np.random.Generator, **settings: Any) -> Dataset:
     """Skew-normal components: independent SN(alpha) coordinates, moment-matched to the truth.
 
     skew_alpha: the skew-normal shape alpha (scipy.stats.skewnorm's ``a``), any real; 0 is
@@ -140,8 +106,8 @@ def skew_normal_mixture(
     info: family 'skew_normal', skew_alpha, locations (K, d) and scale_matrices (K, d, d) with
     x = location + scale_matrix @ u.
     """
-    settings = {k: v for k, v in locals().items() if k != "rng"}
-    alpha = check_number("skew_alpha", skew_alpha)
+    s = build(SkewNormalSettings, settings)
+    alpha = s.skew_alpha
 
     def draw(rng: np.random.Generator, truth: MixtureParams, labels: np.ndarray):
         delta = alpha / np.sqrt(1.0 + alpha**2)
@@ -160,24 +126,10 @@ def skew_normal_mixture(
             "scale_matrices": chol / sd,
         }
 
-    return _moment_matched(rng, "skew_normal", settings, draw)
+    return _moment_matched(rng, s, draw)
 
 
-def uniform_mixture(
-    rng: np.random.Generator,
-    *,
-    n: int = 500,
-    K: int = 2,
-    d: int = 1,
-    separation: float = 3.0,
-    weights: str | list[float] = "equal",
-    dirichlet_alpha: float = 1.0,
-    covariance: str = "spherical",
-    variances: Variances = None,
-    max_condition: float = 10.0,
-    min_variance: float = 0.5,
-    max_variance: float = 2.0,
-) -> Dataset:
+def uniform_mixture(rng: np.random.Generator, **settings: Any) -> Dataset:
     """Uniform components: each is uniform on a box with mean mu_k and covariance Sigma_k.
 
     The box is centred at mu_k, its axes are the eigenvectors of Sigma_k and its half-widths are
@@ -185,7 +137,7 @@ def uniform_mixture(
     info: family 'uniform', locations = centres (K, d), half_widths (K, d), scale_matrices
     (K, d, d) with x = location + scale_matrix @ u, u ~ U[-1, 1]^d.
     """
-    settings = {k: v for k, v in locals().items() if k != "rng"}
+    s = build(UniformSettings, settings)
 
     def draw(rng: np.random.Generator, truth: MixtureParams, labels: np.ndarray):
         eig, axes = np.linalg.eigh(truth.full_covariances())
@@ -202,39 +154,19 @@ def uniform_mixture(
             "scale_matrices": scale_matrices,
         }
 
-    return _moment_matched(rng, "uniform", settings, draw)
+    return _moment_matched(rng, s, draw)
 
 
-def wrong_k_mixture(
-    rng: np.random.Generator,
-    *,
-    n: int = 500,
-    K_true: int = 3,
-    K_fit: int = 2,
-    d: int = 1,
-    separation: float = 3.0,
-    weights: str | list[float] = "equal",
-    dirichlet_alpha: float = 1.0,
-    covariance: str = "spherical",
-    variances: Variances = None,
-    max_condition: float = 10.0,
-    min_variance: float = 0.5,
-    max_variance: float = 2.0,
-) -> Dataset:
+def wrong_k_mixture(rng: np.random.Generator, **settings: Any) -> Dataset:
     """A Gaussian mixture with K_true components, to be fitted with K_fit components.
 
     Exactly ``gaussian_mixture`` with K = K_true (truth has K_true components; weights and
     variances are per true component); n_components_to_fit = K_fit. K_fit = K_true is allowed
     (a control cell in a grid over K_fit).
     """
-    settings = {k: v for k, v in locals().items() if k != "rng"}
-    K_true = check_int("K_true", K_true)
-    check_n(n, K_true, "K_true")
-    K_fit = check_int("K_fit", K_fit)
-    check_n(n, K_fit, "K_fit")
-    common = {k: v for k, v in settings.items() if k not in ("K_true", "K_fit")}
-    data = gaussian_mixture(rng, K=K_true, **common)
-    info = generator_info("wrong_k", settings, family="gaussian", **distance_info(data.truth))
-    return Dataset(
-        X=data.X, labels=data.labels, truth=data.truth, n_components_to_fit=K_fit, info=info
-    )
+    s = build(WrongKSettings, settings)
+    common = {k: v for k, v in s.model_dump().items() if k not in ("K_true", "K_fit")}
+    truth = mixture_truth(rng, build(GaussianMixtureSettings, {"K": s.K_true, **common}))
+    X, labels = truth.sample(s.n, rng)
+    info = generator_info("wrong_k", s.model_dump(), family="gaussian", **distance_info(truth))
+    return Dataset(X=X, labels=labels, truth=truth, n_components_to_fit=s.K_fit, info=info)

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from workbench.data.dataset import MAX_ABS_DATA, Dataset
+from workbench.data.dataset import Dataset
 from workbench.em import reference as bank
 from workbench.em.covariance import MISSING_TYPES
 from workbench.em.covariance.registry import strategy
@@ -24,17 +24,19 @@ from workbench.em.fit import (
     warm,
 )
 from workbench.em.init import INITS, mean_imputed, small_em
-from workbench.em.options import EMOptions, _check, _is_int
 from workbench.em.theory import dm_rate, trace_rate
 from workbench.em.uncertainty import wald_intervals
 from workbench.fitters import BestKnown, FitResult, PolishedRestarts, RestartSummary
 from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import impute_conditional_mean
+from workbench.settings.base import OneLineErrors, build
+from workbench.settings.data import MAX_ABS_DATA
+from workbench.settings.fitters import EMOptions
 
 
-class EMFitter(EMOptions):
+class EMFitter(OneLineErrors, EMOptions):
     """Maximum-likelihood (or MAP) EM for a Gaussian mixture, with R batched restarts; the
-    settings and their checks: :class:`workbench.em.options.EMOptions`."""
+    settings and their checks: :class:`workbench.settings.fitters.EMOptions`."""
 
     def prepare(self) -> float:
         """Load the compiled EM loop (once per process), so that a runner can do it
@@ -85,8 +87,7 @@ class EMFitter(EMOptions):
             n_components = self.n_components or (truth.n_components if truth else None)
         if n_components is None:
             raise ValueError("n_components: required when there is no truth to take it from")
-        _check(_is_int(n_components, 1), "n_components", n_components, "must be an integer >= 1")
-        K = int(n_components)
+        K = build(EMOptions, {"n_components": n_components}).n_components
         X_given = X
         X, dropped = self._missing_values(X)
         X_start = mean_imputed(X)  # starts (and the checks) on complete data
@@ -95,7 +96,7 @@ class EMFitter(EMOptions):
         settings = self.settings(X_start, K, truth)
         split = splits_passes(X, K, self.covariance_type)
         compile_time = warm(self.covariance_type, split)  # compiled code, outside wall_time
-        if self.symmetric_means and K != 2:
+        if self.symmetric_means and K != 2:  # the data's K (a K set in the settings: checked)
             raise ValueError(f"symmetric_means=True: needs n_components=2, not {K}")
         weights, means, covs = self._starts(X_start, K, truth, settings, rng)
         if self.symmetric_means:

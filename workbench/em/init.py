@@ -34,8 +34,8 @@ from scipy.cluster.vq import kmeans2
 from workbench.em.covariance import variance_scale
 from workbench.em.covariance.registry import strategy
 from workbench.em.fit import EMSettings, init_state, run_em
-from workbench.em.options import START_NAMES
 from workbench.gaussian import full_covariances
+from workbench.settings.fitters import START_NAMES
 
 Start = tuple[np.ndarray, np.ndarray, np.ndarray]
 

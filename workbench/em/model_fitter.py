@@ -12,7 +12,6 @@ K) is method ``em``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,42 +22,21 @@ from workbench.em import derivatives, gaussian_family, loop
 from workbench.em.model import get_model, registered
 from workbench.em.theory import trace_rate
 from workbench.fitters import FitResult, RestartSummary
+from workbench.settings.base import OneLineErrors
+from workbench.settings.fitters import ModelEMOptions
 
 _PREPARED: set[tuple] = set()
 __all__ = ["ModelEMFitter", "gaussian_family"]  # the Gaussian family registers on import
 
 
-@dataclass(frozen=True)
-class ModelEMFitter:
-    """EM for the registered model ``model`` (options: the family's, e.g. covariance_type).
+class ModelEMFitter(OneLineErrors, ModelEMOptions):
+    """EM for the registered model ``model``; the settings and their checks:
+    :class:`workbench.settings.fitters.ModelEMOptions`. Whether ``model`` is registered, with
+    ``options`` it takes, is checked here, where the registry is (:mod:`workbench.em.model`)."""
 
-    init: the family's start strategy name. acceleration: None or ``"squarem"``.
-    rate_diagnostics: add ``rate_measured`` (from the trace) and ``rate_theory`` (the EM map's
-    Jacobian at the fit). interval_level: Wald intervals from the observed information.
-    """
-
-    method: str = field(default="em_model", init=False)
-    model: str = "gaussian"
-    options: dict[str, Any] = field(default_factory=dict)
-    n_components: int | None = None
-    init: str = "random_from_data"
-    n_restarts: int = 1
-    tol: float = 1e-8
-    max_iter: int = 1000
-    acceleration: str | None = None
-    rate_diagnostics: bool = False
-    interval_level: float | None = None
-
-    def __post_init__(self) -> None:
+    def model_post_init(self, context: Any) -> None:
         if self.model not in registered():
             raise ValueError(f"model={self.model!r}: expected one of {', '.join(registered())}")
-        if self.acceleration not in (None, "squarem"):
-            raise ValueError(f"acceleration={self.acceleration!r}: expected none or 'squarem'")
-        for key, value, low in (("n_restarts", self.n_restarts, 1), ("max_iter", self.max_iter, 0)):
-            if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
-                raise ValueError(f"{key}={value!r}: must be an integer >= {low}")
-        if not isinstance(self.tol, int | float) or self.tol < 0:
-            raise ValueError(f"tol={self.tol!r}: must be >= 0")
         get_model(self.model, **self.options)  # unknown options fail here, named
 
     def prepare(self) -> float:

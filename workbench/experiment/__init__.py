@@ -2,43 +2,13 @@
 
 ``workbench run CONFIG`` is the command-line face (:mod:`workbench.cli`); from Python::
 
-    from workbench.experiment import load_config, build_design, load_table
+    from workbench.experiment.config import load_config
+    from workbench.experiment.design import build_design
+    from workbench.experiment.tables import load_table
+
     spec = load_config("experiments/quickstart.toml", ["data.n=500"])
     cells = build_design(spec)                 # content-hashed cells and seeds
     table = load_table("reports/quickstart")   # tidy: one row per fit
+
+The package imports none of its modules, so that reading a config loads only the config stage.
 """
-
-from workbench.experiment.config import ConfigError, ExperimentSpec, load_config, parse_config
-from workbench.experiment.design import Cell, build_design
-from workbench.experiment.runner import CellOutcome, CellTask, run_cell
-from workbench.experiment.store import Store, StoreError
-
-_TABLES = ("export_table", "load_table", "summary_table", "without_timings")
-
-
-def __getattr__(name: str):
-    """The table functions, imported on first use (pandas stays out of ``workbench validate``)."""
-    if name in _TABLES:
-        from workbench.experiment import tables
-
-        return getattr(tables, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = [
-    "Cell",
-    "CellOutcome",
-    "CellTask",
-    "ConfigError",
-    "ExperimentSpec",
-    "Store",
-    "StoreError",
-    "build_design",
-    "export_table",
-    "load_config",
-    "load_table",
-    "parse_config",
-    "run_cell",
-    "summary_table",
-    "without_timings",
-]

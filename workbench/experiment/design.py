@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from workbench.experiment.config import DataCondition, ExperimentSpec, FitterCondition
+from workbench.experiment.spec import DataCondition, ExperimentSpec, FitterCondition
 
 DATA_STREAM = 0
 FIT_STREAM = 1

@@ -536,12 +536,3 @@ def _why(err: BaseException) -> str:
 def _extra(row: dict[str, Any]) -> str | None:
     extra = {k: v for k, v in row.items() if k not in RESTART_KEYS}
     return json.dumps(extra) if extra else None
-
-
-def __getattr__(name: str) -> Any:
-    """``load_table``, ``export_table`` and ``summary_table`` live in :mod:`.tables`."""
-    if name in ("load_table", "export_table", "summary_table", "without_timings"):
-        from workbench.experiment import tables
-
-        return getattr(tables, name)
-    raise AttributeError(name)

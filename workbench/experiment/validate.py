@@ -1,92 +1,58 @@
-"""Validation of a parsed config: types from the generators' and fitters' signatures, ranges,
-names, and a trial build of every data condition and fitter before anything runs."""
+"""Validation of a parsed config against the declared settings (:mod:`workbench.settings`):
+its own sections, every data condition and every fitter condition, before anything runs.
+
+Nothing is generated or built here: a data condition is checked by its generator's settings
+model, which also says its n, d and the K a fitter takes by default; a fitter condition by its
+method's settings model (a method registered without one takes its settings as written, and its
+cell checks them when it builds the fitter). Every failure is a :class:`ConfigError`, one line
+naming the file, the key and the value.
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
-import typing
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
-import numpy as np
+from pydantic import ValidationError
 
-from workbench.experiment.config import (
-    DEFAULT_MAX_CELLS,
-    DEFAULT_MAX_CONSECUTIVE_ERRORS,
-    DEFAULT_POSTERIOR_DRAWS,
-    DEFAULT_TIMEOUT,
-    GENERIC_SECTIONS,
-    NAME_RE,
-    REPORT_SECTIONS,
-    SAMPLE_N,
-    SECTIONS,
-    ConfigError,
-    DataCondition,
-    ExperimentSpec,
-    FitterCondition,
-    _varying_label,
+from workbench.experiment.grid import (
     expand_grid,
     flatten_nested,
     grid_size,
     nest_flat,
-    show,
+    varying_label,
 )
-from workbench.experiment.hints import (
-    MISMATCH,
-    coerce,
-    describe,
-    is_list_valued,
-    load_factory,
-    signature_hints,
-)
+from workbench.experiment.spec import ConfigError, DataCondition, ExperimentSpec, FitterCondition
+from workbench.settings.base import Settings, list_valued, problem, show
+from workbench.settings.data import DATA_SETTINGS, block_model
+from workbench.settings.experiment import NAME_RE, SECTION_SETTINGS
+from workbench.settings.fitters import FITTER_SETTINGS, FITTERS
 
-EM_TRACES = ("all", "best", "none")
-# Methods whose model needs more than one component, and why.
-MIN_COMPONENTS = {"bayes": (2, "the Bayesian mixture model needs at least 2 components")}
-# What a trial build of data or fitter may raise for settings it cannot use.
-SETTING_ERRORS = (ValueError, TypeError, ArithmeticError, MemoryError)
+SECTIONS = ("experiment", "data", "fitters", "report", "store")
+S = TypeVar("S", bound=Settings)
 
 
-# section -> key -> (type, default (... = required), check, rule for the message)
-OPTIONS: dict[str, dict[str, tuple[Any, Any, Any, str]]] = {
-    "experiment": {
-        "name": (str, ..., NAME_RE.match, "a name of letters, digits, '_', '.' or '-'"),
-        "description": (str, "", None, ""),
-        "replicates": (int, ..., lambda v: v >= 1, "an integer >= 1"),
-        "seed": (int, ..., lambda v: 0 <= v < 2**63, "an integer >= 0 and < 2**63"),
-        "timeout": (float, DEFAULT_TIMEOUT, lambda v: 0 < v < math.inf, "a number of seconds > 0"),
-        "max_consecutive_errors": (
-            int, DEFAULT_MAX_CONSECUTIVE_ERRORS, lambda v: v >= 1, "an integer >= 1"
-        ),
-        "max_cells": (int, DEFAULT_MAX_CELLS, lambda v: v >= 1, "an integer >= 1"),
-    },
-    "report": {
-        "sections": (list[str], list(GENERIC_SECTIONS), None, "a list of section names"),
-        "title": (str, "", None, ""),
-    },
-    "store": {
-        "em_traces": (str, "all", lambda v: v in EM_TRACES, f"one of {', '.join(EM_TRACES)}"),
-        "posterior_draws": (
-            int, DEFAULT_POSTERIOR_DRAWS, lambda v: v >= 0, "an integer >= 0 (draws per chain)"
-        ),
-    },
-}  # fmt: skip
-
-
-# ---- the validator -------------------------------------------------------------------------------
 class Validator:
     """Checks one parsed config; every failure is a ConfigError naming file, key and value."""
 
     def __init__(self, path: str) -> None:
         self.path = path
-        self.shapes: dict[str, tuple[int, int, int]] = {}  # data condition -> (n, d, K to fit)
+        # data condition -> (n, d, K to fit) as its settings say (None: they do not say)
+        self.shapes: dict[str, tuple[int | None, int | None, int | None]] = {}
 
     def fail(self, key: str, value: Any, why: str) -> NoReturn:
         raise ConfigError(f"{self.path}: {key} = {show(value)}: {why}")
 
     def missing(self, key: str, what: str) -> NoReturn:
         raise ConfigError(f"{self.path}: {key}: missing ({what})")
+
+    def settings(self, model: type[S], values: dict[str, Any], where: str) -> S:
+        """``values`` validated by ``model``; its first error as a ConfigError at ``where``."""
+        try:
+            return model.model_validate(values)
+        except ValidationError as err:
+            raise ConfigError(f"{self.path}: {problem(err, model, values).config(where)}") from None
 
     def table(self, parent: dict, key: str, where: str, required: bool = False) -> dict:
         value = parent.get(key)
@@ -98,65 +64,32 @@ class Validator:
             self.fail(where, value, "must be a table")
         return value
 
-    def unknown(self, table: dict, known: typing.Iterable[str], where: str, what: str) -> None:
-        known = list(known)
-        for key, value in table.items():
-            if key not in known:
-                self.fail(
-                    f"{where}.{key}", value, f"unknown {what} (expected one of {', '.join(known)})"
-                )
-
-    def typed(
-        self,
-        table: dict,
-        key: str,
-        where: str,
-        ann: Any,
-        default: Any = ...,
-        check=None,
-        rule: str = "",
-    ) -> Any:
-        if key not in table:
-            if default is ...:
-                self.missing(f"{where}.{key}", rule or describe(ann))
-            return default
-        value = coerce(table[key], ann)
-        if value is MISMATCH or (check is not None and not check(value)):
-            self.fail(f"{where}.{key}", table[key], f"must be {rule or describe(ann)}")
-        return value
-
     # ---- sections ------------------------------------------------------------------------------
-    def options(self, raw: dict, section: str, required: bool) -> dict[str, Any]:
-        """The plain options of one section, typed and checked (OPTIONS)."""
-        table = self.table(raw, section, section, required)
-        self.unknown(table, OPTIONS[section], section, "key")
-        return {k: self.typed(table, k, section, *rule) for k, rule in OPTIONS[section].items()}
+    def section(self, raw: dict, name: str, required: bool) -> Any:
+        """The ``[name]`` section (experiment, report, store), checked by its settings model."""
+        return self.settings(SECTION_SETTINGS[name], self.table(raw, name, name, required), name)
 
     def spec(self, raw: dict, text: str, overrides: tuple[str, ...]) -> ExperimentSpec:
         for key, value in raw.items():
             if key not in SECTIONS:
                 self.fail(key, value, f"unknown section (expected one of {', '.join(SECTIONS)})")
-        exp = self.options(raw, "experiment", required=True)
-        self.design_size(raw, exp["replicates"], exp["max_cells"])
+        exp = self.section(raw, "experiment", required=True)
+        self.design_size(raw, exp.replicates, exp.max_cells)
         data = self.data(raw.get("data"))
         restrictions: list[tuple[str, ...]] = []
         tables = self.table(raw, "fitters", "fitters", required=True)
         fitters = self.fitters(tables, data, restrictions)
         self.every_block_fitted(data, restrictions)
         data = tuple(c for c in data if any(f.fits(c) for f in fitters))  # drop disabled-only
-        report = self.options(raw, "report", required=False)
-        for s in report["sections"]:
-            if s not in REPORT_SECTIONS:
-                known = ", ".join(REPORT_SECTIONS)
-                self.fail("report.sections", s, f"unknown section (expected one of {known})")
-        store = self.options(raw, "store", required=False)
+        report = self.section(raw, "report", required=False)
+        store = self.section(raw, "store", required=False)
         return ExperimentSpec(
-            **exp,
+            **exp.model_dump(),
             data=data,
             fitters=fitters,
-            report_sections=tuple(report["sections"]),
-            em_traces=store["em_traces"],
-            posterior_draws=store["posterior_draws"],
+            report_sections=tuple(report.sections),
+            em_traces=store.em_traces,
+            posterior_draws=store.posterior_draws,
             path=self.path,
             text=text,
             overrides=tuple(overrides),
@@ -164,8 +97,6 @@ class Validator:
         )
 
     def data(self, raw: Any) -> tuple[DataCondition, ...]:
-        from workbench.data import registry
-
         if raw is None:
             self.missing("data", "a [data] table or [[data]] blocks")
         blocks = raw if isinstance(raw, list) else [raw]
@@ -178,26 +109,27 @@ class Validator:
             block = dict(block)
             name = self.block_name(block.pop("name", None), where, names)
             if "generator" not in block:
-                self.missing(f"{where}.generator", f"one of {', '.join(registry.GENERATORS)}")
-            gens = block["generator"]
-            gens = gens["grid"] if isinstance(gens, dict) and set(gens) == {"grid"} else gens
-            for gen in gens if isinstance(gens, list) else [gens]:
-                if not isinstance(gen, str) or gen not in registry.GENERATORS:
-                    self.fail(
-                        f"{where}.generator",
-                        gen,
-                        f"unknown generator (expected one of {', '.join(registry.GENERATORS)})",
-                    )
-                points = self.data_points(
-                    gen, {k: v for k, v in block.items() if k != "generator"}, where, registry
-                )
+                self.missing(f"{where}.generator", f"one of {', '.join(DATA_SETTINGS)}")
+            settings = {k: v for k, v in block.items() if k != "generator"}
+            for gen in self.generators(block["generator"], where):
+                points = self.data_points(gen, settings, where)
                 out += [dataclasses.replace(p, block_name=name) for p in points]
         self.duplicates([c.identity() for c in out], [c.block for c in out], "data")
-        labels = _varying_label([flatten_nested(c.identity()) for c in out])
+        labels = varying_label([flatten_nested(c.identity()) for c in out])
         return tuple(
             dataclasses.replace(c, label=lab or c.generator)
             for c, lab in zip(out, labels, strict=True)
         )
+
+    def generators(self, value: Any, where: str) -> list[str]:
+        """A block's generator names (one, a list, or ``{grid = [...]}``), each known."""
+        gens = value["grid"] if isinstance(value, dict) and set(value) == {"grid"} else value
+        gens = gens if isinstance(gens, list) else [gens]
+        for gen in gens:
+            if not isinstance(gen, str) or gen not in DATA_SETTINGS:
+                known = ", ".join(DATA_SETTINGS)
+                self.fail(f"{where}.generator", gen, f"unknown generator (expected one of {known})")
+        return gens
 
     def block_name(self, name: Any, where: str, seen: dict[str, str]) -> str:
         """A data block's optional ``name`` (what a fitter's ``data = [...]`` may cite)."""
@@ -234,65 +166,26 @@ class Validator:
                     f"no fitter fits this block (the fitters' data = [...] name only {cited})",
                 )  # fmt: skip
 
-    def data_points(self, gen: str, block: dict, where: str, registry: Any) -> list[DataCondition]:
-        params = registry.data_settings(gen)
-        hints = {k: p.annotation for k, p in params.items()}
-        self.unknown(
-            {k: v for k, v in block.items() if k != "zip"},
-            hints,
-            where,
-            f"setting for generator {gen!r}",
-        )
-        listy = {k: is_list_valued(a) for k, a in hints.items()}
+    def data_points(self, gen: str, block: dict, where: str) -> list[DataCondition]:
+        """The grid points of one generator's block, each checked by its settings model; a
+        point keeps the values as the model reads them (an int given for a float is a float)."""
+        model = block_model(gen)
         out = []
-        for point in expand_grid(flatten_nested(block), listy, self.fail, where):
+        for point in expand_grid(flatten_nested(block), list_valued(model), self.fail, where):
             point = nest_flat(point)
-            for key, value in point.items():
-                point[key] = coerce(value, hints[key])
-                if point[key] is MISMATCH:
-                    self.fail(f"{where}.{key}", value, f"must be {describe(hints[key])}")
-            self.ranges(point, where)
-            n = point.get("n", params["n"].default if "n" in params else None)
-            trial = dict(point)
-            if isinstance(n, int) and n > SAMPLE_N:  # a sample checks the settings
-                ks = [v for k, v in point.items() if k.startswith("K") and isinstance(v, int)]
-                trial["n"] = max([SAMPLE_N, *ks])
-            try:
-                sample = registry.generate(gen, np.random.default_rng(0), **trial)
-            except SETTING_ERRORS as err:
-                text = str(err).removeprefix(f"generator {gen!r}").lstrip(": ")
-                raise ConfigError(f"{self.path}: {where} (generator {gen!r}): {text}") from None
+            checked = self.settings(model, point, where)
+            point = {k: v if k == "missing" else getattr(checked, k) for k, v in point.items()}
             cond = DataCondition(gen, point, where)
-            n = n if isinstance(n, int) else sample.n
-            self.shapes[_key(cond)] = (n, sample.d, sample.n_components_to_fit)
+            shape = (checked.points, checked.dimension, checked.components_to_fit)
+            self.shapes[_key(cond)] = shape
             out.append(cond)
         return out
-
-    def ranges(self, point: dict, where: str) -> None:
-        """The generic ranges that every generator shares, with their own messages."""
-
-        def integer(v: Any) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        for key, low in (("n", 1), ("K", 1), ("d", 1)):
-            if key in point and not (integer(point[key]) and point[key] >= low):
-                self.fail(f"{where}.{key}", point[key], f"must be an integer >= {low}")
-        if (
-            "separation" in point
-            and isinstance(point["separation"], float)
-            and not point["separation"] >= 0
-        ):
-            self.fail(f"{where}.separation", point["separation"], "must be >= 0")
-        if "K" in point and "n" in point and point["K"] > point["n"]:
-            self.fail(f"{where}.K", point["K"], f"more components than points (n = {point['n']})")
 
     def fitters(
         self, tables: dict, data: tuple[DataCondition, ...], restrictions: list[tuple[str, ...]]
     ) -> tuple[FitterCondition, ...]:
         """Every enabled fitter table's grid points; appends each table's data blocks (enabled
         or not; () = every block) to ``restrictions``."""
-        from workbench.fitters import FITTERS, SETTINGS_SCHEMAS
-
         out: list[FitterCondition] = []
         for label, table in tables.items():
             where = f"fitters.{label}"
@@ -303,58 +196,40 @@ class Validator:
             table = dict(table)
             blocks = self.data_blocks(table.pop("data"), where, data) if "data" in table else ()
             restrictions.append(blocks)
-            if not self.typed(table, "enabled", where, bool, True):
+            enabled = table.pop("enabled", True)
+            if not isinstance(enabled, bool):
+                self.fail(f"{where}.enabled", enabled, "must be true or false")
+            if not enabled:
                 continue
-            table.pop("enabled", None)
-            method = self.typed(table, "method", where, str, rule=f"one of {', '.join(FITTERS)}")
-            if method not in FITTERS:
-                self.fail(
-                    f"{where}.method",
-                    method,
-                    f"unknown method (expected one of {', '.join(FITTERS)})",
-                )
-            settings = {k: v for k, v in table.items() if k != "method"}
-            spec = FITTERS[method]
-            try:
-                factory = load_factory(SETTINGS_SCHEMAS.get(method, spec))
-            except (ImportError, AttributeError) as err:
-                raise ConfigError(
-                    f"{self.path}: {where}.method = {show(method)}: cannot load {spec}: {err}"
-                ) from None
-            hints, var_kw = signature_hints(factory)
-            if not var_kw:
-                self.unknown(
-                    {k: v for k, v in settings.items() if k != "zip"},
-                    hints,
-                    where,
-                    f"setting for method {method!r}",
-                )
-            listy = {k: is_list_valued(a) for k, a in hints.items()}
-            points = expand_grid(settings, listy, self.fail, where)
-            labels = _varying_label(points, label)
+            if "method" not in table:
+                self.missing(f"{where}.method", f"one of {', '.join(FITTERS)}")
+            method = table.pop("method")
+            if not isinstance(method, str) or method not in FITTERS:
+                known = ", ".join(FITTERS)
+                self.fail(f"{where}.method", method, f"unknown method (expected one of {known})")
+            model = FITTER_SETTINGS.get(method)
+            listy = list_valued(model) if model is not None else {}
+            points = expand_grid(table, listy, self.fail, where)
+            labels = varying_label(points, label)
             for point, plabel in zip(points, labels, strict=True):
-                for key, value in point.items():
-                    point[key] = coerce(value, hints.get(key, Any))
-                    if point[key] is MISMATCH:
-                        self.fail(f"{where}.{key}", value, f"must be {describe(hints[key])}")
-                try:
-                    factory(**point)
-                except SETTING_ERRORS as err:
-                    raise ConfigError(f"{self.path}: {where}: {err}") from None
+                if model is not None:
+                    checked = self.settings(model, point, where)
+                    point = {k: getattr(checked, k) for k in point}
                 for cond in (c for c in data if not blocks or c.in_blocks(blocks)):
-                    self.components(method, point, cond, where)
-                    self.takes_missing(method, cond, where)
-                out.append(FitterCondition(label, method, point, spec, plabel, blocks))
+                    self.components(model, point, cond, where)
+                    self.takes_missing(method, model, cond, where)
+                out.append(FitterCondition(label, method, point, FITTERS[method], plabel, blocks))
         if not out:
             self.missing("fitters", "at least one enabled [fitters.<name>] table")
         self.duplicates([c.identity() for c in out], [f"fitters.{c.table}" for c in out], "fitters")
         return tuple(out)
 
-    def components(self, method: str, point: dict, cond: DataCondition, where: str) -> None:
+    def components(self, model: Any, point: dict, cond: DataCondition, where: str) -> None:
         """Every K a fitter will fit on data condition ``cond`` (n_components, each select_k
-        entry, else the data's own K) against the data's n and the method's minimum K."""
+        entry, else the data's own K) against the data's n and the method's minimum K
+        (``min_components`` of its settings model)."""
         n, _, k_data = self.shapes[_key(cond)]
-        low, why = MIN_COMPONENTS.get(method, (1, ""))
+        low, why = model.min_components if model is not None else (1, "")
         select = point.get("select_k")
         if isinstance(select, list) and select:
             ks = [("select_k", k) for k in select]
@@ -366,7 +241,7 @@ class Validator:
             if not isinstance(k, int) or isinstance(k, bool):
                 continue
             shown = point.get(key, k)
-            if k > n:
+            if n is not None and k > n:
                 self.fail(
                     f"{where}.{key}", shown, f"K = {k}: more components than points in "
                     f"{cond.block} {cond.label or cond.generator} (n = {n})"
@@ -375,17 +250,15 @@ class Validator:
                 source = "" if key in point else f" (the K of {cond.block}, {cond.generator})"
                 self.fail(f"{where}.{key}", shown, f"K = {k}{source}: {why}")
 
-    def takes_missing(self, method: str, cond: DataCondition, where: str) -> None:
-        """Data with missing values go only to methods that fit them (``MISSING_DATA_METHODS``
-        of :mod:`workbench.fitters`)."""
-        from workbench.fitters import MISSING_DATA_METHODS
-
-        if cond.settings.get("missing") is not None and method not in MISSING_DATA_METHODS:
+    def takes_missing(self, method: str, model: Any, cond: DataCondition, where: str) -> None:
+        """Data with missing values go only to methods that fit them (``fits_missing`` of the
+        method's settings model)."""
+        if cond.settings.get("missing") is not None and not (model and model.fits_missing):
+            able = ", ".join(m for m, s in FITTER_SETTINGS.items() if s.fits_missing)
             self.fail(
                 f"{where}.method", method,
                 f"cannot fit data with missing values ({cond.block} sets missing); methods "
-                f"that can: {', '.join(MISSING_DATA_METHODS)} (or restrict the fitter with "
-                "data = [...])",
+                f"that can: {able} (or restrict the fitter with data = [...])",
             )  # fmt: skip
 
     def design_size(self, raw: dict, replicates: int, limit: int) -> None:
@@ -402,9 +275,6 @@ class Validator:
     def cells_per_replicate(self, raw: dict) -> int:
         """(data condition, fitter condition) pairs, counted from the grid sizes; 0 where the
         config is malformed (the full validation then says what is wrong)."""
-        from workbench.data import registry
-        from workbench.fitters import FITTERS, SETTINGS_SCHEMAS
-
         blocks = raw.get("data")
         blocks = blocks if isinstance(blocks, list) else [blocks]
         sizes: dict[str, int] = {}  # block position or name -> data conditions
@@ -419,11 +289,9 @@ class Validator:
             gens = gens["grid"] if isinstance(gens, dict) and set(gens) == {"grid"} else gens
             count = 0
             for gen in gens if isinstance(gens, list) else [gens]:
-                if gen not in registry.GENERATORS:
+                if not isinstance(gen, str) or gen not in DATA_SETTINGS:
                     return 0
-                hints = registry.data_settings(gen)
-                listy = {k: is_list_valued(p.annotation) for k, p in hints.items()}
-                count += grid_size(settings, listy, self.fail, where)
+                count += grid_size(settings, list_valued(block_model(gen)), self.fail, where)
             sizes[where] = count
             if isinstance(block.get("name"), str):
                 sizes[block["name"]] = count
@@ -435,11 +303,11 @@ class Validator:
         for label, table in tables.items():
             if not isinstance(table, dict) or table.get("enabled", True) is False:
                 continue
-            if table.get("method") not in FITTERS:
+            method = table.get("method")
+            if not isinstance(method, str) or method not in FITTERS:
                 return 0
-            schema = SETTINGS_SCHEMAS.get(table["method"], FITTERS[table["method"]])
-            hints, _ = signature_hints(load_factory(schema))
-            listy = {k: is_list_valued(a) for k, a in hints.items()}
+            model = FITTER_SETTINGS.get(method)
+            listy = list_valued(model) if model is not None else {}
             settings = {k: v for k, v in table.items() if k not in ("method", "data", "enabled")}
             refs = table.get("data", positions)
             refs = [refs] if isinstance(refs, str) else refs

@@ -19,9 +19,9 @@ import pandas as pd
 
 from workbench.data.dataset import Dataset
 from workbench.data.registry import generate
-from workbench.experiment.config import DataCondition
 from workbench.experiment.design import Cell
 from workbench.experiment.runner import FAILED_STATUSES, data_fingerprint
+from workbench.experiment.spec import DataCondition
 from workbench.experiment.store import Store
 from workbench.experiment.tables import load_table
 from workbench.params import MixtureParams
