@@ -14,6 +14,7 @@ from scipy.optimize import linear_sum_assignment
 from workbench.bayes.models import Draws
 from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams
+from workbench.status import BayesStatus
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -21,7 +22,7 @@ if TYPE_CHECKING:
 # Every status a Bayes fit can have (``classify`` documents the order of the checks), and the
 # convergence thresholds of Vehtari et al. (2021), the defaults of BayesFitter's ``rhat_max`` and
 # ``ess_per_chain_min``.
-STATUSES = ("ok", "not_converged", "label_switching", "multimodal", "divergent")
+STATUSES = tuple(BayesStatus)
 RHAT_MAX = 1.01
 ESS_PER_CHAIN_MIN = 100.0
 _EXHAUSTIVE_MAX_K = 5  # up to K! = 120 permutations, solve the assignment by enumeration
@@ -257,14 +258,14 @@ def classify(
     ``not_converged``; ``ok`` therefore always means converged by the thresholds.
     """
     if len(groups) > 1:
-        return "multimodal"
+        return BayesStatus.MULTIMODAL
     if n_divergences > divergence_tolerance * n_draws_total:
-        return "divergent"
+        return BayesStatus.DIVERGENT
     if n_components > 1 and (exchangeable or switched > switch_tolerance):
-        return "label_switching"
+        return BayesStatus.LABEL_SWITCHING
     if failed_checks:
-        return "not_converged"
-    return "ok"
+        return BayesStatus.NOT_CONVERGED
+    return BayesStatus.OK
 
 
 # ---- intervals and the truth ----------------------------------------------------------------

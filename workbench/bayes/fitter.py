@@ -27,6 +27,7 @@ from workbench.data.dataset import Dataset
 from workbench.fitters import FitResult
 from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import observed_log_likelihood
+from workbench.status import CellStatus
 
 if TYPE_CHECKING:  # arviz loads on first fit, so `workbench validate` stays light
     import arviz as az
@@ -226,7 +227,7 @@ class BayesFitter:
         except Exception as exc:  # numerical trouble is a status, not a crash
             return FitResult(
                 method=self.method,
-                status="error",
+                status=CellStatus.ERROR,
                 params=None,
                 loglik=float("nan"),
                 n_iter=0,

@@ -28,6 +28,7 @@ from workbench.em.uncertainty import wald_intervals
 from workbench.fitters import BestKnown, FitResult, PolishedRestarts, RestartSummary
 from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import impute_conditional_mean
+from workbench.status import EMStatus
 
 
 class EMFitter(EMOptions):
@@ -114,12 +115,12 @@ class EMFitter(EMOptions):
             result = dataclasses.replace(result, imputed=imputed)
         best = result.restarts.best
         state = EMState(*(a[best : best + 1] for a in run.state))
-        if self.interval_level is not None and result.status != "degenerate":
+        if self.interval_level is not None and result.status != EMStatus.DEGENERATE:
             intervals = wald_intervals(X, state, settings, self.interval_level)
             result = dataclasses.replace(result, intervals=intervals or None)
         if self.rate_diagnostics:
             rates = {"rate_measured": trace_rate(result.trace), "rate_theory": np.nan}
-            if result.status != "degenerate":
+            if result.status != EMStatus.DEGENERATE:
                 rates["rate_theory"] = dm_rate(X, state, settings)
             result = dataclasses.replace(result, diagnostics={**result.diagnostics, **rates})
         return result
@@ -253,7 +254,9 @@ def choose_by_bic(fits: dict[int, FitResult]) -> FitResult:
     one is degenerate, flagged by ``select_k_all_degenerate``), with the per-K BICs and statuses
     in its diagnostics and the summed wall time."""
     bics = {k: fit.diagnostics["bic"] for k, fit in fits.items()}
-    usable = {k: b for k, b in bics.items() if fits[k].status != "degenerate" and np.isfinite(b)}
+    usable = {
+        k: b for k, b in bics.items() if fits[k].status != EMStatus.DEGENERATE and np.isfinite(b)
+    }
     all_degenerate = not usable
     if all_degenerate:
         usable = {k: b for k, b in bics.items() if np.isfinite(b)}
@@ -278,7 +281,7 @@ def _fit_result(
     optimum: BestKnown | None = None,
     polished: PolishedRestarts | None = None,
 ):
-    score = np.where(run.status == "degenerate", -np.inf, run.objective)
+    score = np.where(run.status == EMStatus.DEGENERATE, -np.inf, run.objective)
     score = np.nan_to_num(score, nan=-np.inf)
     if not np.isfinite(score).any():  # every restart degenerate: keep the best finite one
         score = np.nan_to_num(run.objective, nan=-np.inf)
@@ -289,7 +292,7 @@ def _fit_result(
     )
     loglik = float(run.loglik[best])
     if optimum is None:  # no reference bank: the best restart is the best known
-        finite = run.loglik[np.isfinite(run.loglik) & (run.status != "degenerate")]
+        finite = run.loglik[np.isfinite(run.loglik) & (run.status != EMStatus.DEGENERATE)]
         best_known = max([x for x in (truth_loglik, *finite) if np.isfinite(x)], default=np.nan)
         source, n_starts, known_params = "restarts", 0, None
     else:
@@ -304,10 +307,10 @@ def _fit_result(
         "truth_start_loglik": truth_loglik,
         "objective": float(run.objective[best]),
         "n_restarts": len(run.status),
-        "n_converged": int(np.sum(run.status == "converged")),
-        "n_degenerate": int(np.sum(run.status == "degenerate")),
+        "n_converged": int(np.sum(run.status == EMStatus.CONVERGED)),
+        "n_degenerate": int(np.sum(run.status == EMStatus.DEGENERATE)),
         **{f"n_degenerate_{kind}": int(np.sum(run.degenerate_kind == kind)) for kind in KINDS},
-        "n_max_iter": int(np.sum(run.status == "max_iter")),
+        "n_max_iter": int(np.sum(run.status == EMStatus.MAX_ITER)),
         "degenerate_component": int(run.degenerate_component[best]),
         "degenerate_kind": str(run.degenerate_kind[best]),
         "n_loglik_decreases": int(run.n_decreases[best]),

@@ -21,7 +21,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from workbench.experiment.runner import FAILED_STATUSES, CellOutcome
+from workbench.experiment.runner import CellOutcome
+from workbench.status import FAILED_STATUSES
 
 SUMMARY_WIDTH = 100  # columns when the output is not a terminal
 TIME_NOTE = (

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from workbench.experiment.runner import CellOutcome, CellTask, failure, run_cell
+from workbench.status import CellStatus
 
 THREAD_ENV = {
     var: "1"
@@ -201,7 +202,9 @@ class LocalExecutor:
             elif not worker.alive():
                 code = worker.process.returncode
                 why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                outcomes.append(failure(task.cell_id, "crashed", f"worker process died ({why})"))
+                outcomes.append(
+                    failure(task.cell_id, CellStatus.CRASHED, f"worker process died ({why})")
+                )
                 self._replace(worker)
             elif task.timeout and time.monotonic() - worker.since > task.timeout + max(
                 HARD_KILL_GRACE, task.timeout
@@ -209,7 +212,7 @@ class LocalExecutor:
                 message = (
                     f"killed by the runner: still busy long after the {task.timeout:g} s timeout"
                 )
-                outcomes.append(failure(task.cell_id, "timeout", message))
+                outcomes.append(failure(task.cell_id, CellStatus.TIMEOUT, message))
                 self._replace(worker)
         return outcomes
 
@@ -289,7 +292,7 @@ class DaskExecutor:
                 self._attempts[task.cell_id] = 1
                 self.submit(task)
                 continue
-            status = "crashed" if killed else "error"
+            status = CellStatus.CRASHED if killed else CellStatus.ERROR
             outcomes.append(failure(task.cell_id, status, f"{type(err).__name__}: {err}"[:500]))
         return outcomes
 

@@ -33,10 +33,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from workbench.experiment.design import DATA_STREAM, FIT_STREAM, Cell
+from workbench.status import ERROR_STATUSES, CellStatus
 
-ERROR_STATUSES = ("error", "timeout", "crashed")
-SKIPPED = "skipped"
-FAILED_STATUSES = (*ERROR_STATUSES, SKIPPED)
 # Keys of evaluate_fit that are columns of the fits table already.
 FIT_COLUMNS = ("status", "loglik", "n_iter", "wall_time")
 _DATA_CACHE: OrderedDict[str, Any] = OrderedDict()  # per worker process: recent data sets
@@ -265,7 +263,9 @@ def _posterior_bytes(idata: Any, max_draws: int) -> bytes | None:
 
 def run_cell(task: CellTask) -> CellOutcome:
     """Generate the data, fit, evaluate. Never raises; the timeout covers all three."""
-    out = CellOutcome(task.cell_id, "error", worker=f"{socket.gethostname()}:{os.getpid()}")
+    out = CellOutcome(
+        task.cell_id, CellStatus.ERROR, worker=f"{socket.gethostname()}:{os.getpid()}"
+    )
     out.started_at = now()
     start = time.perf_counter()
     try:
@@ -317,10 +317,10 @@ def run_cell(task: CellTask) -> CellOutcome:
             out.diagnostics["compile_time"] = out.diagnostics.get("compile_time", 0.0) + warm_up
         out.warnings = sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:10]
     except CellTimeout:
-        out.status = "timeout"
+        out.status = CellStatus.TIMEOUT
         out.message = f"exceeded the cell timeout of {task.timeout:g} s"
     except Exception as err:  # noqa: BLE001 - a failing cell is data, not a crash
-        out.status = "error"
+        out.status = CellStatus.ERROR
         out.message = one_line(f"{type(err).__name__}: {err}") or type(err).__name__
         out.traceback = traceback.format_exc()[-4000:]
     out.total_time = time.perf_counter() - start
@@ -410,7 +410,7 @@ def execute(
         while pending and len(in_flight) < executor.slots:
             cell = pending.popleft()
             if cell.condition in stopped:
-                record(cell, failure(cell.cell_id, SKIPPED, stopped[cell.condition]))
+                record(cell, failure(cell.cell_id, CellStatus.SKIPPED, stopped[cell.condition]))
                 continue
             executor.submit(make(cell))
             in_flight[cell.cell_id] = cell

@@ -47,9 +47,12 @@ from typing import Any
 
 from workbench.experiment.config import ExperimentSpec
 from workbench.experiment.design import Cell, canonical, design_hash
-from workbench.experiment.runner import FAILED_STATUSES, CellOutcome, now
+from workbench.experiment.runner import CellOutcome, now
+from workbench.status import FAILED_STATUSES, RunOutcome
 
-SCHEMA_VERSION = "1"
+# 2: restarts.failed is NULL for an unjudged restart (1 had 0), and every restart's extra
+# record holds its verdict (failure_kind and its inputs).
+SCHEMA_VERSION = "2"
 STORE_FILE = "results.sqlite"
 POSTERIOR_DIR = "posteriors"
 TIMING_COLUMNS = (
@@ -101,7 +104,7 @@ RESTART_KEYS = ("restart", "loglik", "status", "n_iter", "gap", "failed", "best"
 REQUIRED_TABLES = ("meta", "cells", "fits", "runs", "data_conditions", "fitter_conditions")
 # The outcome of a run whose process ended without closing it (SIGKILL, a crash, power loss),
 # written by the next run that opens the store, and shown by ``status`` meanwhile.
-INTERRUPTED = "interrupted"
+INTERRUPTED = RunOutcome.INTERRUPTED
 
 
 class StoreError(RuntimeError):
@@ -282,9 +285,13 @@ class Store:
         """Mark runs left ``running`` as interrupted: this process holds the store's lock, so
         their processes are gone (killed, crashed) without closing them."""
         c.execute(
-            "UPDATE runs SET outcome = ?, notes = ? WHERE outcome = 'running'",
-            (INTERRUPTED, json.dumps(["marked interrupted by the next run: its process ended "
-                                      "without closing the run (killed or crashed)"])),
+            "UPDATE runs SET outcome = ?, notes = ? WHERE outcome = ?",
+            (
+                INTERRUPTED,
+                json.dumps(["marked interrupted by the next run: its process ended without "
+                            "closing the run (killed or crashed)"]),
+                RunOutcome.RUNNING,
+            ),
         )  # fmt: skip
 
     @contextmanager
@@ -326,7 +333,7 @@ class Store:
                 "SELECT started_at, ended_at, outcome, executor, workers FROM runs"
                 " ORDER BY run_id DESC LIMIT 1"
             ).fetchone()
-        if row is not None and row[2] == "running" and not self.locked():
+        if row is not None and row[2] == RunOutcome.RUNNING and not self.locked():
             row = (*row[:2], f"{INTERRUPTED}: its process is gone", *row[3:])
         return row
 
@@ -414,9 +421,10 @@ class Store:
             cur = c.execute(
                 "INSERT INTO runs (started_at, outcome, argv, config_path, config_text, overrides,"
                 " resolved, executor, workers, timeout, versions, platform, cells_run)"
-                " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                 (
-                    now(), json.dumps(argv), spec.path, spec.text, json.dumps(list(spec.overrides)),
+                    now(), RunOutcome.RUNNING, json.dumps(argv), spec.path, spec.text,
+                    json.dumps(list(spec.overrides)),
                     json.dumps(spec.resolved, default=str), executor, workers, spec.timeout,
                     json.dumps(package_versions()), json.dumps(platform_info()),
                 ),

@@ -16,7 +16,6 @@ replicate first; the "what we found" paragraph is generated from the numbers.
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -42,9 +41,10 @@ from workbench.report.plotting import (
 from workbench.report.store_reader import ReportData, completed, grid_variables, numbers, short_name
 from workbench.report.summaries import nominal_level, paired, summarise
 from workbench.report.text import plus_minus, rate_text, tied_names, with_se
+from workbench.status import BayesStatus, FailureKind
 
 PARAMETERS = ("weights", "means", "scales")
-FLAGS = ("multimodal", "label_switching")
+FLAGS = (BayesStatus.MULTIMODAL, BayesStatus.LABEL_SWITCHING)
 CROSS_KEYS = ("EM fitter", "Bayes fitter", "EM returned", "data sets")
 KINDS = {  # figure title and caption per kind
     "bias": ("Bias (mean signed error)", "Mean signed error over data sets: weight of the lowest "
@@ -82,8 +82,7 @@ def study_table(data: ReportData) -> pd.DataFrame:
     frames = []
     for exp in data.experiments:
         rows = completed(exp.table)
-        stored = exp.query("SELECT cell_id, params FROM fits WHERE params IS NOT NULL")
-        params = dict(zip(stored["cell_id"], stored["params"], strict=True))
+        params = exp.fitted()
         truths: dict[tuple[str, int], MixtureParams | None] = {}
         errors = []
         for cell_id, data_id, rep in zip(
@@ -92,11 +91,11 @@ def study_table(data: ReportData) -> pd.DataFrame:
             key = (data_id, int(rep))
             if key not in truths:
                 truths[key] = exp.truth(data_id, int(rep))
-            truth, text = truths[key], params.get(cell_id)
-            if truth is None or text is None:
+            truth, fitted = truths[key], params.get(cell_id)
+            if truth is None or fitted is None:
                 errors.append({})
                 continue
-            errors.append(signed_errors(MixtureParams.from_dict(json.loads(text)), truth))
+            errors.append(signed_errors(fitted, truth))
         bias = pd.DataFrame(errors, index=rows.index, columns=[f"bias_{p}" for p in PARAMETERS])
         frames.append(pd.concat([rows, bias], axis=1))
     table = pd.concat(frames) if frames else pd.DataFrame()
@@ -247,7 +246,7 @@ def crosstab(table: pd.DataFrame) -> pd.DataFrame:
             # optimum itself (kind "best"); saddles and unresolved runs are in neither row.
             verdicts = {
                 "local optimum": numbers(both, "failed") == 1.0,
-                "best known optimum": both["failure_kind"] == "best",
+                "best known optimum": both["failure_kind"] == FailureKind.BEST,
             }
             for label, chosen in verdicts.items():
                 part = both[chosen]
