@@ -10,7 +10,8 @@
 
 from workbench.experiment.config import ConfigError, ExperimentSpec, load_config, parse_config
 from workbench.experiment.design import Cell, build_design
-from workbench.experiment.runner import CellOutcome, CellTask, run_cell
+from workbench.experiment.record import CellRecord
+from workbench.experiment.runner import CellTask, run_cell
 from workbench.experiment.store import Store, StoreError
 
 _TABLES = ("export_table", "load_table", "summary_table", "without_timings")
@@ -27,7 +28,7 @@ def __getattr__(name: str):
 
 __all__ = [
     "Cell",
-    "CellOutcome",
+    "CellRecord",
     "CellTask",
     "ConfigError",
     "ExperimentSpec",

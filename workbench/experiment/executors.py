@@ -20,7 +20,8 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from workbench.experiment.runner import CellOutcome, CellTask, failure, run_cell
+from workbench.experiment.record import CellRecord
+from workbench.experiment.runner import CellTask, failure, run_cell
 from workbench.status import CellStatus
 
 THREAD_ENV = {
@@ -45,7 +46,7 @@ class ExecutorError(RuntimeError):
     """A user-facing problem setting up an executor (missing extra, unreachable scheduler)."""
 
 
-def pinned_run_cell(task: CellTask) -> CellOutcome:
+def pinned_run_cell(task: CellTask) -> CellRecord:
     """run_cell with BLAS/OpenMP pools limited to one thread (threadpoolctl, when installed)."""
     global _CONTROLLER
     with contextlib.ExitStack() as stack:
@@ -79,7 +80,7 @@ class SerialExecutor:
     def submit(self, task: CellTask) -> None:
         self._queue.append(task)
 
-    def collect(self) -> list[CellOutcome]:
+    def collect(self) -> list[CellRecord]:
         return [pinned_run_cell(self._queue.popleft())]
 
     def close(self) -> None:
@@ -183,7 +184,7 @@ class LocalExecutor:
         worker.task, worker.since = task, time.monotonic()
         worker.conn.send(task)
 
-    def collect(self) -> list[CellOutcome]:
+    def collect(self) -> list[CellRecord]:
         busy = [w for w in self._workers if w.task is not None]
         multiprocessing.connection.wait([w.conn for w in busy], timeout=1.0)
         outcomes = []
@@ -272,7 +273,7 @@ class DaskExecutor:
         key = f"cell-{task.cell_id}" + (f"-retry{attempt}" if attempt else "")
         self._futures[self._client.submit(pinned_run_cell, task, pure=False, key=key)] = task
 
-    def collect(self) -> list[CellOutcome]:
+    def collect(self) -> list[CellRecord]:
         from distributed import wait
 
         done, _ = wait(list(self._futures), return_when="FIRST_COMPLETED")
