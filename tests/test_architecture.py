@@ -224,3 +224,27 @@ def test_only_the_store_reader_regenerates_data():
         and "generate" in path.read_text()
     ]
     assert importers == ["store_reader.py"], importers
+
+
+JUDGING = {
+    "matched_truth_index", "match_components", "matching_cost", "judge", "restart_verdicts",
+    "evaluate_fit", "loglik_gap", "signed_errors", "parameter_distance", "cluster_change",
+    "recovery_errors", "is_failure",
+}  # fmt: skip
+
+
+def test_the_report_never_judges_or_matches_again():
+    """Failure verdicts, gaps and component matchings are computed once, at evaluation, and
+    stored; the report reads them and imports none of the functions that compute them."""
+    bad = []
+    for path in (PACKAGE / "report").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                "workbench.evaluate",
+                "workbench.matching",
+            ):
+                bad += [f"{path.name} imports {a.name}" for a in node.names if a.name in JUDGING]
+        bad += [f"{path.name} imports workbench.matching" for n in imports(path)
+                if n == "workbench.matching"]  # fmt: skip
+    assert not bad, bad

@@ -8,6 +8,7 @@ true components (:mod:`workbench.matching`).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -37,6 +38,7 @@ __all__ = [
     "recovery_errors",
     "restart_table",
     "restart_verdicts",
+    "signed_errors",
 ]
 
 # ---- the failure rule ----------------------------------------------------------------------------
@@ -95,6 +97,36 @@ def recovery_errors(fitted: MixtureParams, truth: MixtureParams) -> dict[str, An
     summary["unmatched_fitted"] = fitted.n_components - len(fit_idx)
     summary["unmatched_true"] = truth.n_components - len(true_idx)
     return {**errors, **summary}
+
+
+def signed_errors(
+    fitted: MixtureParams, truth: MixtureParams, matched: tuple[np.ndarray, ...] | None = None
+) -> dict[str, float]:
+    """Signed recovery errors of one fit after Hungarian matching (``matched``: its
+    :func:`matched_truth_index`, computed when not given): ``bias_weights``, the fitted minus
+    true weight of the true component with the lowest (first-coordinate) mean; ``bias_means``,
+    the error of each mean along the direction from the mixture centre to its true mean,
+    averaged over components (> 0: pushed apart, < 0: pulled together); ``bias_scales``, the
+    error of every standard deviation, averaged. NaN where undefined."""
+    fit_idx, true_idx = matched_truth_index(fitted, truth) if matched is None else matched
+    out = {f"bias_{p}": np.nan for p in ("weights", "means", "scales")}
+    if len(true_idx) == 0:
+        return out
+    lowest = int(np.argmin(truth.means[true_idx, 0]))
+    out["bias_weights"] = float(fitted.weights[fit_idx[lowest]] - truth.weights[true_idx[lowest]])
+    centre = truth.weights @ truth.means
+    outward = truth.means[true_idx] - centre
+    norm = np.linalg.norm(outward, axis=1, keepdims=True)
+    if np.all(norm > 0):
+        error = fitted.means[fit_idx] - truth.means[true_idx]
+        out["bias_means"] = float(np.mean(np.sum(error * outward / norm, axis=1)))
+    out["bias_scales"] = float(np.mean(fitted.scales()[fit_idx] - truth.scales()[true_idx]))
+    return out
+
+
+def matching_text(matched: tuple[np.ndarray, ...]) -> str:
+    """A matching as stored: JSON ``[[fitted, true], ...]`` component index pairs."""
+    return json.dumps([[int(f), int(t)] for f, t in zip(*matched, strict=True)])
 
 
 def loglik_gap(loglik: float | np.ndarray, reference: float) -> float | np.ndarray:
@@ -275,7 +307,9 @@ def evaluate_fit(
     With restarts (EM): ``gap`` (nats, polished), ``failure_kind`` and ``failed`` (a local
     optimum under FAILURE_RULE, named in ``failure_rule``) of the returned fit, its
     ``param_distance`` and ``cluster_change`` to the best known fit, and the fractions of restarts
-    that ended in a local optimum, degenerate or unresolved."""
+    that ended in a local optimum, degenerate or unresolved. With parameters: the recovery
+    errors, ``matching`` (the fitted-to-true component pairs every comparison with the truth
+    used, JSON) and the signed errors ``bias_*`` (:func:`signed_errors`)."""
     metrics: dict[str, Any] = {
         "status": result.status,
         "loglik": result.loglik,
@@ -304,6 +338,9 @@ def evaluate_fit(
         metrics["gap"] = gap
     errors = recovery_errors(result.params, dataset.truth)
     metrics.update({k: v for k, v in errors.items() if np.isscalar(v)})
+    matched = matched_truth_index(result.params, dataset.truth)
+    metrics["matching"] = matching_text(matched)
+    metrics.update(signed_errors(result.params, dataset.truth, matched))
     metrics["ari"] = adjusted_rand_index(dataset.labels, _predicted(result.params, dataset.X))
     metrics.update(imputation_errors(dataset, result.imputed))
     if result.intervals:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import dataclasses
 import inspect
+import json
 import sqlite3
 import textwrap
 
@@ -42,17 +43,19 @@ def test_the_tidy_table_has_typed_columns(small_run):
     text metrics and statuses as text, design columns integers."""
     table = load_table(small_run)
     assert len(table) == 8 and table["cell_id"].is_unique
-    for column in ("failed", "gap", "param_distance", "overall_rmse", "ari",
+    for column in ("failed", "gap", "param_distance", "overall_rmse", "ari", "bias_means",
                    "restart_failure_rate", "loglik", "fit_time"):  # fmt: skip
         assert table[column].dtype == np.float64, (column, table[column].dtype)
     for column in ("position", "replicate"):
         assert pd.api.types.is_integer_dtype(table[column]), column
-    for column in ("status", "failure_kind", "failure_rule", "fitter", "data"):
+    for column in ("status", "failure_kind", "failure_rule", "matching", "fitter", "data"):
         assert all(isinstance(v, str) for v in table[column]), column
     assert set(table["failed"].dropna()) <= {0.0, 1.0}
     kinds = table["failure_kind"]
     judged = kinds != FailureKind.UNJUDGED
     assert (table.loc[judged, "failed"] == kinds[judged].isin(LOCAL_OPTIMUM_KINDS)).all()
+    for text in table["matching"]:  # every true component matched to one fitted component
+        assert sorted(t for _, t in json.loads(text)) == [0, 1]
 
 
 def test_restarts_are_read_with_their_stored_verdict(small_run):
@@ -92,7 +95,8 @@ def test_run_cell_builds_one_frozen_record_carrying_the_evaluation(tmp_path):
     metrics = evaluate_fit(dataset, result)
     assert record.failed == metrics["failed"] and record.failure_kind == metrics["failure_kind"]
     assert record.gap == metrics["gap"]
-    assert record.metrics["overall_rmse"] == metrics["overall_rmse"]
+    for name in ("overall_rmse", "matching", "bias_weights", "bias_means", "bias_scales"):
+        assert record.metrics[name] == metrics[name], name
     stored = record.evaluation()
     assert {k: stored[k] for k in ("failed", "gap", "failure_kind")} == {
         k: metrics[k] for k in ("failed", "gap", "failure_kind")

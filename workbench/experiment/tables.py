@@ -39,7 +39,7 @@ FROM fits f JOIN cells c USING (cell_id) JOIN data_conditions dc USING (data_id)
 ORDER BY c.position
 """
 # Metrics of evaluate_fit that are text; every other metric is a number (float64).
-TEXT_METRICS = ("failure_kind", "failure_rule")
+TEXT_METRICS = ("failure_kind", "failure_rule", "matching")
 # Verdict inputs of each restart, stored in the restarts table's ``extra`` JSON.
 RESTART_VERDICT = (
     "polished_loglik", "polished_status", "polished_iter", "max_eigenvalue", "param_distance",

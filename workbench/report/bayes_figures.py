@@ -243,7 +243,8 @@ def _posterior_vs_truth(exp: Experiment, row: pd.Series, several: bool, out: Pat
 def _scalars(exp: Experiment, row: pd.Series) -> list[Scalar]:
     idata = load_posterior(exp, row["cell_id"])
     truth = exp.truth(row["data_id"], int(row["replicate"]))
-    return scalars(idata, truth, exp.params(row["cell_id"]))
+    matching = row.get("matching")
+    return scalars(idata, truth, matching if isinstance(matching, str) else None)
 
 
 def _forest(cells: list, several: bool, out: Path) -> Figure | None:
