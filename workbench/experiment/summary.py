@@ -96,9 +96,8 @@ def summarise_conditions(
     the returned fit), ``degenerate`` (EM fits whose status is degenerate) and
     ``start_failure`` (the per-start local-optimum rate, each fit's restarts a cluster):
     ``<rate>_rate``, ``_rate_lower``, ``_rate_upper`` (95% Wilson), ``_rate_k`` and ``_rate_n``
-    (:func:`rate_columns`), present for the
-    conditions they apply to (NaN elsewhere); for each of ``means`` present: ``<name>`` (the
-    mean), ``<name>_se`` (sd / sqrt(m)) and ``<name>_m``.
+    (:func:`rate_columns`), present for the conditions they apply to (NaN elsewhere); for each
+    of ``means`` present: ``<name>`` (the mean), ``<name>_se`` (sd / sqrt(m)) and ``<name>_m``.
     """
     by = list(by)
     rows = [

@@ -9,8 +9,8 @@ status, message, loglik, n_iter, timings (fit_time, data_time, eval_time, total_
 started_at, finished_at), worker, run_id, posterior_path; then ``data.<setting>`` and
 ``fit.<setting>`` for every explicit setting (lists as JSON text), the evaluation of
 ``evaluate_fit`` under its own names (``failed`` 1.0 / 0.0 / NaN = no verdict, ``gap`` in nats,
-``failure_kind`` and ``failure_rule`` text, every other metric float64) and the fitter's
-diagnostics as ``diag.<name>``.
+``failure_kind``, ``failure_rule`` and ``matching`` text, the ``unmatched_*`` counts Int64,
+every other metric float64) and the fitter's diagnostics as ``diag.<name>``.
 """
 
 from __future__ import annotations
@@ -38,8 +38,10 @@ FROM fits f JOIN cells c USING (cell_id) JOIN data_conditions dc USING (data_id)
     JOIN fitter_conditions fc USING (fitter_id)
 ORDER BY c.position
 """
-# Metrics of evaluate_fit that are text; every other metric is a number (float64).
+# Metrics of evaluate_fit that are text, and counts (nullable Int64); every other metric is a
+# number (float64).
 TEXT_METRICS = ("failure_kind", "failure_rule", "matching")
+COUNT_METRICS = ("unmatched_fitted", "unmatched_true")
 # Verdict inputs of each restart, stored in the restarts table's ``extra`` JSON.
 RESTART_VERDICT = (
     "polished_loglik", "polished_status", "polished_iter", "max_eigenvalue", "param_distance",
@@ -94,7 +96,8 @@ def load_table(directory: str | Path) -> pd.DataFrame:
     frame = pd.DataFrame.from_records(records, columns=columns)
     for name in metric_names - set(TEXT_METRICS):
         column = name if f"metric.{name}" not in frame else f"metric.{name}"
-        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype("float64")
+        dtype = "Int64" if name in COUNT_METRICS else "float64"
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(dtype)
     return frame
 
 
