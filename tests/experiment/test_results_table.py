@@ -154,3 +154,24 @@ def test_a_store_of_an_older_schema_is_one_line(command, small_run, tmp_path, ca
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"schema version 1, this workbench reads {SCHEMA_VERSION}" in err
     assert str(small_run / STORE_FILE) in err
+
+
+def test_summary_columns_keep_their_declared_order():
+    """A mean present only for a later condition (here interval coverage) takes its declared
+    place, not the end of the table (the report's summary used to order columns by the first
+    condition that had them)."""
+    from workbench.report.summaries import SUMMARY_COLUMNS, condition_summary
+
+    rows = [
+        {"experiment": "x", "fitter": f, "data": "d", "status": "converged", "method": "em",
+         "failed": 0.0, "overall_rmse": 0.1 * r, "n_iter": 10.0 + r,
+         "means_coverage": np.nan if f == "a" else 0.5 * r}
+        for f in ("a", "b") for r in (1, 2)
+    ]  # fmt: skip
+    summary = condition_summary(pd.DataFrame(rows))
+    labels = [label for label, _ in SUMMARY_COLUMNS if label in summary]
+    assert labels == ["overall RMSE", "means coverage", "iterations"]
+    assert [c for c in summary.columns if c in labels] == labels
+    assert np.isnan(summary.loc[0, "means coverage"]) and summary.loc[1, "means coverage"] == 0.75
+    np.testing.assert_allclose(summary["iterations"], [11.5, 11.5])
+    np.testing.assert_allclose(summary["iterations se"], [0.5, 0.5])
