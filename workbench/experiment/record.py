@@ -77,8 +77,9 @@ class RestartRecord:
 
 @dataclass(frozen=True)
 class DatasetRecord:
-    """A cell's data set as stored: sizes, generating parameters, the generator's info, and the
-    SHA-256 fingerprint of its points and labels (``runner.data_fingerprint``)."""
+    """A cell's data set as stored: sizes, generating parameters, the generator's info (plain
+    JSON values), and the SHA-256 fingerprint of its points and labels
+    (``runner.data_fingerprint``)."""
 
     n: int
     d: int

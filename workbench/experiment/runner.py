@@ -262,7 +262,7 @@ def run_cell(task: CellTask) -> CellRecord:
                 d=dataset.d,
                 n_components_to_fit=dataset.n_components_to_fit,
                 truth=dataset.truth,
-                info=dataset.info,
+                info=json.loads(json.dumps(dataset.info, default=str)),  # plain, picklable
                 fingerprint=data_fingerprint(dataset.X, dataset.labels),
             )
             seq = np.random.SeedSequence(task.fit_entropy, spawn_key=(FIT_STREAM,))
