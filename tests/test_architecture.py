@@ -20,6 +20,7 @@ STAGES = [
         "workbench.montecarlo",
         "workbench.patterns",
         "workbench.settings",
+        "workbench.status",
     ),
     (
         "workbench.experiment.config",
@@ -30,13 +31,13 @@ STAGES = [
     ("workbench.experiment.design",),
     ("workbench.data",),
     ("workbench.fitters", "workbench.em", "workbench.bayes", "workbench.baselines"),
-    ("workbench.evaluate",),
+    ("workbench.evaluate", "workbench.experiment.record"),
     (
         "workbench.experiment.runner",
         "workbench.experiment.executors",
         "workbench.experiment.warmup",
     ),
-    ("workbench.experiment.store", "workbench.experiment.tables"),
+    ("workbench.experiment.store", "workbench.experiment.tables", "workbench.experiment.summary"),
     ("workbench.report", "workbench.walkthrough"),
     ("workbench.experiment.console", "workbench.cli"),
 ]
@@ -211,3 +212,160 @@ def test_report_reads_the_store_only():
     for path in (PACKAGE / "report").rglob("*.py"):
         names = imports(path)
         assert not any(n == f or n.startswith(f + ".") for n in names for f in forbidden), path
+
+
+# ---- one enum of statuses ------------------------------------------------------------------------
+STATUS_MODULE = PACKAGE / "status.py"
+# Other libraries' strings that happen to equal one of ours.
+FOREIGN_STRINGS = {
+    ("experiment/executors.py", "finished"),  # a Dask future's status
+    ("experiment/store.py", "ok"),  # SQLite's answer to PRAGMA quick_check
+}
+METHODS_OF_MEMBERSHIP = {"isin", "eq", "ne", "where"}
+
+
+def status_enums() -> list[set[str]]:
+    """The values of each StrEnum in workbench/status.py (the empty value left out)."""
+    from enum import StrEnum
+
+    from workbench import status
+
+    enums = [v for v in vars(status).values() if isinstance(v, type) and issubclass(v, StrEnum)]
+    enums = [e for e in enums if e is not StrEnum]
+    return [{m.value for m in e if m.value} for e in enums]
+
+
+def _strings(node: ast.AST) -> list[ast.Constant]:
+    """String constants of ``node`` itself or of a tuple/list/set literal it is."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, str):
+        return [node]
+    if isinstance(node, ast.Tuple | ast.List | ast.Set):
+        return [e for e in node.elts if isinstance(e, ast.Constant) and isinstance(e.value, str)]
+    return []
+
+
+def status_literals(tree: ast.AST, enums: list[set[str]]) -> list[tuple[int, str]]:
+    """(line, value) of every status or verdict name spelt as a string literal where it is used
+    as one: an operand of a comparison (==, !=, in, not in), an argument of ``isin``/``eq``/
+    ``ne``/``np.where``, a returned value, a ``status=`` keyword, or two or more names of one
+    enum in one tuple/list/set/dict-key literal."""
+    values = set().union(*enums)
+    found: list[ast.Constant] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Compare):
+            for operand in (node.left, *node.comparators):
+                found += _strings(operand)
+        elif isinstance(node, ast.Call):
+            func = node.func
+            name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if name in METHODS_OF_MEMBERSHIP:
+                for arg in node.args:
+                    found += _strings(arg)
+            found += [c for k in node.keywords if k.arg == "status" for c in _strings(k.value)]
+        elif isinstance(node, ast.Return) and node.value is not None:
+            found += _strings(node.value)
+        elif isinstance(node, ast.Tuple | ast.List | ast.Set | ast.Dict):
+            items = node.keys if isinstance(node, ast.Dict) else node.elts
+            consts = [k for k in items if isinstance(k, ast.Constant) and isinstance(k.value, str)]
+            if any(len({c.value for c in consts} & e) >= 2 for e in enums):
+                found += consts
+    return sorted({(c.lineno, c.value) for c in found if c.value in values})
+
+
+def test_status_names_are_spelt_only_in_the_status_module():
+    """Every status (EM, Bayes, cell, run), degenerate kind and failure kind is an enum member
+    of workbench/status.py; no other module compares against, returns or lists the bare string."""
+    enums = status_enums()
+    assert {"converged", "degenerate", "multimodal", "timeout", "unjudged"} <= set().union(*enums)
+    bad = []
+    for path in PACKAGE.rglob("*.py"):
+        if path != STATUS_MODULE:
+            tree = ast.parse(path.read_text())
+            name = str(path.relative_to(PACKAGE))
+            found = status_literals(tree, enums)
+            bad += [f"{name}:{n}: {v!r}" for n, v in found if (name, v) not in FOREIGN_STRINGS]
+    assert not bad, bad
+
+
+def test_the_status_scan_finds_literals():
+    """The scan above flags each way a status literal was used before the enum existed."""
+    enums = status_enums()
+    source = """
+if status == "degenerate": pass
+ok = table["status"].isin(("converged", "ok"))
+def f(): return "multimodal"
+r = FitResult(status="error")
+KINDS = ("minor", "gross", "below")
+colours = {"gross": 1, "minor": 2}
+"""
+    lines = {line for line, _ in status_literals(ast.parse(source), enums)}
+    assert lines == {2, 3, 4, 5, 6, 7}
+    clean = 'label = "degenerate (95% CI)"\nkey = "error"\nx = d.get("ok")\n'
+    assert status_literals(ast.parse(clean), enums) == []
+
+
+# ---- the report reads the store through one reader -----------------------------------------------
+READER = PACKAGE / "experiment" / "tables.py"
+SQL_WORDS = ("SELECT ", "read_sql", ".execute(", "sqlite3")
+
+
+def calls(tree: ast.AST, name: str) -> list[int]:
+    """Lines calling a method or function ``name``."""
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Call):
+            func = node.func
+            called = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+            if called == name:
+                out.append(node.lineno)
+    return out
+
+
+def test_no_report_module_runs_sql():
+    """Report sections and studies get DataFrames from the store's one reader
+    (workbench/experiment/tables.py); none queries the store itself."""
+    bad = []
+    for path in (PACKAGE / "report").rglob("*.py"):
+        source = path.read_text()
+        tree = ast.parse(source)
+        bad += [f"{path.name}:{line} calls .query(" for line in calls(tree, "query")]
+        bad += [f"{path.name}: {w!r}" for w in SQL_WORDS if w in source]
+        bad += [f"{path.name} imports {n}" for n in imports(path) if n.endswith(".store")]
+    assert not bad, bad
+
+
+def test_only_the_store_reader_regenerates_data():
+    """The report regenerates a data set in one place, ``store_reader.Experiment.dataset``,
+    which checks it against the run's fingerprint; no other report module imports a
+    generator."""
+    importers = [
+        path.name
+        for path in (PACKAGE / "report").rglob("*.py")
+        if any(n == "workbench.data" or n.startswith("workbench.data.") for n in imports(path))
+        and "generate" in path.read_text()
+    ]
+    assert importers == ["store_reader.py"], importers
+
+
+JUDGING = {
+    "matched_truth_index", "match_components", "matching_cost", "judge", "restart_verdicts",
+    "evaluate_fit", "loglik_gap", "signed_errors", "parameter_distance", "cluster_change",
+    "recovery_errors", "is_failure",
+}  # fmt: skip
+
+
+def test_the_report_never_judges_or_matches_again():
+    """Failure verdicts, gaps and component matchings are computed once, at evaluation, and
+    stored; the report reads them and imports none of the functions that compute them."""
+    bad = []
+    for path in (PACKAGE / "report").rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module in (
+                "workbench.evaluate",
+                "workbench.matching",
+            ):
+                bad += [f"{path.name} imports {a.name}" for a in node.names if a.name in JUDGING]
+        bad += [f"{path.name} imports workbench.matching" for n in imports(path)
+                if n == "workbench.matching"]  # fmt: skip
+    assert not bad, bad

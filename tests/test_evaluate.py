@@ -19,6 +19,7 @@ from workbench.evaluate import (
     loglik_tolerance,
     parameter_distance,
     restart_table,
+    restart_verdicts,
 )
 from workbench.montecarlo import rate_interval, wilson_interval
 from workbench.params import MixtureParams
@@ -165,6 +166,10 @@ def test_a_wrong_k_fit_is_judged_against_the_bank_and_no_reference_means_no_verd
     alone = EMFitter(n_restarts=5, reference=False).fit(data, np.random.default_rng(0))
     metrics = evaluate_fit(data, alone)
     assert metrics["failure_kind"] == "unjudged" and metrics["failed"] is None
+    # every restart likewise: no verdict (None), never "not a local optimum" (False)
+    rows = restart_verdicts(alone)
+    assert len(rows) == 5 and all(r["failure_kind"] == "unjudged" for r in rows)
+    assert all(r["failed"] is None for r in rows)
 
 
 def test_reference_starts_are_validated():

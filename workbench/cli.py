@@ -24,7 +24,7 @@ from workbench.experiment.config import derived_name, load_config
 from workbench.experiment.console import Progress, print_summary, steps
 from workbench.experiment.design import build_design, canonical, design_hash
 from workbench.experiment.executors import ExecutorError, make_executor
-from workbench.experiment.runner import FAILED_STATUSES, execute, make_task
+from workbench.experiment.runner import execute, make_task
 from workbench.experiment.spec import ConfigError
 from workbench.experiment.store import (
     STORE_FILE,
@@ -36,6 +36,7 @@ from workbench.experiment.store import (
 )
 from workbench.experiment.warmup import compile_first
 from workbench.settings.experiment import NAME_RE
+from workbench.status import FAILED_STATUSES, RunOutcome
 
 # OS errors about a path the user chose (exit 2); any other OS error is the environment's (1).
 PATH_ERRNOS = (
@@ -116,7 +117,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             "note: the workbench source changed since stored cells were computed; "
             "results mix code versions (use --fresh to rerun everything)"
         )
-    outcome, counts, t0 = "interrupted", {}, time.monotonic()
+    outcome, counts, t0 = RunOutcome.INTERRUPTED, {}, time.monotonic()
     failure: BaseException | None = None
     saved = _set_signals(_raise_terminated, None)
     task = lambda c: make_task(c, spec.timeout, spec.em_traces, spec.posterior_draws)  # noqa: E731
@@ -136,11 +137,11 @@ def cmd_run(args: argparse.Namespace) -> int:
             spec.max_consecutive_errors,
             store.n_failed(),
         )
-        outcome = "finished"
+        outcome = RunOutcome.FINISHED
     except KeyboardInterrupt:
-        outcome = "interrupted (Ctrl-C)"
+        outcome = f"{RunOutcome.INTERRUPTED} (Ctrl-C)"
     except Terminated:
-        outcome = "interrupted (SIGTERM)"
+        outcome = f"{RunOutcome.INTERRUPTED} (SIGTERM)"
     except StoreWriteError as err:
         outcome, failure = f"failed: {err}", err
     finally:
@@ -151,7 +152,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         executor.close()
         progress.close()
         totals = _close_run(store, run_id, outcome, sum(counts.values()), progress.notes)
-        if outcome == "finished":
+        if outcome == RunOutcome.FINISHED:
             _set_signals(*saved)
         else:  # a further Ctrl-C keeps exiting quietly (130), also while Python exits
             atexit.register(_ignore_signals)
@@ -161,7 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     pending = totals.pop("pending")
     total = totals.pop("total")
     failed = sum(v for k, v in totals.items() if k in FAILED_STATUSES)
-    if outcome != "finished":
+    if outcome != RunOutcome.FINISHED:
         print(
             f"{outcome}: {total - pending} of {total} cells stored; "
             "rerun the same command to resume",

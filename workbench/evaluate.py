@@ -8,6 +8,7 @@ true components (:mod:`workbench.matching`).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
@@ -19,6 +20,7 @@ from workbench.fitters import FitResult
 from workbench.matching import match_components, matched_truth_index, matching_cost
 from workbench.params import MixtureParams
 from workbench.patterns import observed_responsibilities
+from workbench.status import LOCAL_OPTIMUM_KINDS, EMStatus, FailureKind
 
 __all__ = [
     "FAILURE_RULE",
@@ -36,6 +38,7 @@ __all__ = [
     "recovery_errors",
     "restart_table",
     "restart_verdicts",
+    "signed_errors",
 ]
 
 # ---- the failure rule ----------------------------------------------------------------------------
@@ -64,8 +67,7 @@ LOGLIK_REL_TOL = 1e-8
 PARAM_TOL = 1e-2
 GROSS_CHANGE = 1.0
 SADDLE_TOL = 1e-6  # >> the ~1e-10 error of the central-difference Jacobian
-LOCAL_OPTIMUM_KINDS = ("minor", "gross", "below")
-KINDS = ("best", "minor", "gross", "below", "degenerate", "saddle", "unresolved", "unjudged")
+KINDS = tuple(FailureKind)
 
 
 def recovery_errors(fitted: MixtureParams, truth: MixtureParams) -> dict[str, Any]:
@@ -95,6 +97,36 @@ def recovery_errors(fitted: MixtureParams, truth: MixtureParams) -> dict[str, An
     summary["unmatched_fitted"] = fitted.n_components - len(fit_idx)
     summary["unmatched_true"] = truth.n_components - len(true_idx)
     return {**errors, **summary}
+
+
+def signed_errors(
+    fitted: MixtureParams, truth: MixtureParams, matched: tuple[np.ndarray, ...] | None = None
+) -> dict[str, float]:
+    """Signed recovery errors of one fit after Hungarian matching (``matched``: its
+    :func:`matched_truth_index`, computed when not given): ``bias_weights``, the fitted minus
+    true weight of the true component with the lowest (first-coordinate) mean; ``bias_means``,
+    the error of each mean along the direction from the mixture centre to its true mean,
+    averaged over components (> 0: pushed apart, < 0: pulled together); ``bias_scales``, the
+    error of every standard deviation, averaged. NaN where undefined."""
+    fit_idx, true_idx = matched_truth_index(fitted, truth) if matched is None else matched
+    out = {f"bias_{p}": np.nan for p in ("weights", "means", "scales")}
+    if len(true_idx) == 0:
+        return out
+    lowest = int(np.argmin(truth.means[true_idx, 0]))
+    out["bias_weights"] = float(fitted.weights[fit_idx[lowest]] - truth.weights[true_idx[lowest]])
+    centre = truth.weights @ truth.means
+    outward = truth.means[true_idx] - centre
+    norm = np.linalg.norm(outward, axis=1, keepdims=True)
+    if np.all(norm > 0):
+        error = fitted.means[fit_idx] - truth.means[true_idx]
+        out["bias_means"] = float(np.mean(np.sum(error * outward / norm, axis=1)))
+    out["bias_scales"] = float(np.mean(fitted.scales()[fit_idx] - truth.scales()[true_idx]))
+    return out
+
+
+def matching_text(matched: tuple[np.ndarray, ...]) -> str:
+    """A matching as stored: JSON ``[[fitted, true], ...]`` component index pairs."""
+    return json.dumps([[int(f), int(t)] for f, t in zip(*matched, strict=True)])
 
 
 def loglik_gap(loglik: float | np.ndarray, reference: float) -> float | np.ndarray:
@@ -164,7 +196,7 @@ def judge(
     reference: float,
     distance: float = np.nan,
     change: float = np.nan,
-    polished_status: str = "converged",
+    polished_status: str = EMStatus.CONVERGED,
     max_eigenvalue: float = np.nan,
 ) -> str:
     """The kind of one fit under FAILURE_RULE: ``best`` (reached the best known optimum),
@@ -172,19 +204,19 @@ def judge(
     ``degenerate``, ``saddle`` (EM-map Jacobian eigenvalue above 1), ``unresolved`` (still
     moving after polishing) or ``unjudged`` (no reference).
     ``gap`` is measured from the polished log-likelihood."""
-    if status == "degenerate" or polished_status == "degenerate":
-        return "degenerate"
+    if EMStatus.DEGENERATE in (status, polished_status):
+        return FailureKind.DEGENERATE
     if not (np.isfinite(gap) and np.isfinite(reference)):
-        return "unjudged"
+        return FailureKind.UNJUDGED
     if gap <= loglik_tolerance(reference) or distance <= PARAM_TOL:
-        return "best"
-    if polished_status != "converged":
-        return "unresolved"
+        return FailureKind.BEST
+    if polished_status != EMStatus.CONVERGED:
+        return FailureKind.UNRESOLVED
     if max_eigenvalue > 1.0 + SADDLE_TOL:
-        return "saddle"
+        return FailureKind.SADDLE
     if not np.isfinite(distance):
-        return "below"
-    return "gross" if change > GROSS_CHANGE else "minor"
+        return FailureKind.BELOW
+    return FailureKind.GROSS if change > GROSS_CHANGE else FailureKind.MINOR
 
 
 def mixture_sd(params: MixtureParams) -> np.ndarray:
@@ -199,7 +231,8 @@ def mixture_sd(params: MixtureParams) -> np.ndarray:
 
 
 def restart_verdicts(result: FitResult) -> list[dict[str, Any]]:
-    """Per restart: polished log-likelihood, gap, parameter distances and kind."""
+    """Per restart: polished log-likelihood, gap, parameter distances, kind and ``failed`` (a
+    local optimum; None when unjudged)."""
     reference = result.diagnostics.get("reference_loglik", np.nan)
     known = result.best_known.params if result.best_known is not None else None
     sd = mixture_sd(known) if known is not None else None
@@ -207,7 +240,7 @@ def restart_verdicts(result: FitResult) -> list[dict[str, Any]]:
     polished = restarts.polished
     out = []
     for r, (ll, status) in enumerate(zip(restarts.loglik, restarts.status, strict=True)):
-        row: dict[str, Any] = {"polished_loglik": float(ll), "polished_status": "converged"}
+        row: dict[str, Any] = {"polished_loglik": float(ll), "polished_status": EMStatus.CONVERGED}
         distance = change = np.nan
         if polished is not None:
             row["polished_loglik"] = float(polished.loglik[r])
@@ -221,10 +254,11 @@ def restart_verdicts(result: FitResult) -> list[dict[str, Any]]:
         gap = float(reference - row["polished_loglik"]) if np.isfinite(reference) else np.nan
         eig = row.get("max_eigenvalue", np.nan)
         kind = judge(str(status), gap, reference, distance, change, row["polished_status"], eig)
-        if polished is None and kind != "degenerate":
-            kind = "unjudged"  # no reference bank, no polishing: no verdict
+        if polished is None and kind != FailureKind.DEGENERATE:
+            kind = FailureKind.UNJUDGED  # no reference bank, no polishing: no verdict
         row.update(gap=gap, param_distance=distance, cluster_change=change, failure_kind=kind)
-        row["failed"] = kind in LOCAL_OPTIMUM_KINDS
+        # a local optimum or not; None when unjudged (no reference: no verdict, not a success)
+        row["failed"] = None if kind == FailureKind.UNJUDGED else kind in LOCAL_OPTIMUM_KINDS
         out.append(row)
     return out
 
@@ -273,7 +307,9 @@ def evaluate_fit(
     With restarts (EM): ``gap`` (nats, polished), ``failure_kind`` and ``failed`` (a local
     optimum under FAILURE_RULE, named in ``failure_rule``) of the returned fit, its
     ``param_distance`` and ``cluster_change`` to the best known fit, and the fractions of restarts
-    that ended in a local optimum, degenerate or unresolved."""
+    that ended in a local optimum, degenerate or unresolved. With parameters: the recovery
+    errors, ``matching`` (the fitted-to-true component pairs every comparison with the truth
+    used, JSON) and the signed errors ``bias_*`` (:func:`signed_errors`)."""
     metrics: dict[str, Any] = {
         "status": result.status,
         "loglik": result.loglik,
@@ -289,19 +325,22 @@ def evaluate_fit(
         kinds = np.array([v["failure_kind"] for v in verdicts])
         metrics.update({k: mine[k] for k in ("gap", "param_distance", "cluster_change")})
         metrics["failure_kind"] = mine["failure_kind"]
-        judged = mine["failure_kind"] != "unjudged"
+        judged = mine["failure_kind"] != FailureKind.UNJUDGED
         metrics["failed"] = bool(mine["failed"]) if judged else None
         metrics["failure_rule"] = FAILURE_RULE
         if judged:
             metrics["restart_failure_rate"] = float(np.isin(kinds, LOCAL_OPTIMUM_KINDS).mean())
-            metrics["restart_degenerate_rate"] = float(np.mean(kinds == "degenerate"))
-            metrics["restart_unresolved_rate"] = float(np.mean(kinds == "unresolved"))
-            metrics["restart_saddle_rate"] = float(np.mean(kinds == "saddle"))
+            metrics["restart_degenerate_rate"] = float(np.mean(kinds == FailureKind.DEGENERATE))
+            metrics["restart_unresolved_rate"] = float(np.mean(kinds == FailureKind.UNRESOLVED))
+            metrics["restart_saddle_rate"] = float(np.mean(kinds == FailureKind.SADDLE))
     else:  # no restarts (Bayes): the gap alone, no verdict
         gap = float(loglik_gap(result.loglik, reference)) if np.isfinite(reference) else np.nan
         metrics["gap"] = gap
     errors = recovery_errors(result.params, dataset.truth)
     metrics.update({k: v for k, v in errors.items() if np.isscalar(v)})
+    matched = matched_truth_index(result.params, dataset.truth)
+    metrics["matching"] = matching_text(matched)
+    metrics.update(signed_errors(result.params, dataset.truth, matched))
     metrics["ari"] = adjusted_rand_index(dataset.labels, _predicted(result.params, dataset.X))
     metrics.update(imputation_errors(dataset, result.imputed))
     if result.intervals:

@@ -11,8 +11,8 @@ import pandas as pd
 
 from workbench.bayes.diagnostics import STATUSES as BAYES_STATUSES
 from workbench.cli import main
-from workbench.experiment.runner import FAILED_STATUSES
 from workbench.experiment.tables import load_table
+from workbench.status import FAILED_STATUSES
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICKSTART = ROOT / "experiments" / "quickstart.toml"

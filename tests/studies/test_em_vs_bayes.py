@@ -14,6 +14,7 @@ from figure_layout import assert_readable
 from scipy.stats import binomtest
 from study_pages import checked_section, wilson_text
 
+from workbench.evaluate import signed_errors
 from workbench.params import MixtureParams
 from workbench.report.store_reader import ReportData, load_experiment, numbers
 from workbench.report.studies.em_vs_bayes import (
@@ -22,7 +23,6 @@ from workbench.report.studies.em_vs_bayes import (
     crosstab,
     findings,
     recovery_table,
-    signed_errors,
     study_table,
 )
 

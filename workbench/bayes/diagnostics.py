@@ -15,6 +15,7 @@ from workbench.bayes.models import Draws
 from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams
 from workbench.settings.fitters import ESS_PER_CHAIN_MIN, RHAT_MAX
+from workbench.status import BayesStatus
 
 if TYPE_CHECKING:
     import xarray as xr
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
 # Every status a Bayes fit can have (``classify`` documents the order of the checks). The
 # convergence thresholds of Vehtari et al. (2021), RHAT_MAX and ESS_PER_CHAIN_MIN, are the
 # defaults of BayesFitter's ``rhat_max`` and ``ess_per_chain_min`` (workbench.settings.fitters).
-STATUSES = ("ok", "not_converged", "label_switching", "multimodal", "divergent")
+STATUSES = tuple(BayesStatus)
 _EXHAUSTIVE_MAX_K = 5  # up to K! = 120 permutations, solve the assignment by enumeration
 
 
@@ -256,14 +257,14 @@ def classify(
     ``not_converged``; ``ok`` therefore always means converged by the thresholds.
     """
     if len(groups) > 1:
-        return "multimodal"
+        return BayesStatus.MULTIMODAL
     if n_divergences > divergence_tolerance * n_draws_total:
-        return "divergent"
+        return BayesStatus.DIVERGENT
     if n_components > 1 and (exchangeable or switched > switch_tolerance):
-        return "label_switching"
+        return BayesStatus.LABEL_SWITCHING
     if failed_checks:
-        return "not_converged"
-    return "ok"
+        return BayesStatus.NOT_CONVERGED
+    return BayesStatus.OK
 
 
 # ---- intervals and the truth ----------------------------------------------------------------

@@ -23,6 +23,7 @@ from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import observed_log_likelihood
 from workbench.settings.base import OneLineErrors
 from workbench.settings.fitters import BayesOptions
+from workbench.status import CellStatus
 
 if TYPE_CHECKING:  # arviz loads on first fit, so `workbench validate` stays light
     import arviz as az
@@ -124,7 +125,7 @@ class BayesFitter(OneLineErrors, BayesOptions):
         except Exception as exc:  # numerical trouble is a status, not a crash
             return FitResult(
                 method=self.method,
-                status="error",
+                status=CellStatus.ERROR,
                 params=None,
                 loglik=float("nan"),
                 n_iter=0,

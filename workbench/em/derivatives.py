@@ -14,6 +14,7 @@ import numpy as np
 
 from workbench.em import loop
 from workbench.em.model import EMModel
+from workbench.status import EMStatus
 
 MODEL_KINDS_START = 1  # loop kind codes: -1 nan, 0 none, 1.. the model's
 
@@ -48,7 +49,7 @@ def map_vectors(model: EMModel, X, cfg, template: tuple, vectors: np.ndarray):
         return mapped, objective
     run = loop.run(model, X, batch, cfg, loop.LoopSettings(max_iter=1, tol=0.0))
     for i, r in enumerate(np.flatnonzero(ok)):
-        if run.status[i] == "degenerate":
+        if run.status[i] == EMStatus.DEGENERATE:
             continue
         mapped[r] = vector_of(model, model.take(run.params, i), cfg)
         objective[r] = run.traces[i][0]

@@ -24,6 +24,7 @@ from workbench.em.gaussian_model import (
 )
 from workbench.em.gaussian_model import KINDS as LOOP_KINDS
 from workbench.em.missing_model import MissingConfig, chunk_list, group_by_pattern, missing_model
+from workbench.status import DegenerateKind, EMStatus
 
 STATUSES = loop.STATUS_NAMES
 # Degenerate kinds. Stops: "nan" (a non-finite log-likelihood), "weight" (an expected count fell
@@ -31,7 +32,7 @@ STATUSES = loop.STATUS_NAMES
 # data's). Verdicts on the final state of a run that converged or reached max_iter: "floor" (a
 # covariance held at the variance floor) and "spurious" (a component with fewer expected points
 # than its covariance needs, :func:`min_support`).
-DEGENERATE_KINDS = ("nan", *LOOP_KINDS, "floor", "spurious")
+DEGENERATE_KINDS = (DegenerateKind.NAN, *LOOP_KINDS, DegenerateKind.FLOOR, DegenerateKind.SPURIOUS)
 FLOOR_RTOL = 1e-9  # a covariance within this of its floor is held at it
 
 
@@ -165,7 +166,8 @@ def column_stats(X: np.ndarray) -> ColumnStats:
     """The :class:`ColumnStats` of X (n, d), from one transposed copy (numpy reduces contiguous
     rows several times faster than the strided columns of an (n, d) array)."""
     XT = np.ascontiguousarray(X.T)
-    return ColumnStats(XT.mean(axis=1), XT.var(axis=1), XT.min(axis=1), XT.max(axis=1))
+    with np.errstate(over="ignore"):  # values too large for float64's squares: caller's check
+        return ColumnStats(XT.mean(axis=1), XT.var(axis=1), XT.min(axis=1), XT.max(axis=1))
 
 
 def _scale_matrix(scale, d: int) -> np.ndarray:
@@ -388,7 +390,7 @@ def em_map(X, state: EMState, settings: EMSettings):
     finite, and F(state) holds the input state there)."""
     run = run_em(X, state, settings._replace(max_iter=1, tol=0.0, squarem=False))
     first = np.array([trace[0] for trace in run.traces])
-    degenerate = np.isin(run.degenerate_kind, ("nan", *LOOP_KINDS))
+    degenerate = np.isin(run.degenerate_kind, (DegenerateKind.NAN, *LOOP_KINDS))
     return run.state, first, degenerate
 
 
@@ -406,14 +408,17 @@ def label_solutions(run: EMRun, settings: EMSettings, data_variance) -> EMRun:
         s = strategy(settings.covariance_type)
         held |= np.broadcast_to(s.held_at_floor(run.state.covariances, floor, FLOOR_RTOL), (R, K))
     thin = ~(run.nk >= min_support(settings, d))
-    open_ = (run.status == "converged") | (run.status == "max_iter")
+    open_ = (run.status == EMStatus.CONVERGED) | (run.status == EMStatus.MAX_ITER)
     if not np.any(open_[:, None] & (held | thin)):
         return run
     status, kind = run.status.astype(object), run.degenerate_kind.astype(object)
     component = run.degenerate_component.copy()
-    for name, mask in (("spurious", thin), ("floor", held)):  # floor wins when both
+    for name, mask in (
+        (DegenerateKind.SPURIOUS, thin),
+        (DegenerateKind.FLOOR, held),
+    ):  # floor wins when both
         hit = open_ & mask.any(axis=1)
-        status[hit], kind[hit] = "degenerate", name
+        status[hit], kind[hit] = EMStatus.DEGENERATE, name
         component[hit] = np.argmax(mask[hit], axis=1)
     return run._replace(
         status=status.astype(str), degenerate_kind=kind.astype(str), degenerate_component=component

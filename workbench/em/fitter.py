@@ -32,6 +32,7 @@ from workbench.patterns import impute_conditional_mean
 from workbench.settings.base import OneLineErrors, build
 from workbench.settings.data import MAX_ABS_DATA
 from workbench.settings.fitters import EMOptions
+from workbench.status import EMStatus
 
 
 class EMFitter(OneLineErrors, EMOptions):
@@ -91,8 +92,7 @@ class EMFitter(OneLineErrors, EMOptions):
         X_given = X
         X, dropped = self._missing_values(X)
         X_start = mean_imputed(X)  # starts (and the checks) on complete data
-        columns = column_stats(X_start)
-        check_data(X_start, K, columns)
+        columns = check_data(X_start, K)
         settings = self.settings(X_start, K, truth)
         split = splits_passes(X, K, self.covariance_type)
         compile_time = warm(self.covariance_type, split)  # compiled code, outside wall_time
@@ -118,12 +118,12 @@ class EMFitter(OneLineErrors, EMOptions):
             result = dataclasses.replace(result, imputed=imputed)
         best = result.restarts.best
         state = EMState(*(a[best : best + 1] for a in run.state))
-        if self.interval_level is not None and result.status != "degenerate":
+        if self.interval_level is not None and result.status != EMStatus.DEGENERATE:
             intervals = wald_intervals(X, state, settings, self.interval_level)
             result = dataclasses.replace(result, intervals=intervals or None)
         if self.rate_diagnostics:
             rates = {"rate_measured": trace_rate(result.trace), "rate_theory": np.nan}
-            if result.status != "degenerate":
+            if result.status != EMStatus.DEGENERATE:
                 rates["rate_theory"] = dm_rate(X, state, settings)
             result = dataclasses.replace(result, diagnostics={**result.diagnostics, **rates})
         return result
@@ -211,10 +211,10 @@ class EMFitter(OneLineErrors, EMOptions):
 # scatter sums in float64 (k-means++ then crashes the interpreter inside scipy).
 
 
-def check_data(X: np.ndarray, K: int, columns: ColumnStats | None = None) -> None:
+def check_data(X: np.ndarray, K: int) -> ColumnStats:
     """ValueError (one line) unless X (n, d) is finite, below MAX_ABS_DATA in magnitude, has
-    spread in every column, and holds at least K distinct points. columns: X's
-    :func:`~workbench.em.fit.column_stats` when already computed."""
+    spread in every column, and holds at least K distinct points; returns X's column summaries
+    (:func:`~workbench.em.fit.column_stats`), computed on the way."""
     n, d = X.shape
     if n == 0 or d == 0:
         raise ValueError(f"data: shape {X.shape} holds no values")
@@ -226,7 +226,7 @@ def check_data(X: np.ndarray, K: int, columns: ColumnStats | None = None) -> Non
         )
     if K > n:
         raise ValueError(f"n_components={K}: more components than data points ({n})")
-    columns = column_stats(X) if columns is None else columns
+    columns = column_stats(X)
     largest = float(max(-columns.low.min(), columns.high.max()))
     if largest > MAX_ABS_DATA:
         raise ValueError(
@@ -244,6 +244,7 @@ def check_data(X: np.ndarray, K: int, columns: ColumnStats | None = None) -> Non
         raise ValueError(
             f"n_components={K}: the data hold only {_n_distinct(X, n)} distinct points"
         )
+    return columns
 
 
 def _n_distinct(X: np.ndarray, enough: int) -> int:
@@ -259,7 +260,9 @@ def choose_by_bic(fits: dict[int, FitResult]) -> FitResult:
     one is degenerate, flagged by ``select_k_all_degenerate``), with the per-K BICs and statuses
     in its diagnostics and the summed wall time."""
     bics = {k: fit.diagnostics["bic"] for k, fit in fits.items()}
-    usable = {k: b for k, b in bics.items() if fits[k].status != "degenerate" and np.isfinite(b)}
+    usable = {
+        k: b for k, b in bics.items() if fits[k].status != EMStatus.DEGENERATE and np.isfinite(b)
+    }
     all_degenerate = not usable
     if all_degenerate:
         usable = {k: b for k, b in bics.items() if np.isfinite(b)}
@@ -284,7 +287,7 @@ def _fit_result(
     optimum: BestKnown | None = None,
     polished: PolishedRestarts | None = None,
 ):
-    score = np.where(run.status == "degenerate", -np.inf, run.objective)
+    score = np.where(run.status == EMStatus.DEGENERATE, -np.inf, run.objective)
     score = np.nan_to_num(score, nan=-np.inf)
     if not np.isfinite(score).any():  # every restart degenerate: keep the best finite one
         score = np.nan_to_num(run.objective, nan=-np.inf)
@@ -295,7 +298,7 @@ def _fit_result(
     )
     loglik = float(run.loglik[best])
     if optimum is None:  # no reference bank: the best restart is the best known
-        finite = run.loglik[np.isfinite(run.loglik) & (run.status != "degenerate")]
+        finite = run.loglik[np.isfinite(run.loglik) & (run.status != EMStatus.DEGENERATE)]
         best_known = max([x for x in (truth_loglik, *finite) if np.isfinite(x)], default=np.nan)
         source, n_starts, known_params = "restarts", 0, None
     else:
@@ -310,10 +313,10 @@ def _fit_result(
         "truth_start_loglik": truth_loglik,
         "objective": float(run.objective[best]),
         "n_restarts": len(run.status),
-        "n_converged": int(np.sum(run.status == "converged")),
-        "n_degenerate": int(np.sum(run.status == "degenerate")),
+        "n_converged": int(np.sum(run.status == EMStatus.CONVERGED)),
+        "n_degenerate": int(np.sum(run.status == EMStatus.DEGENERATE)),
         **{f"n_degenerate_{kind}": int(np.sum(run.degenerate_kind == kind)) for kind in KINDS},
-        "n_max_iter": int(np.sum(run.status == "max_iter")),
+        "n_max_iter": int(np.sum(run.status == EMStatus.MAX_ITER)),
         "degenerate_component": int(run.degenerate_component[best]),
         "degenerate_kind": str(run.degenerate_kind[best]),
         "n_loglik_decreases": int(run.n_decreases[best]),

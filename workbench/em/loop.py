@@ -46,8 +46,9 @@ from threadpoolctl import ThreadpoolController
 
 from workbench.em.model import EMModel
 from workbench.em.specialise import kernel, specialise
+from workbench.status import EM_STATUS_CODES, DegenerateKind
 
-STATUS_NAMES = ("max_iter", "converged", "degenerate")
+STATUS_NAMES = EM_STATUS_CODES  # code -> EMStatus
 MAX_ITER, CONVERGED, DEGENERATE = 0, 1, 2
 KIND_NONE, KIND_NAN = 0, -1  # model kinds are 1, 2, ... (EMModel.degenerate_kinds)
 # Slots of the loop's integer and real registers (so that a block can resume where it stopped).
@@ -350,7 +351,7 @@ def run(
             for restart in restarts:
                 restart.cancelled = True
             raise
-    kinds = ("nan", "", *model.degenerate_kinds)  # index kind + 1
+    kinds = (DegenerateKind.NAN, DegenerateKind.NONE, *model.degenerate_kinds)  # index kind + 1
     return LoopRun(
         params=model.stack([r.theta for r in restarts]),
         stats=model.stack([r.stats for r in restarts]),

@@ -24,6 +24,7 @@ from workbench.em.theory import trace_rate
 from workbench.fitters import FitResult, RestartSummary
 from workbench.settings.base import OneLineErrors
 from workbench.settings.fitters import ModelEMOptions
+from workbench.status import EMStatus
 
 _PREPARED: set[tuple] = set()
 __all__ = ["ModelEMFitter", "gaussian_family"]  # the Gaussian family registers on import
@@ -68,7 +69,7 @@ class ModelEMFitter(OneLineErrors, ModelEMOptions):
         start = model.init(X, K, self.n_restarts, rng, self.init)
         settings = loop.LoopSettings(self.max_iter, self.tol, 1e-9, self.acceleration == "squarem")
         run = loop.run(model, data, start, cfg, settings)
-        score = np.where(run.status == "degenerate", -np.inf, run.objective)
+        score = np.where(run.status == EMStatus.DEGENERATE, -np.inf, run.objective)
         score = np.nan_to_num(score, nan=-np.inf)
         best = int(np.argmax(score)) if np.isfinite(score).any() else 0
         one = model.take(run.params, best)
@@ -80,8 +81,8 @@ class ModelEMFitter(OneLineErrors, ModelEMOptions):
             "compile_time": compile_time,
             "objective": float(run.objective[best]),
             "n_restarts": len(run.status),
-            "n_converged": int(np.sum(run.status == "converged")),
-            "n_degenerate": int(np.sum(run.status == "degenerate")),
+            "n_converged": int(np.sum(run.status == EMStatus.CONVERGED)),
+            "n_degenerate": int(np.sum(run.status == EMStatus.DEGENERATE)),
             "degenerate_kind": str(run.degenerate_kind[best]),
             "n_loglik_decreases": int(run.n_decreases[best]),
             "bic": float(-2 * loglik + n_free * np.log(len(X))),
@@ -89,10 +90,10 @@ class ModelEMFitter(OneLineErrors, ModelEMOptions):
         status = str(run.status[best])
         if self.rate_diagnostics:
             diagnostics["rate_measured"] = trace_rate(run.traces[best])
-            ok = status != "degenerate"
+            ok = status != EMStatus.DEGENERATE
             diagnostics["rate_theory"] = derivatives.rate(model, data, cfg, one) if ok else np.nan
         intervals = None
-        if self.interval_level is not None and status != "degenerate" and model.intervals:
+        if self.interval_level is not None and status != EMStatus.DEGENERATE and model.intervals:
             se = derivatives.standard_errors(model, data, cfg, one)
             z = ndtri(0.5 + self.interval_level / 2)
             intervals = model.intervals(one, se, z, cfg)

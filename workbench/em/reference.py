@@ -21,6 +21,7 @@ from workbench.em.theory import single_state
 from workbench.em.vector import jacobian
 from workbench.fitters import BestKnown, PolishedRestarts
 from workbench.params import MixtureParams
+from workbench.status import EMStatus
 
 # Polishing: stop when |L_t - L_{t-1}| < POLISH_TOL * n (the stopping rule of workbench.em.fit, in
 # nats per point). With a linear rate r <= 0.999 the distance left to the fixed point is below
@@ -82,9 +83,9 @@ def _params(state: EMState, r: int, cov_type: str) -> MixtureParams:
 def polish_restarts(X, run: EMRun, settings: EMSettings) -> PolishedRestarts:
     """Every non-degenerate restart of ``run`` polished; degenerate ones are left as they are."""
     R = len(run.status)
-    ok = np.flatnonzero(run.status != "degenerate")
+    ok = np.flatnonzero(run.status != EMStatus.DEGENERATE)
     loglik = np.full(R, np.nan)
-    status = np.full(R, "degenerate", dtype=object)
+    status = np.full(R, EMStatus.DEGENERATE, dtype=object)
     n_iter = np.zeros(R, dtype=int)
     params: list[MixtureParams | None] = [None] * R
     if ok.size:
@@ -106,13 +107,13 @@ def bank_optimum(
         return None, np.nan
     fits = run_em(X, init_state(*begin, settings, np.nanvar(X, axis=0)), settings)
     truth_loglik = float(fits.loglik[0]) if truth_start is not None else np.nan
-    score = np.where(fits.status == "degenerate", -np.inf, fits.loglik)
+    score = np.where(fits.status == EMStatus.DEGENERATE, -np.inf, fits.loglik)
     score = np.nan_to_num(score, nan=-np.inf)
     if not np.isfinite(score).any():
         return None, truth_loglik
     best = int(np.argmax(score))
     polished = polish(X, EMState(*(a[best : best + 1] for a in fits.state)), settings)
-    if polished.status[0] == "degenerate" or not np.isfinite(polished.loglik[0]):
+    if polished.status[0] == EMStatus.DEGENERATE or not np.isfinite(polished.loglik[0]):
         polished, best_state = fits, best  # keep the unpolished best
     else:
         best_state = 0
@@ -145,7 +146,7 @@ def with_stability(
     below = np.isfinite(polished.loglik) & (polished.loglik < reference - STABILITY_GAP)
     done: list[tuple[float, float]] = []
     for r in np.flatnonzero(below):
-        if polished.params[r] is None or polished.status[r] != "converged":
+        if polished.params[r] is None or polished.status[r] != EMStatus.CONVERGED:
             continue
         ll = polished.loglik[r]
         same = [e for value, e in done if abs(value - ll) <= 1e-10 * abs(ll)]
@@ -160,7 +161,7 @@ def best_known(bank: BestKnown | None, polished: PolishedRestarts | None, n_star
     has an unboundedly high likelihood), is never the best known optimum: the bank's rule."""
     best = bank
     if polished is not None:
-        usable = np.isfinite(polished.loglik) & (polished.status != "degenerate")
+        usable = np.isfinite(polished.loglik) & (polished.status != EMStatus.DEGENERATE)
         finite = np.where(usable, polished.loglik, -np.inf)
         if finite.size and np.isfinite(finite.max()):
             r = int(np.argmax(finite))

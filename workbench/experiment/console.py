@@ -21,7 +21,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from workbench.experiment.runner import FAILED_STATUSES, CellOutcome
+from workbench.experiment.record import CellRecord
+from workbench.status import FAILED_STATUSES
 
 SUMMARY_WIDTH = 100  # columns when the output is not a terminal
 TIME_NOTE = (
@@ -38,7 +39,7 @@ def clock(seconds: float) -> str:
     return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60}:{rest % 60:02d}"
 
 
-def compile_seconds(outcome: CellOutcome) -> float:
+def compile_seconds(outcome: CellRecord) -> float:
     """The compile (or compiled-code loading) time a cell recorded, 0 when none."""
     value = (getattr(outcome, "diagnostics", None) or {}).get("compile_time")
     return float(value) if isinstance(value, int | float) and math.isfinite(value) else 0.0
@@ -174,7 +175,7 @@ class Progress:
             return "ETA -:--"
         return f"ETA {'>' if bound else ''}{clock(left)}"
 
-    def advance(self, cell: Any, outcome: CellOutcome) -> None:
+    def advance(self, cell: Any, outcome: CellRecord) -> None:
         for line in getattr(outcome, "log", None) or ():  # library log lines: the log only
             self._log(f"{outcome.cell_id} log: {line}")
         self.done += 1

@@ -20,7 +20,9 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
-from workbench.experiment.runner import CellOutcome, CellTask, failure, run_cell
+from workbench.experiment.record import CellRecord
+from workbench.experiment.runner import CellTask, failure, run_cell
+from workbench.status import CellStatus
 
 THREAD_ENV = {
     var: "1"
@@ -44,7 +46,7 @@ class ExecutorError(RuntimeError):
     """A user-facing problem setting up an executor (missing extra, unreachable scheduler)."""
 
 
-def pinned_run_cell(task: CellTask) -> CellOutcome:
+def pinned_run_cell(task: CellTask) -> CellRecord:
     """run_cell with BLAS/OpenMP pools limited to one thread (threadpoolctl, when installed)."""
     global _CONTROLLER
     with contextlib.ExitStack() as stack:
@@ -78,7 +80,7 @@ class SerialExecutor:
     def submit(self, task: CellTask) -> None:
         self._queue.append(task)
 
-    def collect(self) -> list[CellOutcome]:
+    def collect(self) -> list[CellRecord]:
         return [pinned_run_cell(self._queue.popleft())]
 
     def close(self) -> None:
@@ -182,7 +184,7 @@ class LocalExecutor:
         worker.task, worker.since = task, time.monotonic()
         worker.conn.send(task)
 
-    def collect(self) -> list[CellOutcome]:
+    def collect(self) -> list[CellRecord]:
         busy = [w for w in self._workers if w.task is not None]
         multiprocessing.connection.wait([w.conn for w in busy], timeout=1.0)
         outcomes = []
@@ -201,7 +203,9 @@ class LocalExecutor:
             elif not worker.alive():
                 code = worker.process.returncode
                 why = f"signal {-code}" if code is not None and code < 0 else f"exit code {code}"
-                outcomes.append(failure(task.cell_id, "crashed", f"worker process died ({why})"))
+                outcomes.append(
+                    failure(task.cell_id, CellStatus.CRASHED, f"worker process died ({why})")
+                )
                 self._replace(worker)
             elif task.timeout and time.monotonic() - worker.since > task.timeout + max(
                 HARD_KILL_GRACE, task.timeout
@@ -209,7 +213,7 @@ class LocalExecutor:
                 message = (
                     f"killed by the runner: still busy long after the {task.timeout:g} s timeout"
                 )
-                outcomes.append(failure(task.cell_id, "timeout", message))
+                outcomes.append(failure(task.cell_id, CellStatus.TIMEOUT, message))
                 self._replace(worker)
         return outcomes
 
@@ -269,7 +273,7 @@ class DaskExecutor:
         key = f"cell-{task.cell_id}" + (f"-retry{attempt}" if attempt else "")
         self._futures[self._client.submit(pinned_run_cell, task, pure=False, key=key)] = task
 
-    def collect(self) -> list[CellOutcome]:
+    def collect(self) -> list[CellRecord]:
         from distributed import wait
 
         done, _ = wait(list(self._futures), return_when="FIRST_COMPLETED")
@@ -289,7 +293,7 @@ class DaskExecutor:
                 self._attempts[task.cell_id] = 1
                 self.submit(task)
                 continue
-            status = "crashed" if killed else "error"
+            status = CellStatus.CRASHED if killed else CellStatus.ERROR
             outcomes.append(failure(task.cell_id, status, f"{type(err).__name__}: {err}"[:500]))
         return outcomes
 

@@ -25,7 +25,7 @@ import traceback
 import warnings
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,16 +33,20 @@ from typing import Any, Protocol
 import numpy as np
 
 from workbench.experiment.design import DATA_STREAM, FIT_STREAM, Cell
+from workbench.experiment.record import (
+    CellRecord,
+    DatasetRecord,
+    RestartRecord,
+    intervals_of,
+    plain,
+    split_metrics,
+)
+from workbench.status import ERROR_STATUSES, CellStatus
 
-ERROR_STATUSES = ("error", "timeout", "crashed")
-SKIPPED = "skipped"
-FAILED_STATUSES = (*ERROR_STATUSES, SKIPPED)
-# Keys of evaluate_fit that are columns of the fits table already.
-FIT_COLUMNS = ("status", "loglik", "n_iter", "wall_time")
 _DATA_CACHE: OrderedDict[str, Any] = OrderedDict()  # per worker process: recent data sets
 _DATA_CACHE_SIZE = 4
 # Libraries whose log records (pytensor's rewrite tracebacks, numba, PyMC) belong in the run
-# log, not on the terminal: run_cell collects them into CellOutcome.log.
+# log, not on the terminal: run_cell collects them into CellRecord.log.
 LIBRARY_LOGGERS = ("pytensor", "pymc", "numba", "arviz", "nutpie")
 MAX_LOG_LINES = 2000
 
@@ -85,44 +89,15 @@ def make_task(cell: Cell, timeout: float | None, em_traces: str, posterior_draws
     )
 
 
-@dataclass
-class CellOutcome:
-    """What one cell produced, ready for one store transaction. Times in seconds."""
-
-    cell_id: str
-    status: str
-    message: str = ""
-    traceback: str = ""
-    loglik: float = math.nan
-    n_iter: int | None = None
-    fit_time: float = math.nan  # the fitter's own wall time
-    data_time: float = math.nan
-    eval_time: float = math.nan
-    total_time: float = math.nan
-    params: str | None = None  # MixtureParams.to_dict() as JSON
-    metrics: dict[str, Any] = field(default_factory=dict)
-    diagnostics: dict[str, Any] = field(default_factory=dict)
-    restarts: list[dict[str, Any]] = field(default_factory=list)
-    traces: list[tuple[int, np.ndarray]] = field(default_factory=list)  # (restart, objective)
-    intervals: list[tuple[str, int, int, float, float]] = field(default_factory=list)
-    posterior: bytes | None = None  # netCDF file contents
-    dataset: dict[str, Any] | None = None
-    warnings: list[str] = field(default_factory=list)
-    log: list[str] = field(default_factory=list)  # library log lines (for the run log only)
-    worker: str = ""
-    started_at: str = ""
-    finished_at: str = ""
-
-
 def now() -> str:
     """UTC timestamp, ISO 8601."""
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
 
-def failure(cell_id: str, status: str, message: str) -> CellOutcome:
-    """An outcome recorded by the runner itself (crash, skip, killed)."""
+def failure(cell_id: str, status: str, message: str) -> CellRecord:
+    """A record made by the runner itself (crash, skip, killed): no fit."""
     stamp = now()
-    return CellOutcome(cell_id, status, message, started_at=stamp, finished_at=stamp)
+    return CellRecord(cell_id, status, message, started_at=stamp, finished_at=stamp)
 
 
 # ---- timeouts ------------------------------------------------------------------------------------
@@ -240,15 +215,6 @@ def data_fingerprint(X: np.ndarray, labels: np.ndarray) -> str:
     return h.hexdigest()
 
 
-def plain(value: Any) -> Any:
-    """A value SQLite can hold exactly: numbers, str, None (numpy scalars unwrapped)."""
-    if isinstance(value, np.generic):
-        value = value.item()
-    if value is None or isinstance(value, bool | int | float | str):
-        return value
-    return json.dumps(value, default=lambda v: np.asarray(v).tolist())
-
-
 def _posterior_bytes(idata: Any, max_draws: int) -> bytes | None:
     """posterior and sample_stats groups, thinned to <= max_draws per chain, as netCDF bytes."""
     groups = [g for g in ("posterior", "sample_stats") if g in idata.groups()]
@@ -263,10 +229,11 @@ def _posterior_bytes(idata: Any, max_draws: int) -> bytes | None:
         return path.read_bytes()
 
 
-def run_cell(task: CellTask) -> CellOutcome:
-    """Generate the data, fit, evaluate. Never raises; the timeout covers all three."""
-    out = CellOutcome(task.cell_id, "error", worker=f"{socket.gethostname()}:{os.getpid()}")
-    out.started_at = now()
+def run_cell(task: CellTask) -> CellRecord:
+    """Generate the data, fit, evaluate; one CellRecord. Never raises; the timeout covers all
+    three."""
+    parts: dict[str, Any] = {"worker": f"{socket.gethostname()}:{os.getpid()}"}
+    parts["started_at"], log = now(), []
     start = time.perf_counter()
     try:
         # Imports (a fresh worker's first cell) are not the cell's time.
@@ -285,74 +252,81 @@ def run_cell(task: CellTask) -> CellOutcome:
         with (
             time_limit(task.timeout),
             warnings.catch_warnings(record=True) as caught,
-            library_logs(out.log),
+            library_logs(log),
         ):
             warnings.simplefilter("default")
             dataset = _dataset(task)
-            out.data_time = time.perf_counter() - start
-            out.dataset = {
-                "n": dataset.n,
-                "d": dataset.d,
-                "n_components_to_fit": dataset.n_components_to_fit,
-                "truth": json.dumps(dataset.truth.to_dict()),
-                "info": json.dumps(dataset.info, default=str),
-                "fingerprint": data_fingerprint(dataset.X, dataset.labels),
-            }
+            parts["data_time"] = time.perf_counter() - start
+            parts["dataset"] = DatasetRecord(
+                n=dataset.n,
+                d=dataset.d,
+                n_components_to_fit=dataset.n_components_to_fit,
+                truth=dataset.truth,
+                info=json.loads(json.dumps(dataset.info, default=str)),  # plain, picklable
+                fingerprint=data_fingerprint(dataset.X, dataset.labels),
+            )
             seq = np.random.SeedSequence(task.fit_entropy, spawn_key=(FIT_STREAM,))
             result = fitter.fit(dataset, np.random.default_rng(seq))
             t_eval = time.perf_counter()
             verdicts = restart_verdicts(result) if result.restarts is not None else None
             metrics = evaluate_fit(dataset, result, verdicts)  # verdicts judged once per cell
-            out.restarts = [
-                {k: plain(v) for k, v in row.items()} for row in restart_table(result, verdicts)
-            ]
-            out.eval_time = time.perf_counter() - t_eval
-            out.posterior = (
-                _posterior_bytes(result.posterior, task.posterior_draws)
-                if result.posterior is not None
-                else None
-            )
-        _record_result(out, task, result, metrics)
-        if warm_up:
-            out.diagnostics["compile_time"] = out.diagnostics.get("compile_time", 0.0) + warm_up
-        out.warnings = sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:10]
+            restarts = restart_table(result, verdicts)
+            parts["eval_time"] = time.perf_counter() - t_eval
+            if result.posterior is not None:
+                parts["posterior"] = _posterior_bytes(result.posterior, task.posterior_draws)
+        parts.update(_fit_parts(task, result, metrics, restarts, warm_up))
+        parts["warnings"] = tuple(
+            sorted({f"{w.category.__name__}: {w.message}"[:300] for w in caught})[:10]
+        )
     except CellTimeout:
-        out.status = "timeout"
-        out.message = f"exceeded the cell timeout of {task.timeout:g} s"
+        parts["status"] = CellStatus.TIMEOUT
+        parts["message"] = f"exceeded the cell timeout of {task.timeout:g} s"
     except Exception as err:  # noqa: BLE001 - a failing cell is data, not a crash
-        out.status = "error"
-        out.message = one_line(f"{type(err).__name__}: {err}") or type(err).__name__
-        out.traceback = traceback.format_exc()[-4000:]
-    out.total_time = time.perf_counter() - start
-    out.finished_at = now()
-    return out
+        parts["status"] = CellStatus.ERROR
+        parts["message"] = one_line(f"{type(err).__name__}: {err}") or type(err).__name__
+        parts["traceback"] = traceback.format_exc()[-4000:]
+    parts["total_time"] = time.perf_counter() - start
+    return CellRecord(task.cell_id, log=tuple(log), finished_at=now(), **parts)
 
 
-def _record_result(out: CellOutcome, task: CellTask, result: Any, metrics: dict) -> None:
-    out.status = str(result.status)
-    out.loglik = float(result.loglik)
-    out.n_iter = None if result.n_iter is None else int(result.n_iter)
-    out.fit_time = float(result.wall_time)
-    out.params = None if result.params is None else json.dumps(result.params.to_dict())
-    out.metrics = {k: plain(v) for k, v in metrics.items() if k not in FIT_COLUMNS}
-    out.diagnostics = {k: plain(v) for k, v in (result.diagnostics or {}).items()}
-    if out.status in ERROR_STATUSES and not out.message:  # a fitter's own error status
+def _fit_parts(
+    task: CellTask, result: Any, metrics: dict, restarts: list[dict], warm_up: float
+) -> dict[str, Any]:
+    """The record's fields from a FitResult, its evaluation and its restart rows: status, fit,
+    verdict (judged once, by ``evaluate_fit``), metrics, diagnostics, restarts, traces kept
+    by ``task.em_traces``, intervals."""
+    status = str(result.status)
+    diagnostics = {k: plain(v) for k, v in (result.diagnostics or {}).items()}
+    if warm_up:
+        diagnostics["compile_time"] = diagnostics.get("compile_time", 0.0) + warm_up
+    verdict, rest = split_metrics(metrics)
+    parts: dict[str, Any] = {
+        "status": status,
+        "loglik": float(result.loglik),
+        "n_iter": None if result.n_iter is None else int(result.n_iter),
+        "fit_time": float(result.wall_time),
+        "params": result.params,
+        "failed": verdict.get("failed"),
+        "gap": verdict.get("gap"),
+        "failure_kind": verdict.get("failure_kind"),
+        "metrics": rest,
+        "diagnostics": diagnostics,
+        "intervals": intervals_of(result.intervals),
+    }
+    if status in ERROR_STATUSES:  # a fitter's own error status
         reason = one_line(str((result.diagnostics or {}).get("error") or ""))
-        out.message = reason or f"the fitter returned status {out.status!r} without a reason"
-    restarts = result.restarts
-    if task.em_traces == "all" and restarts is not None and restarts.traces is not None:
-        out.traces = [(r, np.asarray(t, dtype=float)) for r, t in enumerate(restarts.traces)]
+        parts["message"] = reason or f"the fitter returned status {status!r} without a reason"
+    summary = result.restarts
+    if summary is not None:
+        parts["restarts"] = tuple(RestartRecord.from_row(row, summary.best) for row in restarts)
+    if task.em_traces == "all" and summary is not None and summary.traces is not None:
+        parts["traces"] = tuple(
+            (r, np.asarray(t, dtype=float)) for r, t in enumerate(summary.traces)
+        )
     elif task.em_traces != "none" and result.trace is not None:
-        best = restarts.best if restarts is not None else 0
-        out.traces = [(int(best), np.asarray(result.trace, dtype=float))]
-    if restarts is not None:
-        for row in out.restarts:
-            row["best"] = int(row.get("restart") == restarts.best)
-    for name, (lower, upper) in (result.intervals or {}).items():
-        lo = np.asarray(lower, dtype=float).reshape(len(lower), -1)
-        hi = np.asarray(upper, dtype=float).reshape(len(upper), -1)
-        for (k, j), value in np.ndenumerate(lo):
-            out.intervals.append((name, int(k), int(j), float(value), float(hi[k, j])))
+        best = summary.best if summary is not None else 0
+        parts["traces"] = ((int(best), np.asarray(result.trace, dtype=float)),)
+    return parts
 
 
 # ---- the loop ------------------------------------------------------------------------------------
@@ -363,7 +337,7 @@ class Executor(Protocol):
 
     def submit(self, task: CellTask) -> None: ...
 
-    def collect(self) -> list[CellOutcome]: ...
+    def collect(self) -> list[CellRecord]: ...
 
     def close(self) -> None: ...
 
@@ -371,7 +345,7 @@ class Executor(Protocol):
 class Reporter(Protocol):
     def start(self, total: int, done: int, failed: int) -> None: ...
 
-    def advance(self, cell: Cell, outcome: CellOutcome) -> None: ...
+    def advance(self, cell: Cell, outcome: CellRecord) -> None: ...
 
     def note(self, text: str) -> None: ...
 
@@ -383,7 +357,7 @@ def execute(
     finished: set[str],
     make: Callable[[Cell], CellTask],
     executor: Executor,
-    write: Callable[[Cell, CellOutcome], None],
+    write: Callable[[Cell, CellRecord], None],
     reporter: Reporter,
     max_consecutive_errors: int,
     failed_before: int = 0,
@@ -401,7 +375,7 @@ def execute(
     in_flight: dict[str, Cell] = {}
     counts: dict[str, int] = {}
 
-    def record(cell: Cell, outcome: CellOutcome) -> None:
+    def record(cell: Cell, outcome: CellRecord) -> None:
         write(cell, outcome)
         counts[outcome.status] = counts.get(outcome.status, 0) + 1
         reporter.advance(cell, outcome)
@@ -410,7 +384,7 @@ def execute(
         while pending and len(in_flight) < executor.slots:
             cell = pending.popleft()
             if cell.condition in stopped:
-                record(cell, failure(cell.cell_id, SKIPPED, stopped[cell.condition]))
+                record(cell, failure(cell.cell_id, CellStatus.SKIPPED, stopped[cell.condition]))
                 continue
             executor.submit(make(cell))
             in_flight[cell.cell_id] = cell

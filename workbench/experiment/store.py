@@ -14,12 +14,17 @@ fits               one row per finished cell: status, message, traceback, loglik
                    run_id, params (JSON), posterior_path, warnings
 metrics            (cell_id, name) -> value: evaluate_fit's flat metrics
 diagnostics        (cell_id, name) -> value: the fitter's diagnostics; view bayes_diagnostics
-restarts           (cell_id, restart): loglik, status, n_iter, gap, failed, best
+restarts           (cell_id, restart): loglik, status, n_iter, gap, failed (NULL: unjudged),
+                   best, extra (JSON: the verdict's inputs and failure_kind)
 em_traces          (cell_id, restart, iteration) -> loglik (EM objective)
 intervals          (cell_id, parameter, component, dim) -> lower, upper
 runs               provenance per invocation: config text, overrides, resolved config, argv,
                    executor, package versions, platform, start/end times, outcome
 =================  ===============================================================================
+
+Each finished cell arrives as one :class:`~workbench.experiment.record.CellRecord`. Results
+are read back through :mod:`workbench.experiment.tables` alone; the store itself answers only
+bookkeeping (finished cells, counts by status, runs).
 
 Floats are stored as SQLite REAL (IEEE float64, exact); NaN is stored as NULL. Each finished cell
 is written in ONE transaction (WAL journal), so a kill loses at most the cells in flight, and a
@@ -47,9 +52,13 @@ from typing import Any
 
 from workbench.experiment.config import ExperimentSpec
 from workbench.experiment.design import Cell, canonical, design_hash
-from workbench.experiment.runner import FAILED_STATUSES, CellOutcome, now
+from workbench.experiment.record import CellRecord
+from workbench.experiment.runner import now
+from workbench.status import FAILED_STATUSES, RunOutcome
 
-SCHEMA_VERSION = "1"
+# 2: restarts.failed is NULL for an unjudged restart (1 had 0), and every restart's extra
+# record holds its verdict (failure_kind and its inputs).
+SCHEMA_VERSION = "2"
 STORE_FILE = "results.sqlite"
 POSTERIOR_DIR = "posteriors"
 TIMING_COLUMNS = (
@@ -97,11 +106,10 @@ CREATE VIEW IF NOT EXISTS bayes_diagnostics AS
     SELECT d.cell_id, d.name, d.value FROM diagnostics d JOIN cells c USING (cell_id)
     JOIN fitter_conditions f USING (fitter_id) WHERE f.method = 'bayes';
 """
-RESTART_KEYS = ("restart", "loglik", "status", "n_iter", "gap", "failed", "best")
 REQUIRED_TABLES = ("meta", "cells", "fits", "runs", "data_conditions", "fitter_conditions")
 # The outcome of a run whose process ended without closing it (SIGKILL, a crash, power loss),
 # written by the next run that opens the store, and shown by ``status`` meanwhile.
-INTERRUPTED = "interrupted"
+INTERRUPTED = RunOutcome.INTERRUPTED
 
 
 class StoreError(RuntimeError):
@@ -282,9 +290,13 @@ class Store:
         """Mark runs left ``running`` as interrupted: this process holds the store's lock, so
         their processes are gone (killed, crashed) without closing them."""
         c.execute(
-            "UPDATE runs SET outcome = ?, notes = ? WHERE outcome = 'running'",
-            (INTERRUPTED, json.dumps(["marked interrupted by the next run: its process ended "
-                                      "without closing the run (killed or crashed)"])),
+            "UPDATE runs SET outcome = ?, notes = ? WHERE outcome = ?",
+            (
+                INTERRUPTED,
+                json.dumps(["marked interrupted by the next run: its process ended without "
+                            "closing the run (killed or crashed)"]),
+                RunOutcome.RUNNING,
+            ),
         )  # fmt: skip
 
     @contextmanager
@@ -326,7 +338,7 @@ class Store:
                 "SELECT started_at, ended_at, outcome, executor, workers FROM runs"
                 " ORDER BY run_id DESC LIMIT 1"
             ).fetchone()
-        if row is not None and row[2] == "running" and not self.locked():
+        if row is not None and row[2] == RunOutcome.RUNNING and not self.locked():
             row = (*row[:2], f"{INTERRUPTED}: its process is gone", *row[3:])
         return row
 
@@ -414,9 +426,10 @@ class Store:
             cur = c.execute(
                 "INSERT INTO runs (started_at, outcome, argv, config_path, config_text, overrides,"
                 " resolved, executor, workers, timeout, versions, platform, cells_run)"
-                " VALUES (?, 'running', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0)",
                 (
-                    now(), json.dumps(argv), spec.path, spec.text, json.dumps(list(spec.overrides)),
+                    now(), RunOutcome.RUNNING, json.dumps(argv), spec.path, spec.text,
+                    json.dumps(list(spec.overrides)),
                     json.dumps(spec.resolved, default=str), executor, workers, spec.timeout,
                     json.dumps(package_versions()), json.dumps(platform_info()),
                 ),
@@ -460,13 +473,13 @@ class Store:
         return self.conn.execute(query, FAILED_STATUSES).fetchone()[0]
 
     # ---- one cell ----------------------------------------------------------------------------
-    def write(self, cell: Cell, out: CellOutcome, run_id: int) -> None:
+    def write(self, cell: Cell, record: CellRecord, run_id: int) -> None:
         """Store one finished cell atomically (its posterior file first, then one transaction).
         Raises StoreWriteError, with the transaction rolled back, when a write is refused."""
         with self.writing():
-            self._write(cell, out, run_id)
+            self._write(cell, record, run_id)
 
-    def _write(self, cell: Cell, out: CellOutcome, run_id: int) -> None:
+    def _write(self, cell: Cell, out: CellRecord, run_id: int) -> None:
         posterior_path = None
         if out.posterior:
             folder = self.directory / POSTERIOR_DIR
@@ -477,6 +490,7 @@ class Store:
             os.replace(tmp, target)
             posterior_path = f"{POSTERIOR_DIR}/{target.name}"
         cid = cell.cell_id
+        params = None if out.params is None else json.dumps(out.params.to_dict())
         with self.transaction() as c:
             if out.dataset is not None:
                 ds = out.dataset
@@ -484,28 +498,23 @@ class Store:
                     "INSERT OR IGNORE INTO datasets (data_id, replicate, n, d, n_components_to_fit,"
                     " truth, info, fingerprint) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     (
-                        cell.data_id,
-                        cell.replicate,
-                        ds["n"],
-                        ds["d"],
-                        ds["n_components_to_fit"],
-                        ds["truth"],
-                        ds["info"],
-                        ds.get("fingerprint"),
+                        cell.data_id, cell.replicate, ds.n, ds.d, ds.n_components_to_fit,
+                        json.dumps(ds.truth.to_dict()), json.dumps(ds.info, default=str),
+                        ds.fingerprint,
                     ),
-                )
+                )  # fmt: skip
             c.execute(
                 "INSERT INTO fits VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (
                     cid, run_id, out.status, out.message, out.traceback, out.loglik, out.n_iter,
                     out.fit_time, out.data_time, out.eval_time, out.total_time, out.worker,
-                    out.started_at, out.finished_at, out.params, posterior_path,
-                    json.dumps(out.warnings) if out.warnings else None,
+                    out.started_at, out.finished_at, params, posterior_path,
+                    json.dumps(list(out.warnings)) if out.warnings else None,
                 ),
             )  # fmt: skip
             c.executemany(
                 "INSERT INTO metrics VALUES (?, ?, ?)",
-                [(cid, k, v) for k, v in out.metrics.items()],
+                [(cid, k, v) for k, v in out.evaluation().items()],
             )
             c.executemany(
                 "INSERT INTO diagnostics VALUES (?, ?, ?)",
@@ -513,8 +522,12 @@ class Store:
             )
             c.executemany(
                 "INSERT INTO restarts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                [(cid, *(row.get(k) for k in RESTART_KEYS), _extra(row)) for row in out.restarts],
-            )
+                [
+                    (cid, r.restart, r.loglik, r.status, r.n_iter, r.gap, r.failed, int(r.best),
+                     json.dumps(dict(r.verdict)) if r.verdict else None)
+                    for r in out.restarts
+                ],
+            )  # fmt: skip
             for restart, trace in out.traces:
                 c.executemany(
                     "INSERT INTO em_traces VALUES (?, ?, ?, ?)",
@@ -533,6 +546,3 @@ def _why(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
-def _extra(row: dict[str, Any]) -> str | None:
-    extra = {k: v for k, v in row.items() if k not in RESTART_KEYS}
-    return json.dumps(extra) if extra else None

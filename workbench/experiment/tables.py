@@ -1,25 +1,32 @@
-"""The tidy results table (one row per fit) read from a store, its export, and a summary with
-Monte Carlo standard errors.
+"""The one reader of a results store: the tidy results table (one row per fit, typed columns),
+the restarts table (one row per EM restart), EM traces, fitted parameters and the design tables,
+and the export. The CLI summary, the export and every report section read the store through
+these functions alone; nothing else runs SQL against a store for reading.
 
-Columns: cell_id, position, replicate, data (condition label), fitter (condition label),
-fitter_name (the ``[fitters.<name>]`` table), method, data_id, fitter_id, status, message,
-loglik, n_iter, timings (fit_time, data_time, eval_time, total_time in seconds; started_at,
-finished_at), worker, run_id, posterior_path; then ``data.<setting>`` and ``fit.<setting>`` for
-every explicit setting (lists as JSON text), the metrics of ``evaluate_fit`` under their own
-names, and the fitter's diagnostics as ``diag.<name>``.
+Columns of :func:`load_table`: cell_id, position, replicate, data (condition label), fitter
+(condition label), fitter_name (the ``[fitters.<name>]`` table), method, data_id, fitter_id,
+status, message, loglik, n_iter, timings (fit_time, data_time, eval_time, total_time in seconds;
+started_at, finished_at), worker, run_id, posterior_path; then ``data.<setting>`` and
+``fit.<setting>`` for every explicit setting (lists as JSON text), the evaluation of
+``evaluate_fit`` under its own names (``failed`` 1.0 / 0.0 / NaN = no verdict, ``gap`` in nats,
+``failure_kind``, ``failure_rule`` and ``matching`` text, the ``unmatched_*`` counts Int64,
+every other metric float64) and the fitter's diagnostics as ``diag.<name>``.
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
-from workbench.experiment.runner import FAILED_STATUSES
 from workbench.experiment.store import STORE_FILE, TIMING_COLUMNS, Store, StoreError, readable
-from workbench.montecarlo import mean_se, rate_interval
+from workbench.experiment.summary import summary_table
+from workbench.params import MixtureParams
 
 BASE_QUERY = """
 SELECT f.cell_id, c.position, c.replicate, dc.label AS data, fc.label AS fitter,
@@ -31,8 +38,15 @@ FROM fits f JOIN cells c USING (cell_id) JOIN data_conditions dc USING (data_id)
     JOIN fitter_conditions fc USING (fitter_id)
 ORDER BY c.position
 """
-# fit_time: fitting (EM) or sampling (Bayes) seconds, compile excluded; compile time apart.
-SUMMARY_METRICS = ("gap", "overall_rmse", "ari", "n_iter", "fit_time", "diag.compile_time")
+# Metrics of evaluate_fit that are text, and counts (nullable Int64); every other metric is a
+# number (float64).
+TEXT_METRICS = ("failure_kind", "failure_rule", "matching")
+COUNT_METRICS = ("unmatched_fitted", "unmatched_true")
+# Verdict inputs of each restart, stored in the restarts table's ``extra`` JSON.
+RESTART_VERDICT = (
+    "polished_loglik", "polished_status", "polished_iter", "max_eigenvalue", "param_distance",
+    "cluster_change", "failure_kind",
+)  # fmt: skip
 
 
 def _cell(value: Any) -> Any:
@@ -80,7 +94,86 @@ def load_table(directory: str | Path) -> pd.DataFrame:
     ]
     columns += sorted(diag_names)
     frame = pd.DataFrame.from_records(records, columns=columns)
+    for name in metric_names - set(TEXT_METRICS):
+        column = name if f"metric.{name}" not in frame else f"metric.{name}"
+        dtype = "Int64" if name in COUNT_METRICS else "float64"
+        frame[column] = pd.to_numeric(frame[column], errors="coerce").astype(dtype)
     return frame
+
+
+@contextmanager
+def _reading(directory: str | Path) -> Iterator[sqlite3.Connection]:
+    """A read-only connection to the store in ``directory`` (StoreError when missing, foreign
+    or unreadable)."""
+    store = Store.open(Path(directory))
+    try:
+        with readable(Path(directory) / STORE_FILE):
+            yield store.conn
+    finally:
+        store.close()
+
+
+def _select(directory: str | Path, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
+    with _reading(directory) as conn:
+        return pd.read_sql_query(sql, conn, params=tuple(params))
+
+
+def _in(cell_ids: Sequence[str] | None) -> tuple[str, tuple[str, ...]]:
+    """A ``WHERE cell_id IN (...)`` clause for ``cell_ids`` (every cell when None)."""
+    if cell_ids is None:
+        return "", ()
+    marks = ",".join("?" * len(cell_ids)) or "NULL"  # IN (NULL): no row
+    return f" WHERE cell_id IN ({marks})", tuple(cell_ids)
+
+
+def load_restarts(directory: str | Path, cell_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """One row per EM restart (of ``cell_ids``, else of every cell): cell_id, restart, loglik,
+    status, n_iter, gap (nats below the best known optimum, polished), failed (1.0 a local
+    optimum, 0.0 not, NaN no verdict), best (1 for the restart returned as the fit) and the
+    stored verdict's inputs and kind (RESTART_VERDICT columns; NaN where not stored)."""
+    where, params = _in(cell_ids)
+    rows = _select(directory, f"SELECT * FROM restarts{where} ORDER BY cell_id, restart", params)
+    extra = [json.loads(e) if isinstance(e, str) else {} for e in rows.pop("extra")]
+    verdicts = pd.DataFrame(extra, index=rows.index).reindex(columns=list(RESTART_VERDICT))
+    rows = pd.concat([rows, verdicts], axis=1)
+    rows["failed"] = pd.to_numeric(rows["failed"], errors="coerce").astype("float64")
+    return rows
+
+
+def load_traces(directory: str | Path, cell_ids: Sequence[str] | None = None) -> pd.DataFrame:
+    """EM objective per (cell_id, restart, iteration) of ``cell_ids`` (every cell when None)."""
+    where, params = _in(cell_ids)
+    sql = f"SELECT cell_id, restart, iteration, loglik FROM em_traces{where}"
+    return _select(directory, sql + " ORDER BY cell_id, restart, iteration", params)
+
+
+def load_params(
+    directory: str | Path, cell_ids: Sequence[str] | None = None
+) -> dict[str, MixtureParams]:
+    """The stored fitted parameters by cell_id, of the cells (of ``cell_ids``) that have them."""
+    where, params = _in(cell_ids)
+    sql = f"SELECT cell_id, params FROM fits{where}"
+    rows = _select(directory, sql, params)
+    return {
+        cell_id: MixtureParams.from_dict(json.loads(text))
+        for cell_id, text in zip(rows["cell_id"], rows["params"], strict=True)
+        if isinstance(text, str)
+    }
+
+
+def load_design(directory: str | Path) -> dict[str, Any]:
+    """The store's small tables: ``meta`` (dict), and DataFrames ``runs`` (by run_id),
+    ``datasets``, ``cells`` (cell_id, data_id, fitter_id, replicate, data_entropy) and
+    ``data_conditions`` (in design order)."""
+    with _reading(directory) as conn:
+        read = lambda sql: pd.read_sql_query(sql, conn)  # noqa: E731
+        return {
+            "meta": dict(conn.execute("SELECT key, value FROM meta").fetchall()),
+            "runs": read("SELECT * FROM runs ORDER BY run_id"),
+            "datasets": read("SELECT * FROM datasets"),
+            "cells": read("SELECT cell_id, data_id, fitter_id, replicate, data_entropy FROM cells"),
+            "data_conditions": read("SELECT * FROM data_conditions ORDER BY position"),
+        }
 
 
 def without_timings(frame: pd.DataFrame) -> pd.DataFrame:
@@ -126,25 +219,7 @@ def _write_tables(frame: pd.DataFrame, out: Path) -> list[Path]:
     return written
 
 
-def summary_table(frame: pd.DataFrame, metrics: tuple[str, ...] = SUMMARY_METRICS) -> pd.DataFrame:
-    """Per (fitter, data) condition: fits, errors, failure rate with its 95% Wilson interval
-    (``failure_rate_lower`` / ``_upper``) and count ``failure_rate_n``, and mean metrics with
-    their Monte Carlo standard error sd / sqrt(m), computed from the per-replicate rows."""
-    rows = []
-    if frame.empty:
-        return pd.DataFrame(rows)
-    for (fitter, data), group in frame.groupby(["fitter", "data"], sort=False):
-        ok = group[~group["status"].isin(FAILED_STATUSES)]
-        row: dict[str, Any] = {"fitter": fitter, "data": data, "fits": len(group)}
-        row["errors"] = int(len(group) - len(ok))
-        if "failed" in ok and ok["failed"].notna().any():
-            stats = rate_interval(pd.to_numeric(ok["failed"], errors="coerce").to_numpy(float))
-            row["failure_rate"] = stats["rate"]
-            row["failure_rate_lower"], row["failure_rate_upper"] = stats["lower"], stats["upper"]
-            row["failure_rate_n"] = stats["n"]
-        for name in metrics:
-            if name in ok and ok[name].notna().any():
-                short = name.removeprefix("diag.")
-                row[short], row[f"{short}_se"], _ = mean_se(ok[name])
-        rows.append(row)
-    return pd.DataFrame(rows)
+__all__ = [
+    "export_table", "load_design", "load_params", "load_restarts", "load_table", "load_traces",
+    "summary_table", "without_timings",
+]  # fmt: skip

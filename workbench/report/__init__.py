@@ -25,7 +25,6 @@ import numpy as np
 import pandas as pd
 from matplotlib import pyplot as plt
 
-from workbench.experiment.runner import FAILED_STATUSES
 from workbench.montecarlo import mean_se, rate_interval
 from workbench.report import bayes_figures as bayes_fig
 from workbench.report import figures as fig
@@ -52,6 +51,7 @@ from workbench.report.summaries import (
 )
 from workbench.report.text import rate_text, with_se
 from workbench.settings.experiment import GENERIC_SECTIONS
+from workbench.status import FAILED_STATUSES
 
 __all__ = [
     "ReportContext",

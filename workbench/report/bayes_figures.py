@@ -27,8 +27,9 @@ from workbench.report.bayes_parameters import (
 )
 from workbench.report.plotting import Figure, save
 from workbench.report.store_reader import Experiment, ReportData, completed, numbers
+from workbench.status import BAYES_PROBLEMS, BayesStatus
 
-PROBLEM_STATUSES = ("multimodal", "label_switching", "divergent")
+PROBLEM_STATUSES = BAYES_PROBLEMS  # multimodal, label_switching, divergent
 
 
 def bayes_cells(data: ReportData) -> list[tuple[Experiment, pd.Series]]:
@@ -63,7 +64,7 @@ def converged_ok(rows: pd.DataFrame) -> pd.Series:
     Fits stored without thresholds (older code) are not counted as converged."""
     need = numbers(rows, "diag.threshold_ess_per_chain_min") * numbers(rows, "diag.n_chains")
     return (
-        (rows["status"] == "ok")
+        (rows["status"] == BayesStatus.OK)
         & (numbers(rows, "diag.rhat_max") <= numbers(rows, "diag.threshold_rhat_max"))
         & (numbers(rows, "diag.ess_bulk_min") >= need)
         & (numbers(rows, "diag.ess_tail_min") >= need)
@@ -242,7 +243,8 @@ def _posterior_vs_truth(exp: Experiment, row: pd.Series, several: bool, out: Pat
 def _scalars(exp: Experiment, row: pd.Series) -> list[Scalar]:
     idata = load_posterior(exp, row["cell_id"])
     truth = exp.truth(row["data_id"], int(row["replicate"]))
-    return scalars(idata, truth, exp.params(row["cell_id"]))
+    matching = row.get("matching")
+    return scalars(idata, truth, matching if isinstance(matching, str) else None)
 
 
 def _forest(cells: list, several: bool, out: Path) -> Figure | None:

@@ -4,9 +4,9 @@ its true value, one fit (histograms) or many (a forest of HDIs), in data units.
 Posterior variables are the model's (``w`` weights, ``mu`` means, ``sigma`` scales). When the
 posterior group carries ``loc`` and ``scale`` attributes (JSON lists, the standardisation
 ``z = (x - loc) / scale``) truths are mapped into those units; otherwise the draws are taken to
-be in data units. Components are matched to the truth through the fitted parameters (posterior
-means) with the Hungarian algorithm. Labels are 1-based: ``weight[1]``, ``mean[2]``,
-``sd[1, x2]`` (d > 1).
+be in data units. Components are matched to the truth as the run matched them at evaluation
+(the stored ``matching`` of the fit: Hungarian algorithm on the posterior means). Labels are
+1-based: ``weight[1]``, ``mean[2]``, ``sd[1, x2]`` (d > 1).
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import arviz as az
 import matplotlib.pyplot as plt
 import numpy as np
 
-from workbench.evaluate import matched_truth_index
 from workbench.params import MixtureParams
 from workbench.report.plotting import Figure, save
 
@@ -47,10 +46,13 @@ class Scalar:
     truth: float
 
 
-def scalars(idata: az.InferenceData, truth: MixtureParams | None, fitted) -> list[Scalar]:
-    """Every scalar of w, mu and sigma (first two coordinates in d > 1) with its truth."""
+def scalars(
+    idata: az.InferenceData, truth: MixtureParams | None, matching: str | None
+) -> list[Scalar]:
+    """Every scalar of w, mu and sigma (first two coordinates in d > 1) with its truth
+    (``matching``: the fit's stored matching, see :func:`reference_values`)."""
     post = idata.posterior
-    refs = reference_values(idata, truth, fitted) if truth is not None else {}
+    refs = reference_values(idata, truth, matching) if truth is not None else {}
     out = []
     for name in [v for v in PREFERRED_VARS if v in post]:
         values = np.asarray(post[name].values, dtype=float)
@@ -99,15 +101,15 @@ def _units(idata: az.InferenceData, d: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def reference_values(
-    idata: az.InferenceData, truth: MixtureParams, fitted: MixtureParams | None
+    idata: az.InferenceData, truth: MixtureParams, matching: str | None
 ) -> dict[str, list[dict[str, Any]]]:
     """ArviZ ``ref_val`` entries: the true w, mu and sigma of the component each posterior
-    component is matched to, in the posterior's units."""
+    component is matched to, in the posterior's units. ``matching``: the fit's stored
+    ``[[fitted, true], ...]`` pairs (JSON, judged at evaluation); None: component k is k."""
     K = truth.n_components
     order = {k: k for k in range(K)}
-    if fitted is not None:
-        fit_idx, true_idx = matched_truth_index(fitted, truth)
-        order = {int(f): int(t) for f, t in zip(fit_idx, true_idx, strict=True)}
+    if isinstance(matching, str):
+        order = {int(f): int(t) for f, t in json.loads(matching)}
     loc, scale = _units(idata, truth.n_features)
     values = {
         "w": truth.weights[:, None],

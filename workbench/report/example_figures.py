@@ -4,7 +4,6 @@ coloured by outcome, and fitted densities of example successes and failures over
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,11 +13,11 @@ from matplotlib import pyplot as plt
 from matplotlib.lines import Line2D
 from matplotlib.patches import Ellipse
 
-from workbench.evaluate import LOCAL_OPTIMUM_KINDS
 from workbench.report.figures import OUTCOME_COLOURS
 from workbench.report.plotting import Figure, save, wrap_label
 from workbench.report.store_reader import ReportData, completed
 from workbench.report.summaries import example_cells
+from workbench.status import LOCAL_OPTIMUM_KINDS, FailureKind
 
 
 def trace_figures(data: ReportData, out: Path, max_panels: int = 4, per_panel: int = 40):
@@ -104,27 +103,25 @@ SHORT = {
     "global optimum": "global",
     "saddle or unresolved": "saddle/unresolved",
     "local optimum": "local",
-    "degenerate": "degenerate",
+    FailureKind.DEGENERATE: "degenerate",
 }
 TRACE_STYLE = {
     "global optimum": {"lw": 1.0, "alpha": 0.6, "zorder": 2},
     "saddle or unresolved": {"lw": 1.2, "alpha": 0.8, "zorder": 3},
-    "degenerate": {"lw": 1.0, "alpha": 0.7, "zorder": 3},
+    FailureKind.DEGENERATE: {"lw": 1.0, "alpha": 0.7, "zorder": 3},
     "local optimum": {"lw": 2.2, "alpha": 0.95, "zorder": 4},
 }
 
 
 def restart_outcome(row) -> str:
-    """A stored restart's outcome under the failure rule it was judged by: its ``failure_kind``
-    (in the restart's ``extra`` record) when stored, else (older stores) ``failed``/status."""
-    kind = json.loads(row.extra or "{}").get("failure_kind") if hasattr(row, "extra") else None
-    if row.status == "degenerate" or kind == "degenerate":
-        return "degenerate"
-    if kind is None:
-        return ["global optimum", "local optimum"][int(bool(row.failed))]
+    """A stored restart's outcome under the failure rule it was judged by (its stored
+    ``failure_kind``): global optimum, local optimum, degenerate, or saddle or unresolved."""
+    kind = row.failure_kind
+    if kind == FailureKind.DEGENERATE:
+        return FailureKind.DEGENERATE
     if kind in LOCAL_OPTIMUM_KINDS:
         return "local optimum"
-    return "global optimum" if kind == "best" else "saddle or unresolved"
+    return "global optimum" if kind == FailureKind.BEST else "saddle or unresolved"
 
 
 def _trace_line(ax: plt.Axes, iteration: np.ndarray, gap: np.ndarray, outcome: str) -> None:

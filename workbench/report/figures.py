@@ -35,12 +35,13 @@ from workbench.report.summaries import (
     pairs,
     summarise,
 )
+from workbench.status import FailureKind
 
 OUTCOME_COLOURS = {
     "global optimum": "tab:blue",
     "saddle or unresolved": "tab:orange",
     "local optimum": "tab:red",
-    "degenerate": "0.55",
+    FailureKind.DEGENERATE: "0.55",
 }
 
 

@@ -3,7 +3,8 @@ tables, and on request EM traces, restarts, fitted parameters, truths, posterior
 sets (regenerated from their seeds and checked against the fingerprint the run stored); and the
 helpers that name the table's columns (grid variables, legend series).
 
-Everything is read-only; the tidy table is :func:`workbench.experiment.tables.load_table`'s."""
+Everything is read-only and read through :mod:`workbench.experiment.tables` (the one reader of
+a store: no SQL here or in any report module); the tidy table is its ``load_table``'s."""
 
 from __future__ import annotations
 
@@ -20,11 +21,17 @@ import pandas as pd
 from workbench.data.dataset import Dataset
 from workbench.data.registry import generate
 from workbench.experiment.design import Cell
-from workbench.experiment.runner import FAILED_STATUSES, data_fingerprint
+from workbench.experiment.runner import data_fingerprint
 from workbench.experiment.spec import DataCondition
-from workbench.experiment.store import Store
-from workbench.experiment.tables import load_table
+from workbench.experiment.tables import (
+    load_design,
+    load_params,
+    load_restarts,
+    load_table,
+    load_traces,
+)
 from workbench.params import MixtureParams
+from workbench.status import FAILED_STATUSES
 
 # Columns of the tidy table that describe a fitter condition or bookkeeping, not a grid axis.
 NOT_AXES = ("data.generator",)
@@ -48,36 +55,22 @@ class Experiment:
     data_conditions: pd.DataFrame
     sections: tuple[str, ...] | None = None  # [report] sections of the latest run's config
 
-    def query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
-        """A read-only SQL query against the store."""
-        store = Store.open(self.directory)
-        try:
-            return pd.read_sql_query(sql, store.conn, params=params)
-        finally:
-            store.close()
-
     def traces(self, cell_ids: list[str]) -> pd.DataFrame:
         """EM objective per (cell_id, restart, iteration) for the given cells."""
-        if not cell_ids:
-            return pd.DataFrame(columns=["cell_id", "restart", "iteration", "loglik"])
-        marks = ",".join("?" * len(cell_ids))
-        return self.query(
-            f"SELECT cell_id, restart, iteration, loglik FROM em_traces WHERE cell_id IN ({marks})"
-            " ORDER BY cell_id, restart, iteration",
-            tuple(cell_ids),
-        )
+        return load_traces(self.directory, cell_ids)
 
-    def restarts(self, cell_ids: list[str]) -> pd.DataFrame:
-        """One row per restart of the given cells: loglik, status, n_iter, gap, failed, best."""
-        marks = ",".join("?" * len(cell_ids)) or "''"
-        return self.query(f"SELECT * FROM restarts WHERE cell_id IN ({marks})", tuple(cell_ids))
+    def restarts(self, cell_ids: list[str] | None = None) -> pd.DataFrame:
+        """One row per restart of the given cells (every cell when None), with its stored
+        verdict: :func:`workbench.experiment.tables.load_restarts`."""
+        return load_restarts(self.directory, cell_ids)
 
     def params(self, cell_id: str) -> MixtureParams | None:
         """The stored fitted parameters of a cell, or None."""
-        rows = self.query("SELECT params FROM fits WHERE cell_id = ?", (cell_id,))
-        if rows.empty or rows["params"].iloc[0] is None:
-            return None
-        return MixtureParams.from_dict(json.loads(rows["params"].iloc[0]))
+        return load_params(self.directory, [cell_id]).get(cell_id)
+
+    def fitted(self, cell_ids: list[str] | None = None) -> dict[str, MixtureParams]:
+        """The stored fitted parameters by cell_id (of ``cell_ids``; every cell when None)."""
+        return load_params(self.directory, cell_ids)
 
     def truth(self, data_id: str, replicate: int) -> MixtureParams | None:
         """The stored generating parameters of a data set, or None."""
@@ -139,17 +132,9 @@ class Experiment:
 def load_experiment(directory: str | Path) -> Experiment:
     """Read an experiment's store (raises StoreError when there is none)."""
     directory = Path(directory)
-    store = Store.open(directory)
-    try:
-        conn = store.conn
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        read = lambda sql: pd.read_sql_query(sql, conn)  # noqa: E731
-        runs = read("SELECT * FROM runs ORDER BY run_id")
-        datasets = read("SELECT * FROM datasets")
-        cells = read("SELECT cell_id, data_id, fitter_id, replicate, data_entropy FROM cells")
-        conditions = read("SELECT * FROM data_conditions ORDER BY position")
-    finally:
-        store.close()
+    design = load_design(directory)
+    meta, runs = design["meta"], design["runs"]
+    datasets, cells, conditions = design["datasets"], design["cells"], design["data_conditions"]
     table = load_table(directory)
     name = meta.get("name", directory.name)
     table.insert(0, "experiment", name)

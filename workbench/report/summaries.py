@@ -6,15 +6,20 @@ data sets; the failures list; example cells for the figures of single fits."""
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from workbench.experiment.runner import ERROR_STATUSES
+from workbench.experiment.summary import (
+    RATE_FIELDS,
+    per_start_rate,
+    rate_columns,
+    summarise_conditions,
+)
 from workbench.montecarlo import mean_se, rate_interval
 from workbench.report.store_reader import ReportData, completed, numbers
 from workbench.report.text import rate_text
+from workbench.status import ERROR_STATUSES, SUCCESS_STATUSES, EMStatus
 
 DEFAULT_NOMINAL = 0.9
 
@@ -25,7 +30,7 @@ def summarise(frame: pd.DataFrame, by: list[str], column: str, kind: str = "mean
     interval ``lower``, ``upper`` and the count ``k`` of
     :func:`~workbench.montecarlo.rate_interval`; kind ``starts`` (the per-fit
     ``restart_failure_rate``): likewise over every start, each fit's restarts a correlated
-    cluster (:func:`_restart_rate`; ``m`` counts starts)."""
+    cluster (:func:`~workbench.experiment.summary.per_start_rate`; ``m`` counts starts)."""
     extra = ["lower", "upper", "k"] if kind in ("rate", "starts") else []
     columns = [*by, "value", "se", "m", *extra]
     rows = []
@@ -35,7 +40,7 @@ def summarise(frame: pd.DataFrame, by: list[str], column: str, kind: str = "mean
         key = key if isinstance(key, tuple) else (key,)
         values = pd.to_numeric(group[column], errors="coerce").to_numpy(dtype=float)
         if extra:
-            stats = rate_interval(values) if kind == "rate" else _restart_rate(group)
+            stats = rate_interval(values) if kind == "rate" else per_start_rate(group)
             if stats is None:
                 continue
             row = {"value": stats["rate"], "se": math.nan, "m": int(stats["n"])}
@@ -60,54 +65,33 @@ SUMMARY_COLUMNS = (
 )
 
 
-def _restart_rate(ok: pd.DataFrame) -> dict[str, float] | None:
-    """The per-start local-optimum rate pooled over every restart of the condition (k = rate x
-    restarts per cell), each cell's restarts a correlated cluster."""
-    if "restart_failure_rate" not in ok or "diag.n_restarts" not in ok:
-        return None
-    rate = pd.to_numeric(ok["restart_failure_rate"], errors="coerce")
-    size = pd.to_numeric(ok["diag.n_restarts"], errors="coerce")
-    keep = rate.notna() & size.notna() & (size > 0)
-    if not keep.any():
-        return None
-    flags, cells = [], []
-    for i, (r, m) in enumerate(zip(rate[keep], size[keep].astype(int), strict=True)):
-        k = int(round(r * m))
-        flags += [1.0] * k + [0.0] * (m - k)
-        cells += [i] * m
-    return rate_interval(np.asarray(flags), np.asarray(cells))
-
-
 def condition_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per (experiment, fitter, data) condition: fits, errors, the returned fit's
-    local-optimum rate with ``local-optimum rate`` its value and ``local-optimum rate (95% CI)``
-    its Wilson interval and counts, the degenerate share and the per-start local-optimum rate
-    likewise, and each mean quantity as (value, se) pairs in columns ``<name>`` and
-    ``<name> se``."""
-    rows = []
-    for (exp, fitter, data), group in table.groupby(["experiment", "fitter", "data"], sort=False):
-        ok = completed(group)
-        row: dict[str, Any] = {"experiment": exp, "fitter": fitter, "data": data}
-        row["fits"] = len(group)
-        row["errors"] = int(len(group) - len(ok))
-        if "failed" in ok and ok["failed"].notna().any():
-            stats = rate_interval(
-                pd.to_numeric(ok["failed"], errors="coerce").to_numpy(dtype=float)
-            )
-            row["local-optimum rate"] = stats["rate"]
-            row["local-optimum rate (95% CI)"] = rate_text(stats)
-        if ok["method"].eq("em").any():
-            stats = rate_interval((ok["status"] == "degenerate").to_numpy(dtype=float))
-            row["degenerate (95% CI)"] = rate_text(stats)
-        per_start = _restart_rate(ok)
-        if per_start is not None:
-            row["per-start local-optimum rate (95% CI)"] = rate_text(per_start, "starts")
-        for label, column in SUMMARY_COLUMNS:
-            if column in ok and ok[column].notna().any():
-                value, se, _ = mean_se(pd.to_numeric(ok[column], errors="coerce").to_numpy())
-                row[label], row[f"{label} se"] = value, se
-        rows.append(row)
-    return pd.DataFrame(rows)
+    """The report's view of :func:`~workbench.experiment.summary.summarise_conditions`: one row
+    per (experiment, fitter, data) condition: fits, errors, the returned fit's local-optimum
+    rate with ``local-optimum rate`` its value and ``local-optimum rate (95% CI)`` its Wilson
+    interval and counts, the degenerate share and the per-start local-optimum rate likewise,
+    and each mean quantity as (value, se) pairs in columns ``<name>`` and ``<name> se``."""
+    means = tuple(column for _, column in SUMMARY_COLUMNS)
+    summary = summarise_conditions(table, ("experiment", "fitter", "data"), means)
+    out = summary[["experiment", "fitter", "data", "fits", "errors"]].copy()
+    texts = (
+        ("failure", "local-optimum rate (95% CI)", "fits"),
+        ("degenerate", "degenerate (95% CI)", "fits"),
+        ("start_failure", "per-start local-optimum rate (95% CI)", "starts"),
+    )
+    for prefix, label, unit in texts:
+        if f"{prefix}_rate" not in summary:
+            continue
+        if prefix == "failure":
+            out["local-optimum rate"] = summary["failure_rate"]
+        stats = summary[rate_columns(prefix)].set_axis(RATE_FIELDS, axis=1)
+        out[label] = [
+            rate_text(row, unit) if pd.notna(row["n"]) else np.nan for _, row in stats.iterrows()
+        ]
+    for label, column in SUMMARY_COLUMNS:
+        if column in summary:
+            out[label], out[f"{label} se"] = summary[column], summary[f"{column}_se"]
+    return out
 
 
 def status_counts(table: pd.DataFrame) -> pd.DataFrame:
@@ -158,14 +142,14 @@ def paired(table: pd.DataFrame, a: str, b: str, metric: str) -> pd.DataFrame:
 
 def fixed_budget(table: pd.DataFrame) -> pd.Series:
     """Fits that ran a fixed number of iterations by design (``tol = 0``, status max_iter)."""
-    return (table["status"] == "max_iter") & (numbers(table, "fit.tol") == 0)
+    return (table["status"] == EMStatus.MAX_ITER) & (numbers(table, "fit.tol") == 0)
 
 
 def failures_table(table: pd.DataFrame, limit: int = 200) -> tuple[pd.DataFrame, int]:
     """Fits that errored, or returned a local optimum or a non-ok status (fixed-budget runs
     that reached max_iter by design excepted); at most ``limit`` rows, plus the total count."""
     failed = numbers(table, "failed").fillna(0).astype(bool)
-    bad_status = ~table["status"].isin(("converged", "ok")) & ~fixed_budget(table)
+    bad_status = ~table["status"].isin(SUCCESS_STATUSES) & ~fixed_budget(table)
     rows = table[failed | bad_status | table["status"].isin(ERROR_STATUSES)]
     columns = ["experiment", "fitter", "data", "replicate", "status", "gap", "message", "cell_id"]
     rows = rows[[c for c in columns if c in rows]]
@@ -180,7 +164,7 @@ def example_cells(data: ReportData, limit: int = 6) -> list[tuple]:
         done = done[done["cell_id"].notna()]
         for _, group in done.groupby("method", sort=False):
             bad = numbers(group, "failed").fillna(0).astype(bool)
-            bad |= ~group["status"].isin(("converged", "ok"))
+            bad |= ~group["status"].isin(SUCCESS_STATUSES)
             gap = numbers(group, "gap").fillna(0.0)
             if (~bad).any():
                 score = (gap + numbers(group, "overall_rmse"))[~bad]

@@ -15,13 +15,18 @@ from workbench.evaluate import GROSS_CHANGE, PARAM_TOL
 from workbench.montecarlo import summarise_rate
 from workbench.report.plotting import Figure, errorbars, figure_legend, offset, rate_yerr, save
 from workbench.report.store_reader import slug
+from workbench.status import FailureKind
 
 DATA_SET = ["data_id", "replicate"]  # restarts on one data set are correlated
 CI_NOTE = (
     "Error bars: 95% Wilson intervals (effective sample size allowing for restarts on one data "
     "set being correlated)."
 )
-KIND_COLOURS = {"gross": "tab:red", "minor": "tab:orange", "below": "tab:purple"}
+KIND_COLOURS = {
+    FailureKind.GROSS: "tab:red",
+    FailureKind.MINOR: "tab:orange",
+    FailureKind.BELOW: "tab:purple",
+}
 
 
 def rates(outcomes: pd.DataFrame, by: list[str], column: str = "failed") -> pd.DataFrame:

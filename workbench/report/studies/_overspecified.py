@@ -32,11 +32,10 @@ def overspecified_fits(data: ReportData) -> pd.DataFrame:
     errors = {}
     for exp in data.experiments:
         ids = table.loc[table["experiment"] == exp.name, "cell_id"].tolist()
-        marks = ",".join("?" * len(ids))
-        stored = exp.query(f"SELECT cell_id, params FROM fits WHERE cell_id IN ({marks})", ids)
-        for cell_id, text in zip(stored["cell_id"], stored["params"], strict=True):
-            means = np.asarray(json.loads(text)["means"], dtype=float) if text else None
-            errors[cell_id] = float(np.linalg.norm(means[0])) if means is not None else np.nan
+        fitted = exp.fitted(ids)
+        for cell_id in ids:
+            params = fitted.get(cell_id)
+            errors[cell_id] = np.linalg.norm(params.means[0]) if params is not None else np.nan
     table["error"] = table["cell_id"].map(errors)
     weights = table.get("fit.fixed_weights", pd.Series("null", index=table.index)).astype(str)
     table["weights"] = "weights " + weights

@@ -5,7 +5,8 @@ intervals (observed information) against Bayesian credible intervals across n an
 and a paired cross-tab: on the data sets where EM returned a local optimum (``failed``), how
 often did the NUTS chains flag multimodality (status ``multimodal`` or ``label_switching``)?
 
-Signed errors come from the stored fitted parameters and truths, after Hungarian matching:
+Signed errors are the run's, judged at evaluation after Hungarian matching
+(:func:`workbench.evaluate.signed_errors`):
 ``weights``: the weight of the true component with the lowest (first-coordinate) mean;
 ``means``: the error of each mean along the direction from the mixture centre to the true mean,
 averaged over components (> 0: components pushed apart, < 0: pulled together); ``scales``: the
@@ -16,17 +17,13 @@ replicate first; the "what we found" paragraph is generated from the numbers.
 
 from __future__ import annotations
 
-import json
-import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from workbench.matching import matched_truth_index
 from workbench.montecarlo import count_rate, mean_se
-from workbench.params import MixtureParams
 from workbench.report import ReportContext, register_section
 from workbench.report.html import Section
 from workbench.report.plotting import (
@@ -42,9 +39,10 @@ from workbench.report.plotting import (
 from workbench.report.store_reader import ReportData, completed, grid_variables, numbers, short_name
 from workbench.report.summaries import nominal_level, paired, summarise
 from workbench.report.text import plus_minus, rate_text, tied_names, with_se
+from workbench.status import BayesStatus, FailureKind
 
 PARAMETERS = ("weights", "means", "scales")
-FLAGS = ("multimodal", "label_switching")
+FLAGS = (BayesStatus.MULTIMODAL, BayesStatus.LABEL_SWITCHING)
 CROSS_KEYS = ("EM fitter", "Bayes fitter", "EM returned", "data sets")
 KINDS = {  # figure title and caption per kind
     "bias": ("Bias (mean signed error)", "Mean signed error over data sets: weight of the lowest "
@@ -58,50 +56,12 @@ KINDS = {  # figure title and caption per kind
 }  # fmt: skip
 
 
-# ---- per-fit signed errors -----------------------------------------------------------------------
-def signed_errors(fitted: MixtureParams, truth: MixtureParams) -> dict[str, float]:
-    """``bias_weights``, ``bias_means`` (outward) and ``bias_scales`` of one fit (see module)."""
-    fit_idx, true_idx = matched_truth_index(fitted, truth)
-    out = {f"bias_{p}": math.nan for p in PARAMETERS}
-    if len(true_idx) == 0:
-        return out
-    lowest = int(np.argmin(truth.means[true_idx, 0]))
-    out["bias_weights"] = float(fitted.weights[fit_idx[lowest]] - truth.weights[true_idx[lowest]])
-    centre = truth.weights @ truth.means
-    outward = truth.means[true_idx] - centre
-    norm = np.linalg.norm(outward, axis=1, keepdims=True)
-    if np.all(norm > 0):
-        error = fitted.means[fit_idx] - truth.means[true_idx]
-        out["bias_means"] = float(np.mean(np.sum(error * outward / norm, axis=1)))
-    out["bias_scales"] = float(np.mean(fitted.scales()[fit_idx] - truth.scales()[true_idx]))
-    return out
-
-
 def study_table(data: ReportData) -> pd.DataFrame:
-    """Completed fits with ``bias_*`` columns and per-fit squared errors ``mse_*``."""
-    frames = []
-    for exp in data.experiments:
-        rows = completed(exp.table)
-        stored = exp.query("SELECT cell_id, params FROM fits WHERE params IS NOT NULL")
-        params = dict(zip(stored["cell_id"], stored["params"], strict=True))
-        truths: dict[tuple[str, int], MixtureParams | None] = {}
-        errors = []
-        for cell_id, data_id, rep in zip(
-            rows["cell_id"], rows["data_id"], rows["replicate"], strict=True
-        ):
-            key = (data_id, int(rep))
-            if key not in truths:
-                truths[key] = exp.truth(data_id, int(rep))
-            truth, text = truths[key], params.get(cell_id)
-            if truth is None or text is None:
-                errors.append({})
-                continue
-            errors.append(signed_errors(MixtureParams.from_dict(json.loads(text)), truth))
-        bias = pd.DataFrame(errors, index=rows.index, columns=[f"bias_{p}" for p in PARAMETERS])
-        frames.append(pd.concat([rows, bias], axis=1))
-    table = pd.concat(frames) if frames else pd.DataFrame()
-    table = table.merge(data.table[["cell_id", "experiment", "series"]], how="left")
+    """Completed fits with their stored signed errors ``bias_*`` (judged at evaluation,
+    :func:`workbench.evaluate.signed_errors`) and per-fit squared errors ``mse_*``."""
+    table = completed(data.table).reset_index(drop=True)
     for p in PARAMETERS:
+        table[f"bias_{p}"] = numbers(table, f"bias_{p}")
         table[f"mse_{p}"] = numbers(table, f"{p}_rmse") ** 2
     return table
 
@@ -247,7 +207,7 @@ def crosstab(table: pd.DataFrame) -> pd.DataFrame:
             # optimum itself (kind "best"); saddles and unresolved runs are in neither row.
             verdicts = {
                 "local optimum": numbers(both, "failed") == 1.0,
-                "best known optimum": both["failure_kind"] == "best",
+                "best known optimum": both["failure_kind"] == FailureKind.BEST,
             }
             for label, chosen in verdicts.items():
                 part = both[chosen]

@@ -15,12 +15,10 @@ whose effective sample size allows for restarts on one data set being correlated
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 import pandas as pd
 
-from workbench.evaluate import LOCAL_OPTIMUM_KINDS, PARAM_TOL
+from workbench.evaluate import PARAM_TOL
 from workbench.montecarlo import rate_interval
 from workbench.report import ReportContext, register_section
 from workbench.report.html import Section
@@ -34,6 +32,7 @@ from workbench.report.studies._local_optima_figures import (
     reference_curve,
 )
 from workbench.report.text import rate_text, tied_names
+from workbench.status import LOCAL_OPTIMUM_KINDS, FailureKind
 
 __all__ = ["findings", "local_optima_section", "rate_table", "rates", "reference_curve",
            "restart_outcomes"]  # fmt: skip
@@ -47,23 +46,17 @@ KEEP = (
 EQUAL = "equal"
 
 
+# Restart kinds counted apart in the rate table (one 0/1 column each).
+COUNTED_KINDS = (
+    FailureKind.GROSS,
+    FailureKind.MINOR,
+    FailureKind.DEGENERATE,
+    FailureKind.SADDLE,
+    FailureKind.UNRESOLVED,
+)
+
+
 # ---- outcomes of every restart -------------------------------------------------------------------
-def _verdicts(restarts: pd.DataFrame) -> pd.DataFrame:
-    """The stored verdict of each restart, from its ``extra`` JSON (older stores: from
-    ``failed`` and ``status``, kind ``below`` or ``best``)."""
-    extra = [json.loads(e) if isinstance(e, str) else {} for e in restarts.get("extra", [])]
-    frame = pd.DataFrame(extra, index=restarts.index)
-    for column in ("failure_kind", "polished_loglik", "param_distance", "cluster_change"):
-        if column not in frame:
-            frame[column] = np.nan
-    old = frame["failure_kind"].isna()
-    failed = pd.to_numeric(restarts["failed"], errors="coerce").fillna(0).astype(bool)
-    fallback = np.where(restarts["status"] == "degenerate", "degenerate",
-                        np.where(failed, "below", "best"))  # fmt: skip
-    frame.loc[old, "failure_kind"] = fallback[old.to_numpy()]
-    return frame[["failure_kind", "polished_loglik", "param_distance", "cluster_change"]]
-
-
 def restart_outcomes(exp: Experiment) -> pd.DataFrame:
     """One row per EM restart of ``exp``: its settings, the stored ``gap`` (nats below the best
     known optimum, polished) and ``failure_kind``; 0/1 columns ``failed`` (a local optimum),
@@ -73,9 +66,7 @@ def restart_outcomes(exp: Experiment) -> pd.DataFrame:
     em = em[em["method"] == "em"]
     if em.empty:
         return pd.DataFrame()
-    restarts = exp.query("SELECT * FROM restarts")
-    restarts = pd.concat([restarts.drop(columns="extra"), _verdicts(restarts)], axis=1)
-    rows = restarts.merge(em[[c for c in KEEP if c in em]], on="cell_id")
+    rows = exp.restarts().merge(em[[c for c in KEEP if c in em]], on="cell_id")
     rows = rows.sort_values(["position", "restart"], ignore_index=True)  # design order
     sizes = exp.datasets[["data_id", "replicate", "n", "n_components_to_fit"]]
     rows = rows.merge(sizes.rename(columns={"n_components_to_fit": "data.K"}), how="left")
@@ -85,10 +76,8 @@ def restart_outcomes(exp: Experiment) -> pd.DataFrame:
     for column, default in defaults:
         rows[column] = rows[column].fillna(default) if column in rows else default
     kind = rows["failure_kind"].astype(str)
-    rows["failed"] = kind.isin(LOCAL_OPTIMUM_KINDS).astype(float)
-    rows.loc[kind == "unjudged", "failed"] = np.nan  # no reference: no verdict, not a success
-    for name in ("gross", "minor", "degenerate", "saddle", "unresolved"):
-        rows[name] = (kind == name).astype(float)
+    for name in COUNTED_KINDS:
+        rows[str(name)] = (kind == name).astype(float)
     best = pd.to_numeric(rows["best"], errors="coerce").fillna(0).astype(bool)
     returned = rows.loc[best, ["cell_id", "failed"]].rename(columns={"failed": "cell_failed"})
     rows = rows.merge(returned, on="cell_id", how="left")
@@ -135,11 +124,7 @@ def rate_table(outcomes: pd.DataFrame) -> pd.DataFrame:
                 **dict(zip(TABLE_BY, key, strict=True)),
                 "starts": len(group),
                 "local optima per start": rate_text(stats, "starts"),
-                "gross": int(group["gross"].sum()),
-                "minor": int(group["minor"].sum()),
-                "degenerate": int(group["degenerate"].sum()),
-                "saddle": int(group["saddle"].sum()),
-                "unresolved": int(group["unresolved"].sum()),
+                **{str(name): int(group[name].sum()) for name in COUNTED_KINDS},
                 "returned fit a local optimum": rate_text(returned, "fits"),
                 "median gap (nats)": float(gaps.median()) if len(gaps) else np.nan,
             }
@@ -159,19 +144,18 @@ def _compare(a: pd.Series, b: pd.Series) -> str:
 
 def _counts_sentence(outcomes: pd.DataFrame) -> str:
     kinds = outcomes["failure_kind"].value_counts()
-    get = lambda k: int(kinds.get(k, 0))  # noqa: E731
+    n = {kind: int(kinds.get(kind, 0)) for kind in FailureKind}
     rules = ", ".join(sorted(set(outcomes["failure_rule"].astype(str))))
-    below = (
-        f", {get('below')} below the best known (parameters not compared)" if get("below") else ""
-    )
+    below = n[FailureKind.BELOW]
+    below = f", {below} below the best known (parameters not compared)" if below else ""
     return (
         f"{len(outcomes)} EM fits (restarts) in {outcomes['cell_id'].nunique()} cells on "
         f"{outcomes.groupby(DATA_SET).ngroups} data sets, judged by rule {rules}: "
-        f"{get('minor') + get('gross') + get('below')} local optima ({get('gross')} gross, "
-        f"{get('minor')} minor{below or ''}), {get('degenerate')} degenerate, {get('saddle')} "
-        f"saddle points (EM-map Jacobian eigenvalue above 1) and {get('unresolved')} "
-        "unresolved (still moving after polishing), none of which counts as a local optimum; "
-        f"{get('best')} reached the best known optimum."
+        f"{sum(n[k] for k in LOCAL_OPTIMUM_KINDS)} local optima ({n[FailureKind.GROSS]} gross, "
+        f"{n[FailureKind.MINOR]} minor{below}), {n[FailureKind.DEGENERATE]} degenerate, "
+        f"{n[FailureKind.SADDLE]} saddle points (EM-map Jacobian eigenvalue above 1) and "
+        f"{n[FailureKind.UNRESOLVED]} unresolved (still moving after polishing), none of which "
+        f"counts as a local optimum; {n[FailureKind.BEST]} reached the best known optimum."
     )
 
 

@@ -35,6 +35,7 @@ from workbench.report.plotting import (
 from workbench.report.store_reader import ReportData, completed, grid_variables, numbers, short_name
 from workbench.report.summaries import paired, summarise
 from workbench.report.text import plus_minus, rate_text, tied_names, with_se
+from workbench.status import BayesStatus
 
 # Data settings that define the family (folded into its label), not separate grid axes.
 FAMILY_COLUMNS = ("data.generator", "data.df", "data.skew_alpha", "data.K", "data.K_true",
@@ -361,7 +362,7 @@ def findings(table: pd.DataFrame, pairs: pd.DataFrame, bic: pd.DataFrame) -> lis
             out += _largest_k(table[table["series"] == series], series)
     statuses = fixed[fixed["method"] != "em"]
     for series, rows in statuses.groupby("series", sort=False):
-        flagged = rows[~rows["status"].isin(("ok",))]
+        flagged = rows[rows["status"] != BayesStatus.OK]
         if len(flagged):
             counts = flagged.groupby("family", sort=False)["status"].agg(
                 lambda s: ", ".join(f"{v} {k}" for k, v in s.value_counts().items())
