@@ -34,10 +34,10 @@ def single_state(weights, means, covariances, settings: EMSettings, X) -> EMStat
     )
 
 
-def dm_jacobian(X, state: EMState, settings: EMSettings, rel_step: float = 1e-6) -> np.ndarray:
-    """Central-difference Jacobian of the EM map at ``state`` (restart 0), in the free-parameter
-    space of :mod:`workbench.em.vector`. Shape (p, p)."""
-    return jacobian(X, state, settings, rel_step)
+def dm_jacobian(X, state: EMState, settings: EMSettings) -> np.ndarray:
+    """Jacobian of the EM map at ``state`` (restart 0), in the free-parameter space of
+    :mod:`workbench.em.vector` (scipy.differentiate.jacobian). Shape (p, p)."""
+    return jacobian(X, state, settings)
 
 
 def dm_rate(X, state: EMState, settings: EMSettings) -> float:
