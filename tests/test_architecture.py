@@ -10,10 +10,10 @@ PACKAGE = Path(__file__).resolve().parents[1] / "workbench"
 STAGES = [
     (
         "workbench.cache",
-        "workbench.gaussian",
+        "workbench.densities",
         "workbench.params",
         "workbench.matching",
-        "workbench.theory",
+        "workbench.population_theory",
         "workbench.montecarlo",
         "workbench.patterns",
     ),

@@ -55,7 +55,7 @@ class Run:
         return self.states[-1]
 
 
-def run_em(X: np.ndarray, start: MixtureParams, tol: float = 1e-8, max_iter: int = 2000) -> Run:
+def iterate_em(X: np.ndarray, start: MixtureParams, tol: float = 1e-8, max_iter: int = 2000) -> Run:
     """Run the workbench's EM loop one iteration at a time from ``start`` (so that every iterate
     can be drawn) until the log-likelihood changes by less than ``tol`` nats per point (the
     loop's own rule, :func:`workbench.em.fit.converged`); keep every iterate."""
@@ -262,7 +262,7 @@ def founding_story(out: Path) -> dict[str, object]:
     order = np.argsort(means[0, :, 0])  # the red component starts on the left
     start = MixtureParams(weights[0][order], means[0][order], covs[0][order])
     LOG.info("part 1, the founding example: EM from a random start")
-    run, reference = run_em(data.X, start), run_em(data.X, data.truth)
+    run, reference = iterate_em(data.X, start), iterate_em(data.X, data.truth)
     title = "Step 1: a random start, both Gaussians over the data points"
     done = f"Converged after {len(run.states) - 1} iterations"
     files = {
@@ -288,7 +288,10 @@ def local_optimum_story(out: Path) -> dict[str, object]:
     rng = np.random.default_rng(LOCAL_SEED)
     data = generate("gaussian_mixture", rng, n=300, K=3, d=1, separation=4.0)
     LOG.info("part 2, K=3 from a poor start: EM to a local optimum")
-    run, reference = run_em(data.X, poor_start(data.X, data.truth)), run_em(data.X, data.truth)
+    run, reference = (
+        iterate_em(data.X, poor_start(data.X, data.truth)),
+        iterate_em(data.X, data.truth),
+    )
     gap = reference.logliks[-1] - run.logliks[-1]
     title = "A poor start: two components in one cluster"
     stuck = f"Stuck: {gap:.1f} nats below the optimum reached from the truth"

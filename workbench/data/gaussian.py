@@ -23,7 +23,6 @@ import numpy as np
 from workbench.data.dataset import Dataset
 from workbench.params import MixtureParams
 
-WEIGHT_MODES = ("equal", "dirichlet")
 PLACEMENTS = ("compact", "random_box")
 # random_box: the box's side is BOX_SPREAD * K^(1/d) * min_distance, so the K centres fill a
 # volume BOX_SPREAD^d times what they need; rejection sampling gives up after BOX_TRIES draws.
@@ -192,11 +191,6 @@ def min_mean_distance(means: np.ndarray) -> float:
     diff = means[:, None, :] - means[None, :, :]
     dist = np.sqrt(np.sum(diff**2, axis=-1))
     return float(np.min(dist[np.triu_indices(means.shape[0], k=1)]))
-
-
-def c_separation(params: MixtureParams) -> float:
-    """The achieved c-separation of a mixture (inf for K = 1)."""
-    return min_mean_distance(params.means) / separation_unit(params.full_covariances())
 
 
 def place_means(rng: np.random.Generator, K: int, d: int, min_distance: float) -> np.ndarray:

@@ -27,7 +27,6 @@ from scipy import differentiate
 from workbench.em import loop
 from workbench.em.model import EMModel
 
-MODEL_KINDS_START = 1  # loop kind codes: -1 nan, 0 none, 1.. the model's
 # scipy.differentiate.jacobian: one pass of its eighth-order central stencil (steps h, h/2, h/4,
 # h/8 each side, h = JACOBIAN_STEP * max(1, |theta|)). Its refinement passes halve h until two
 # estimates agree to rtol; on the EM map (round-off ~1e-13 relative) they only chase noise to
