@@ -12,8 +12,19 @@ evaluates the log-likelihood at about (order + 1)^2 p^2 points where the symmetr
 needs 2 p (p + 1); measured at p = 5 and 11 (1-D K = 2, 2-D K = 2, full covariances) it took
 9x and 8x longer at order 2 with the same accuracy (3e-8 relative against the closed-form
 information of one Gaussian), 20x / 18x at order 4, and it would run inside every fit that
-reports intervals. The Jacobian is cheap (p^2 map outputs from 8 p evaluations) and gains
-three digits (against the closed-form Jacobian of a means-only map: 8e-13 vs 9e-10).
+reports intervals.
+
+The Jacobian's steps are fractions of each coordinate's own size (:func:`scales`), so its
+spectral radius no longer depends on the data's units: the former steps of 1e-6 max(1, |theta|)
+stepped a variance of 1e-6 (data in units 1000 times too large) out of the parameter space and
+gave NaN. Its cost, measured (best of 7, full covariances, n = 300-500): 3.6 / 5.0 / 7.2 ms at
+p = 5 / 11 / 17 against 0.8 / 2.9 / 2.5 ms for the former two-point central difference (scipy
+evaluates the centre p times and 4 p points around it, the two-point formula 2 p); on
+``experiments/local_optima_quick.toml`` (122 Jacobians for the saddle check of the reference
+bank) about 2.4 s against 0.9 s in a run of ~9 s; the eighth-order stencil would cost 4.3 s.
+Accuracy against the closed-form Jacobian of a means-only map (1-D, K = 2): 3.8e-12, against
+9.5e-10 for the former formula. The Hessian keeps steps of 1e-4 max(1, |theta|) (so standard
+errors of data in tiny units are still NaN, as before).
 
 Generic over models: they need only the seam's ``to_vector``/``from_vector``
 (:class:`workbench.em.model.EMModel`).
@@ -27,11 +38,12 @@ from scipy import differentiate
 from workbench.em import loop
 from workbench.em.model import EMModel
 
-# scipy.differentiate.jacobian: one pass of its eighth-order central stencil (steps h, h/2, h/4,
-# h/8 each side, h = JACOBIAN_STEP * max(1, |theta|)). Its refinement passes halve h until two
+# scipy.differentiate.jacobian: one pass of its fourth-order central stencil (steps h and h/2
+# each side, h = JACOBIAN_STEP * the coordinate's scale). Its refinement passes halve h until two
 # estimates agree to rtol; on the EM map (round-off ~1e-13 relative) they only chase noise to
-# smaller steps: measured error 1e-12 after two passes vs 8e-13 after one.
-JACOBIAN_STEP, JACOBIAN_ORDER = 1e-2, 8
+# smaller steps (measured at order 8: error 1e-12 after two passes, 8e-13 after one).
+JACOBIAN_STEP, JACOBIAN_ORDER = 1e-3, 4
+SCALE_FLOOR = 1e-3  # a coordinate's scale: at least this times the median nonzero |theta_j|
 HESSIAN_STEP = 1e-4  # relative to max(1, |theta|)
 
 
@@ -82,11 +94,22 @@ def logliks(model: EMModel, X, cfg, template: tuple, vectors: np.ndarray) -> np.
     return values
 
 
+def scales(theta: np.ndarray) -> np.ndarray:
+    """The scale of each coordinate (p,), which the steps are fractions of: its own size, so
+    that steps follow the data's units (a variance of 1e-6 is stepped by a fraction of itself,
+    a weight by a fraction of the weight), at least SCALE_FLOOR times the median nonzero size
+    (a mean at 0 still gets a step of the vector's order)."""
+    size = np.abs(theta)
+    nonzero = size[size > 0]
+    floor = SCALE_FLOOR * float(np.median(nonzero)) if nonzero.size else 1.0
+    return np.maximum(size, floor)
+
+
 def _scaled_batch(function, theta: np.ndarray):
     """(``function`` of a batch of vectors (V, p) -> (V, q) as scipy.differentiate.jacobian
     calls it, in scaled coordinates u = theta / scale: points u (p, *batch) -> values
-    (q, *batch); scale = max(1, |theta|), so one step size suits every coordinate)."""
-    scale = np.maximum(1.0, np.abs(theta))
+    (q, *batch); the :func:`scales`), so that one relative step suits every coordinate."""
+    scale = scales(theta)
 
     def over_points(points: np.ndarray) -> np.ndarray:
         batch = points.shape[1:]
@@ -98,8 +121,8 @@ def _scaled_batch(function, theta: np.ndarray):
 
 def map_jacobian(model: EMModel, X, cfg, params_one: tuple, rel_step: float = JACOBIAN_STEP):
     """Jacobian of the EM map at ``params_one``, (p, p), by scipy.differentiate.jacobian (its
-    largest step ``rel_step * max(1, |theta|)``); NaN entries where a step leaves the parameter
-    space."""
+    largest step ``rel_step`` times each coordinate's scale, :func:`_scaled_batch`); NaN
+    entries where a step leaves the parameter space."""
     theta = vector_of(model, params_one, cfg)
     if theta.size == 0:
         return np.zeros((0, 0))
@@ -126,7 +149,8 @@ def rate(model: EMModel, X, cfg, params_one: tuple) -> float:
 
 def observed_information(model: EMModel, X, cfg, params_one: tuple, rel_step: float = HESSIAN_STEP):
     """Minus the Hessian of the log-likelihood at ``params_one``, (p, p), by the symmetric
-    four-point central difference (steps ``rel_step * max(1, |theta|)``)."""
+    four-point central difference (steps ``rel_step * max(1, |theta|)``: a second difference
+    needs steps well above round-off, which the :func:`scales` of a mean near 0 are not)."""
     theta = vector_of(model, params_one, cfg)
     steps = rel_step * np.maximum(1.0, np.abs(theta))
     p = theta.size
