@@ -36,7 +36,7 @@ def single_state(weights, means, covariances, settings: EMSettings, X) -> EMStat
 
 def dm_jacobian(X, state: EMState, settings: EMSettings) -> np.ndarray:
     """Jacobian of the EM map at ``state`` (restart 0), in the free-parameter space of
-    :mod:`workbench.em.vector` (scipy.differentiate.jacobian). Shape (p, p)."""
+    :mod:`workbench.em.vector` (central differences). Shape (p, p)."""
     return jacobian(X, state, settings)
 
 
