@@ -15,7 +15,7 @@ import numpy as np
 import oracle_steps as steps
 from oracle_steps import Prior
 
-from workbench.gaussian import precision_cholesky
+from workbench.densities import precision_cholesky
 
 STATUSES = ("converged", "max_iter", "degenerate")
 # Degenerate kinds. Stops: "nan" (a non-finite log-likelihood), "weight" (an expected count fell

@@ -2,7 +2,7 @@
 
 Everything is batched over a leading restart axis R, so that many restarts on one data set run
 as arrays. Shapes: X (n, d); weights (R, K); means (R, K, d); covariances and precision Cholesky
-factors as in :mod:`workbench.gaussian` with a leading R; responsibilities (R, n, K).
+factors as in :mod:`workbench.densities` with a leading R; responsibilities (R, n, K).
 
 The E-step works in log space (logsumexp). The M-step is split into weighted sufficient
 statistics (counts ``nk`` and weighted sums), and scatter matrices computed from data centred at
@@ -17,7 +17,7 @@ from typing import NamedTuple
 import numpy as np
 from scipy.special import logsumexp
 
-from workbench.gaussian import log_gaussian_prob
+from workbench.densities import log_gaussian_prob
 
 
 class Prior(NamedTuple):

@@ -13,10 +13,10 @@ README = PACKAGE.parent / "README.md"
 STAGES = [
     (  # what every stage may use: arrays, densities, matching, Monte Carlo errors, settings
         "workbench.cache",
-        "workbench.gaussian",
+        "workbench.densities",
         "workbench.params",
         "workbench.matching",
-        "workbench.theory",
+        "workbench.population_theory",
         "workbench.montecarlo",
         "workbench.patterns",
         "workbench.settings",

@@ -8,7 +8,7 @@ import pytest
 from scipy.stats import binomtest
 
 from workbench.data import generate
-from workbench.data.gaussian import c_separation, min_mean_distance, place_means
+from workbench.data.gaussian import min_mean_distance, place_means, separation_unit
 from workbench.em.fit import init_state, run_em
 from workbench.em.fitter import EMFitter
 from workbench.em.reference import DEFAULT_STARTS, data_rng
@@ -198,6 +198,11 @@ def test_clustered_rates_widen_with_correlation():
 
 
 # ---- random-box placement ------------------------------------------------------------------------
+def c_separation(params: MixtureParams) -> float:
+    """The achieved c-separation of a mixture: the closest means over the separation unit."""
+    return min_mean_distance(params.means) / separation_unit(params.full_covariances())
+
+
 @pytest.mark.parametrize(("K", "d", "c"), [(2, 2, 5.0), (10, 2, 50.0), (5, 1, 10.0), (5, 5, 5.0)])
 def test_random_box_centres_are_c_separated_and_spread(K, d, c):
     kwargs = dict(n=50 * K, K=K, d=d, separation=c, covariance="identity")

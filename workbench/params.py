@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.special import logsumexp
 
-from workbench.gaussian import (
+from workbench.densities import (
     check_covariance_type,
     full_covariances,
     log_gaussian_prob,

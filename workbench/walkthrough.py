@@ -17,12 +17,13 @@ files under ``out_dir``.
 from __future__ import annotations
 
 import base64
-import html
 import logging
 from dataclasses import dataclass
 from pathlib import Path
 
+import jinja2
 import matplotlib
+from markupsafe import Markup
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -55,7 +56,7 @@ class Run:
         return self.states[-1]
 
 
-def run_em(X: np.ndarray, start: MixtureParams, tol: float = 1e-8, max_iter: int = 2000) -> Run:
+def iterate_em(X: np.ndarray, start: MixtureParams, tol: float = 1e-8, max_iter: int = 2000) -> Run:
     """Run the workbench's EM loop one iteration at a time from ``start`` (so that every iterate
     can be drawn) until the log-likelihood changes by less than ``tol`` nats per point (the
     loop's own rule, :func:`workbench.em.fit.converged`); keep every iterate."""
@@ -262,7 +263,7 @@ def founding_story(out: Path) -> dict[str, object]:
     order = np.argsort(means[0, :, 0])  # the red component starts on the left
     start = MixtureParams(weights[0][order], means[0][order], covs[0][order])
     LOG.info("part 1, the founding example: EM from a random start")
-    run, reference = run_em(data.X, start), run_em(data.X, data.truth)
+    run, reference = iterate_em(data.X, start), iterate_em(data.X, data.truth)
     title = "Step 1: a random start, both Gaussians over the data points"
     done = f"Converged after {len(run.states) - 1} iterations"
     files = {
@@ -288,7 +289,10 @@ def local_optimum_story(out: Path) -> dict[str, object]:
     rng = np.random.default_rng(LOCAL_SEED)
     data = generate("gaussian_mixture", rng, n=300, K=3, d=1, separation=4.0)
     LOG.info("part 2, K=3 from a poor start: EM to a local optimum")
-    run, reference = run_em(data.X, poor_start(data.X, data.truth)), run_em(data.X, data.truth)
+    run, reference = (
+        iterate_em(data.X, poor_start(data.X, data.truth)),
+        iterate_em(data.X, data.truth),
+    )
     gap = reference.logliks[-1] - run.logliks[-1]
     title = "A poor start: two components in one cluster"
     stuck = f"Stuck: {gap:.1f} nats below the optimum reached from the truth"
@@ -301,13 +305,19 @@ def local_optimum_story(out: Path) -> dict[str, object]:
 
 
 # ---- the page ------------------------------------------------------------------------------------
-def _img(path: Path) -> str:
+TEMPLATES = jinja2.Environment(
+    loader=jinja2.PackageLoader("workbench", "templates"),
+    autoescape=True,
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+)
+
+
+def _image(path: Path) -> dict[str, str]:
+    """What the template embeds of a PNG or GIF file: its name, stem, kind and base64 bytes."""
     kind = "gif" if path.suffix == ".gif" else "png"
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return (
-        f'<figure data-file="{html.escape(path.name)}"><img alt="{html.escape(path.stem)}" '
-        f'src="data:image/{kind};base64,{data}"></figure>'
-    )
+    return {"name": path.name, "stem": path.stem, "kind": kind, "data": data}
 
 
 def _describe(params: MixtureParams) -> str:
@@ -320,66 +330,31 @@ def _describe(params: MixtureParams) -> str:
 
 
 def _fragment(one: dict, two: dict) -> str:
-    """The story as HTML (headings, text, embedded images), without the page around it."""
+    """The story as HTML (headings, text, embedded images), without the page around it: the
+    template ``templates/walkthrough_story.html`` filled with both parts' numbers."""
     run, ref = one["run"], one["reference"]
-    first, second = run.states[0], run.states[1]
-    r1 = first.responsibilities(run.X)[:, 0]
+    first = run.states[0]
     local, local_ref = two["run"], two["reference"]
-    p = lambda text: f"<p>{html.escape(text)}</p>"  # noqa: E731
-    f1, f2 = one["files"], two["files"]
-    body = [
-        "<h2>Part 1: the founding example</h2>",
-        p(
-            "Nine points on a line, drawn from two Gaussians, red and green. We do not know which "
-            "point came from which; EM finds the two Gaussians anyway, alternating two steps."
-        ),
-        "<h3>1. Random initialisation</h3>",
-        p(
-            f"mu1, s1, mu2, s2 (and the weights) are drawn at random over the data: "
-            f"{_describe(first)}."
-        ),
-        _img(f1["start"]),
-        "<h3>2. The E-step</h3>",
-        p(
-            "For each point z_i, Bayes' rule gives the probability that it belongs to the red "
-            "component: r_i1 = w1 N(z_i | mu1, s1) / (w1 N(z_i | mu1, s1) + w2 N(z_i | mu2, s2)). "
-            f"Here r_i1 = {', '.join(f'{r:.2f}' for r in r1)}."
-        ),
-        _img(f1["e_step"]),
-        "<h3>3. The M-step</h3>",
-        p(
-            "New parameters are weighted averages: mu1 = sum_i r_i1 z_i / sum_i r_i1; s1^2 is the "
-            "r_i1-weighted average squared distance from the new mu1; w1 = mean of r_i1; the same "
-            f"for the green component. After one step: {_describe(second)}."
-        ),
-        _img(f1["m_step"]),
-        "<h3>4. Repeat until convergence</h3>",
-        p(
-            f"EM stopped after {len(run.states) - 1} iterations (the log-likelihood changed by "
-            f"less than 1e-8 nats per point) at {_describe(run.final)}; log-likelihood "
-            f"{run.logliks[-1]:.4f}, against {ref.logliks[-1]:.4f} from the truth. The generating "
-            f"values were {_describe(one['truth'])}."
-        ),
-        _img(f1["gif"]),
-        _img(f1["end"]),
-        "<h2>Part 2: the same story, ending in a local optimum (K = 3)</h2>",
-        p(
-            "Three well-separated clusters (300 points, c-separation 4). The start puts two narrow "
-            "components inside the left cluster and one wide component across the other two."
-        ),
-        _img(f2["start"]),
-        p(
-            f"Every iteration raises the log-likelihood, yet after {len(local.states) - 1} "
-            f"iterations EM has converged to {_describe(local.final)}: the left cluster split in "
-            f"two, the other two merged. Its log-likelihood {local.logliks[-1]:.2f} is "
-            f"{two['gap']:.1f} nats below the {local_ref.logliks[-1]:.2f} that EM reaches from the "
-            "truth. Nothing in the run itself signals the failure: this is limitation 1 of the "
-            "founding document, measured by the workbench's local-optima study."
-        ),
-        _img(f2["gif"]),
-        _img(f2["end"]),
-    ]
-    return "".join(body)
+    founding = {
+        "first": _describe(first),
+        "responsibilities": ", ".join(f"{r:.2f}" for r in first.responsibilities(run.X)[:, 0]),
+        "second": _describe(run.states[1]),
+        "iterations": len(run.states) - 1,
+        "final": _describe(run.final),
+        "loglik": f"{run.logliks[-1]:.4f}",
+        "reference_loglik": f"{ref.logliks[-1]:.4f}",
+        "truth": _describe(one["truth"]),
+        "images": {name: _image(path) for name, path in one["files"].items()},
+    }
+    stuck = {
+        "iterations": len(local.states) - 1,
+        "final": _describe(local.final),
+        "loglik": f"{local.logliks[-1]:.2f}",
+        "gap": f"{two['gap']:.1f}",
+        "reference_loglik": f"{local_ref.logliks[-1]:.2f}",
+        "images": {name: _image(path) for name, path in two["files"].items()},
+    }
+    return TEMPLATES.get_template("walkthrough_story.html").render(one=founding, two=stuck)
 
 
 @dataclass
@@ -398,17 +373,9 @@ def build_walkthrough(out_dir: Path) -> Walkthrough:
     out_dir.mkdir(parents=True, exist_ok=True)
     one, two = founding_story(out_dir), local_optimum_story(out_dir)
     fragment = _fragment(one, two)
-    style = (
-        "body{font-family:system-ui,sans-serif;max-width:1000px;margin:24px auto;"
-        "padding:0 24px;color:#1d2329} img{max-width:100%} h2{margin-top:1.8em}"
-    )
     page = out_dir / "walkthrough.html"
-    page.write_text(
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>EM walkthrough</title><style>{style}</style></head><body>"
-        f"<h1>EM, step by step</h1>{fragment}</body></html>\n",
-        "utf-8",
-    )
+    story = Markup(fragment)  # rendered by the story template, which escaped its own text
+    page.write_text(TEMPLATES.get_template("walkthrough.html").render(story=story), "utf-8")
     return Walkthrough(page, fragment, one, two)
 
 

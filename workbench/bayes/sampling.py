@@ -3,7 +3,8 @@
 The compiled model is cached at module level by ``(ModelSpec, sampler)``: K, d, constraints,
 priors and identifiability. The data size n is *not* part of the key: nutpie's
 ``CompiledModel.with_data(x=...)`` swaps the ``pm.Data`` arrays (of any length) into the compiled
-numba functions without recompiling (checked in ``tests/bayes/test_sampling.py``).
+numba functions without recompiling (checked by
+``test_cache_reuses_the_compiled_model_for_another_n`` in ``tests/bayes/test_fitter.py``).
 
 - ``sampler="nutpie"``: ``nutpie.compile_pymc_model`` once (numba, seconds to tens of seconds),
   then ``with_data`` + ``nutpie.sample`` per data set.

@@ -103,11 +103,6 @@ def min_mean_distance(means: np.ndarray) -> float:
     return float(np.min(dist[np.triu_indices(means.shape[0], k=1)]))
 
 
-def c_separation(params: MixtureParams) -> float:
-    """The achieved c-separation of a mixture (inf for K = 1)."""
-    return min_mean_distance(params.means) / separation_unit(params.full_covariances())
-
-
 def place_means(rng: np.random.Generator, K: int, d: int, min_distance: float) -> np.ndarray:
     """Means (K, d), centred at 0, whose minimum pairwise distance equals min_distance exactly.
 

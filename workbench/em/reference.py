@@ -122,13 +122,13 @@ def bank_optimum(
     return optimum, truth_loglik
 
 
-def max_eigenvalue(X, params: MixtureParams, settings: EMSettings, rel_step=1e-6) -> float:
+def max_eigenvalue(X, params: MixtureParams, settings: EMSettings) -> float:
     """Largest real eigenvalue of the EM map's Jacobian (:func:`workbench.em.vector.jacobian`)
     at ``params``: below 1 at a local maximum, above 1 at a saddle. NaN when it cannot be
     formed."""
     state = single_state(params.weights, params.means, params.covariances, settings, X)
     with np.errstate(all="ignore"):
-        jac = jacobian(X, state, settings, rel_step)
+        jac = jacobian(X, state, settings)
         if jac.size == 0 or not np.all(np.isfinite(jac)):
             return np.nan
         eig = np.linalg.eigvals(jac)

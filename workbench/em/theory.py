@@ -5,7 +5,7 @@ Jacobian of the EM map (Meng & Rubin's DM matrix), which equals the largest eige
 I - I_complete^{-1} I_observed, the fraction of missing information (Dempster, Laird & Rubin
 1977). Three views:
 
-- :func:`population_rate` (from :mod:`workbench.theory`): two univariate Gaussians at
+- :func:`population_rate` (from :mod:`workbench.population_theory`): two univariate Gaussians at
   population level, from the Fisher informations by quadrature (independent of the EM code).
 - :func:`dm_rate`: the spectral radius of the numerical Jacobian of the workbench's own EM map at
   given parameters, on given data (every perturbed state one restart of one loop call).
@@ -18,7 +18,7 @@ import numpy as np
 
 from workbench.em.fit import EMSettings, EMState, em_map, init_state
 from workbench.em.vector import jacobian, to_vector
-from workbench.theory import population_rate
+from workbench.population_theory import population_rate
 
 __all__ = ["dm_jacobian", "dm_rate", "measured_rate", "population_rate", "trace_rate"]
 
@@ -34,10 +34,10 @@ def single_state(weights, means, covariances, settings: EMSettings, X) -> EMStat
     )
 
 
-def dm_jacobian(X, state: EMState, settings: EMSettings, rel_step: float = 1e-6) -> np.ndarray:
-    """Central-difference Jacobian of the EM map at ``state`` (restart 0), in the free-parameter
-    space of :mod:`workbench.em.vector`. Shape (p, p)."""
-    return jacobian(X, state, settings, rel_step)
+def dm_jacobian(X, state: EMState, settings: EMSettings) -> np.ndarray:
+    """Jacobian of the EM map at ``state`` (restart 0), in the free-parameter space of
+    :mod:`workbench.em.vector` (central differences). Shape (p, p)."""
+    return jacobian(X, state, settings)
 
 
 def dm_rate(X, state: EMState, settings: EMSettings) -> float:

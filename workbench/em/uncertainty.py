@@ -2,8 +2,9 @@
 
 The observed information is minus the Hessian of the total log-likelihood in the free-parameter
 space of :mod:`workbench.em.vector` (first K-1 weights, means, distinct covariance entries),
-by central differences. Intervals for the last weight and the standard deviations come from the
-delta method: var(w_K) = 1' V_w 1, se(sd) = se(var) / (2 sd).
+by the central difference of :mod:`workbench.em.derivatives`. Intervals for the last weight
+and the standard deviations come from the delta method: var(w_K) = 1' V_w 1,
+se(sd) = se(var) / (2 sd).
 """
 
 from __future__ import annotations

@@ -35,10 +35,10 @@ def _loop_inputs(X, state: EMState, settings: EMSettings):
     return model, XT, cfg, model.take(params, 0)
 
 
-def jacobian(X, state: EMState, settings: EMSettings, rel_step: float = 1e-6) -> np.ndarray:
-    """Central-difference Jacobian of the EM map at restart 0 of ``state`` in the free-parameter
-    space, (p, p) (:func:`workbench.em.derivatives.map_jacobian`)."""
-    return derivatives.map_jacobian(*_loop_inputs(X, state, settings), rel_step)
+def jacobian(X, state: EMState, settings: EMSettings) -> np.ndarray:
+    """Jacobian of the EM map at restart 0 of ``state`` in the free-parameter space, (p, p)
+    (:func:`workbench.em.derivatives.map_jacobian`)."""
+    return derivatives.map_jacobian(*_loop_inputs(X, state, settings))
 
 
 def observed_information(X, state: EMState, settings: EMSettings) -> np.ndarray:

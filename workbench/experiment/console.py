@@ -2,7 +2,11 @@
 
 :class:`Progress` shows the phases before the cells (compiling EM kernels, each Bayes model
 structure) with their elapsed time, then a bar whose ETA counts the cells' own work only (the
-compile time a cell records is left out), and logs everything to ``run.log``.
+compile time a cell records is left out), and logs everything to ``run.log``. Every line goes
+through :mod:`logging`: the modules of :mod:`workbench.experiment` log to their own loggers, and a
+:class:`Progress` hangs the run's handlers on ``workbench.experiment`` while it is open (rich's
+``RichHandler`` on a terminal, a plain stream handler on a pipe, warnings only when quiet; a file
+handler for ``run.log``).
 
 The summary of a stored experiment reads at 100 columns. Condition labels can be long
 (``jin(init=random_from_data, ...)``), so the table names conditions by short keys (F1, F2 ...
@@ -13,6 +17,7 @@ and splits its metric columns over as many tables as the width needs: nothing is
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
 import sys
 import textwrap
@@ -24,6 +29,9 @@ from typing import Any
 from workbench.experiment.record import CellRecord
 from workbench.status import FAILED_STATUSES
 
+LOG = logging.getLogger(__name__)
+RUN_LOGGER = "workbench.experiment"  # the run's handlers hang here: every module of the stage
+SCREEN_ONLY = {"screen_only": True}  # extra= of a line for the terminal, not for run.log
 SUMMARY_WIDTH = 100  # columns when the output is not a terminal
 TIME_NOTE = (
     "fit_time: fitting (EM) or sampling (Bayes) seconds, compile excluded; "
@@ -51,7 +59,18 @@ class Progress:
     :meth:`note` is also kept in ``notes`` (the run records them with its end)."""
 
     def __init__(self, mode: str, log_path: Path, slots: int = 1) -> None:
-        self.mode, self.log = mode, open(log_path, "a", encoding="utf-8")  # noqa: SIM115
+        self.mode = mode
+        self.console: Any = None
+        if mode == "rich":
+            from rich.console import Console
+
+            self.console = Console(stderr=True)
+        self._handlers = run_handlers(mode, log_path, self.console)
+        self._logger = logging.getLogger(RUN_LOGGER)
+        self._saved_level = self._logger.level
+        self._logger.setLevel(logging.DEBUG)
+        for handler in self._handlers:
+            self._logger.addHandler(handler)
         self.slots = max(1, slots)
         self.bar: Any = None
         self.done = self.failed = self.new = self.total = 0
@@ -67,11 +86,10 @@ class Progress:
     def phase(self, label: str) -> Iterator[None]:
         """Show ``label`` with a spinner and its elapsed time while the block runs; then one
         line ``label: 12.3 s``."""
-        self._log(f"phase: {label}")
+        LOG.debug("phase: %s", label)
         start = time.monotonic()
         display: Any = None
         if self.mode == "rich":
-            from rich.console import Console
             from rich.progress import Progress as RichProgress
             from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -79,22 +97,21 @@ class Progress:
                 SpinnerColumn(),
                 TextColumn("{task.description}"),
                 TimeElapsedColumn(),
-                console=Console(stderr=True),
+                console=self.console,
                 transient=True,
             )
             display.add_task(label, total=None)
             display.start()
-        elif self.mode == "plain":
-            print(f"{label} ...", file=sys.stderr, flush=True)
+        else:
+            LOG.info("%s ...", label, extra=SCREEN_ONLY)
         try:
             yield
         finally:
             if display is not None:
                 display.stop()
             took = time.monotonic() - start
-            self._log(f"phase done: {label} ({took:.1f} s)")
-            if self.mode != "quiet":
-                print(f"{label}: {took:.1f} s", file=sys.stderr, flush=True)
+            LOG.debug("phase done: %s (%.1f s)", label, took)
+            LOG.info("%s: %.1f s", label, took, extra=SCREEN_ONLY)
             self.t0 = self.last = time.monotonic()
 
     def expect_worker_compiles(self, count: int) -> None:
@@ -102,9 +119,10 @@ class Progress:
         their first cells: the bar says so until they are done; the ETA leaves it out."""
         self.worker_compiles = count
         if count and self.mode == "plain":
-            print(
-                f"then the workers build their copies of the Bayes model ({count} in all)",
-                file=sys.stderr,
+            LOG.info(
+                "then the workers build their copies of the Bayes model (%d in all)",
+                count,
+                extra=SCREEN_ONLY,
             )
 
     def description(self) -> str:
@@ -113,9 +131,8 @@ class Progress:
     # -- the cells
     def start(self, total: int, done: int, failed: int) -> None:
         self.total, self.done, self.failed = total, done, failed
-        self._log(f"start: {total} cells, {done} already done")
+        LOG.debug("start: %d cells, %d already done", total, done)
         if self.mode == "rich" and done < total:
-            from rich.console import Console
             from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
             from rich.progress import Progress as RichProgress
 
@@ -126,14 +143,20 @@ class Progress:
                 TextColumn("failed [red]{task.fields[failed]}"),
                 TimeElapsedColumn(),
                 _eta_column(self),
-                console=Console(stderr=True),
+                console=self.console,
             )
             self.bar.start()
             self.task = self.bar.add_task(
                 self.description(), total=total, completed=done, failed=failed
             )
-        elif self.mode != "quiet":
-            print(f"running {total - done} of {total} cells ({done} done before)", file=sys.stderr)
+        else:
+            LOG.info(
+                "running %d of %d cells (%d done before)",
+                total - done,
+                total,
+                done,
+                extra=SCREEN_ONLY,
+            )
 
     def plan(self, cells: Iterable[Any]) -> None:
         """The cells about to run, so that the ETA weighs each fitter condition by its own
@@ -177,7 +200,7 @@ class Progress:
 
     def advance(self, cell: Any, outcome: CellRecord) -> None:
         for line in getattr(outcome, "log", None) or ():  # library log lines: the log only
-            self._log(f"{outcome.cell_id} log: {line}")
+            LOG.debug("%s log: %s", outcome.cell_id, line)
         self.done += 1
         self.new += 1
         self.failed += outcome.status in FAILED_STATUSES
@@ -195,9 +218,16 @@ class Progress:
         self.estimate = None if found is None else (found[0], time.monotonic(), found[1])
         extra = f" {outcome.message}" if outcome.message else ""
         compile_note = f", compile {compiled:.1f} s" if compiled >= 0.05 else ""
-        self._log(
-            f"{outcome.cell_id} {cell.fitter.label} | {cell.data.label} | rep {cell.replicate}: "
-            f"{outcome.status} ({outcome.total_time:.2f} s{compile_note}){extra}"
+        LOG.debug(
+            "%s %s | %s | rep %s: %s (%.2f s%s)%s",
+            outcome.cell_id,
+            cell.fitter.label,
+            cell.data.label,
+            cell.replicate,
+            outcome.status,
+            outcome.total_time,
+            compile_note,
+            extra,
         )
         if self.bar is not None:
             self.bar.update(
@@ -207,19 +237,19 @@ class Progress:
             time.monotonic() - self.last > 10 or self.done == self.total
         ):
             self.last = time.monotonic()
-            print(
-                f"{self.done}/{self.total} cells, {self.failed} failed, {self.eta_text()}",
-                file=sys.stderr,
+            LOG.info(
+                "%d/%d cells, %d failed, %s",
+                self.done,
+                self.total,
+                self.failed,
+                self.eta_text(),
+                extra=SCREEN_ONLY,
             )
 
     def note(self, text: str) -> None:
-        """Show ``text`` above the bar (or on stderr), log it and keep it in ``notes``."""
+        """Show ``text`` (above the bar; also when quiet), log it and keep it in ``notes``."""
         self.notes.append(text)
-        self._log(text)
-        if self.bar is not None:
-            self.bar.console.print(text, markup=False)
-        else:
-            print(text, file=sys.stderr)
+        LOG.warning("%s", text)
 
     def stop(self) -> None:
         if self.bar is not None:
@@ -228,15 +258,48 @@ class Progress:
 
     def close(self) -> None:
         self.stop()
-        self.log.close()
+        for handler in self._handlers:
+            self._logger.removeHandler(handler)
+            handler.close()
+        self._logger.setLevel(self._saved_level)
+        self._handlers = []
 
     def record(self, text: str) -> None:
         """A line for ``run.log`` only."""
-        self._log(text)
+        LOG.debug("%s", text)
 
-    def _log(self, text: str) -> None:
-        self.log.write(f"{time.strftime('%Y-%m-%dT%H:%M:%S')} {text}\n")
-        self.log.flush()
+
+def _not_screen_only(record: logging.LogRecord) -> bool:
+    return not getattr(record, "screen_only", False)
+
+
+def run_handlers(mode: str, log_path: Path, console: Any = None) -> list[logging.Handler]:
+    """The run's log handlers: ``run.log`` (every record, timestamped; not the lines meant for
+    the screen alone) and the terminal's: rich's ``RichHandler`` on ``console`` (``rich``), plain
+    lines on stderr (``plain``), or warnings alone (``quiet``)."""
+    log = logging.FileHandler(log_path, mode="a", encoding="utf-8")
+    log.setLevel(logging.DEBUG)
+    log.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%Y-%m-%dT%H:%M:%S"))
+    log.addFilter(_not_screen_only)
+    screen: logging.Handler
+    if mode == "rich":
+        from rich.highlighter import NullHighlighter
+        from rich.logging import RichHandler
+
+        screen = RichHandler(
+            console=console,
+            show_time=False,
+            show_level=False,
+            show_path=False,
+            markup=False,
+            highlighter=NullHighlighter(),
+            keywords=[],
+        )
+    else:
+        screen = logging.StreamHandler(sys.stderr)
+        screen.setFormatter(logging.Formatter("%(message)s"))
+    screen.setLevel(logging.WARNING if mode == "quiet" else logging.INFO)
+    return [log, screen]
 
 
 def _eta_column(owner: Progress) -> Any:
@@ -256,27 +319,34 @@ def _eta_column(owner: Progress) -> Any:
 STEP_LOGGERS = ("workbench.report", "workbench.walkthrough")
 
 
+class _StepFormatter(logging.Formatter):
+    """A step (INFO) as ``  12.3 s  message``, seconds since ``start``, the first one under a
+    line ``what ...``; a warning (a note) as it is."""
+
+    def __init__(self, what: str) -> None:
+        super().__init__()
+        self.what, self.start, self.shown = what, time.monotonic(), False
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.levelno >= logging.WARNING:
+            return record.getMessage()
+        line = f"  {time.monotonic() - self.start:6.1f} s  {record.getMessage()}"
+        if not self.shown:
+            self.shown = True
+            return f"{self.what} ...\n{line}"
+        return line
+
+
 @contextlib.contextmanager
 def steps(what: str, quiet: bool = False) -> Iterator[None]:
     """One line per step that the report or the walkthrough logs (each section, each
-    animation) with the seconds since the start, under a first line ``what ...`` printed with
-    the first step (an error before any step stays the only line); then ``done`` (stderr)."""
-    import logging
-
-    if quiet:
-        yield
-        return
-    start, shown = time.monotonic(), [False]  # whether the first line is out
-
-    class Lines(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            if not shown[0]:
-                print(f"{what} ...", file=sys.stderr)
-                shown[0] = True
-            took = time.monotonic() - start
-            print(f"  {took:6.1f} s  {record.getMessage()}", file=sys.stderr, flush=True)
-
-    handler = Lines(logging.INFO)
+    animation) with the seconds since the start, under a first line ``what ...`` shown with
+    the first step (an error before any step stays the only line); then ``done``; notes
+    (warnings) as they are, also when ``quiet``. All on stderr, through :mod:`logging`."""
+    formatter = _StepFormatter(what)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    handler.setLevel(logging.WARNING if quiet else logging.INFO)
     loggers = [logging.getLogger(name) for name in STEP_LOGGERS]
     levels = [logger.level for logger in loggers]
     for logger in loggers:
@@ -284,8 +354,8 @@ def steps(what: str, quiet: bool = False) -> Iterator[None]:
         logger.setLevel(logging.INFO)
     try:
         yield
-        if shown[0]:
-            print(f"  {time.monotonic() - start:6.1f} s  done", file=sys.stderr, flush=True)
+        if formatter.shown:
+            handler.handle(logging.makeLogRecord({"msg": "done", "levelno": logging.INFO}))
     finally:
         for logger, level in zip(loggers, levels, strict=True):
             logger.removeHandler(handler)

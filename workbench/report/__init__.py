@@ -16,7 +16,6 @@ experiment by name.
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +51,8 @@ from workbench.report.summaries import (
 from workbench.report.text import rate_text, with_se
 from workbench.settings.experiment import GENERIC_SECTIONS
 from workbench.status import FAILED_STATUSES
+
+LOG = logging.getLogger(__name__)
 
 __all__ = [
     "ReportContext",
@@ -363,12 +364,12 @@ def _build(dirs: list[Path], out: Path | None) -> Path:
     ctx = ReportContext(data, figures_dir)
     notes = overlay_notes(data)
     if notes:
-        print(f"note: overlay of different designs: {' '.join(notes)}", file=sys.stderr)
+        LOG.warning("note: overlay of different designs: %s", " ".join(notes))
     sections = [provenance_section(data, notes)]
     failed: list[str] = []
     for key in _sections(data):
         title, builder = SECTIONS.get(key, (key.replace("_", " ").capitalize(), None))
-        logging.getLogger(__name__).info("section: %s", title)  # progress for `workbench report`
+        LOG.info("section: %s", title)  # progress for `workbench report`
         section = Section(key, title)
         if builder is None:
             section.note(f"No report builder is registered for section {key!r}.")

@@ -95,6 +95,17 @@ def errorbars(ax: plt.Axes, x, y, err, colour=None, label: str | None = None, **
     ax.errorbar(x, y, yerr=err, capsize=3, **style)
 
 
+def rate_bars(
+    ax: plt.Axes, x, stats: pd.DataFrame, width: float, colour=None, label: str | None = None
+) -> None:
+    """Bars of the ``rate`` column of ``stats`` at ``x`` (NaN: no bar), each with its 95%
+    Wilson interval (:func:`rate_yerr`)."""
+    style: dict = {"label": label} if label is not None else {}
+    if colour is not None:
+        style["color"] = colour
+    ax.bar(x, stats["rate"], width, yerr=rate_yerr(stats), capsize=3, **style)
+
+
 def errorbar_line(
     ax: plt.Axes,
     stats: pd.DataFrame,

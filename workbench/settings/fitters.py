@@ -16,7 +16,7 @@ from typing import Any, ClassVar, Literal
 import numpy as np
 from pydantic import Field, field_validator, model_validator
 
-from workbench.gaussian import COVARIANCE_TYPES
+from workbench.densities import COVARIANCE_TYPES
 from workbench.settings.base import RULE, Settings, short
 from workbench.settings.data import Count
 

@@ -13,7 +13,15 @@ import pandas as pd
 
 from workbench.evaluate import GROSS_CHANGE, PARAM_TOL
 from workbench.montecarlo import summarise_rate
-from workbench.report.plotting import Figure, errorbars, figure_legend, offset, rate_yerr, save
+from workbench.report.plotting import (
+    Figure,
+    errorbars,
+    figure_legend,
+    offset,
+    rate_bars,
+    rate_yerr,
+    save,
+)
 from workbench.report.store_reader import slug
 from workbench.status import FailureKind
 
@@ -135,8 +143,7 @@ def figure_arms(outcomes: pd.DataFrame, out: Path) -> Figure | None:
     for i, arm in enumerate(palette):
         rows = stats[stats["arm"] == arm].set_index("fit.init").reindex(inits)
         x = np.arange(len(inits)) + offset(i, len(palette), width)
-        left.bar(x, rows["rate"], width, yerr=rate_yerr(rows), capsize=3, color=palette[arm],
-                 label=arm)  # fmt: skip
+        rate_bars(left, x, rows, width, palette[arm], arm)
     left.set_xticks(range(len(inits)), inits, fontsize=8)
     left.set(ylabel="per-start local-optimum rate", ylim=(0, 1.03))
     left.set_title("per initialisation, separations pooled", fontsize=9)

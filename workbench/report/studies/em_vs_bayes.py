@@ -33,7 +33,7 @@ from workbench.report.plotting import (
     errorbar_line,
     figure_legend,
     offset,
-    rate_yerr,
+    rate_bars,
     save,
 )
 from workbench.report.store_reader import ReportData, completed, grid_variables, numbers, short_name
@@ -236,8 +236,7 @@ def crosstab_figure(cross: pd.DataFrame, out: Path) -> list[Figure]:
         )
         x = np.arange(len(rows)) + 0.2 * (i - 0.5)
         label = f"EM returned the {outcome}"
-        p = stats["rate"].fillna(0.0)
-        ax.bar(x, p, width=0.38, yerr=rate_yerr(stats), capsize=3, label=label)
+        rate_bars(ax, x, stats.assign(rate=stats["rate"].fillna(0.0)), 0.38, label=label)
         tops = stats["upper"].fillna(0.0).to_numpy()  # k/n just above each interval
         for xi, top, k, m in zip(x, tops, rows["flagged"], rows["data sets"], strict=True):
             ax.annotate(f"{k}/{m}", (xi, top + 0.015), ha="center", va="bottom", fontsize=7)

@@ -22,7 +22,7 @@ import pandas as pd
 from workbench.montecarlo import mean_se
 from workbench.report import ReportContext, register_section
 from workbench.report.html import Section
-from workbench.report.plotting import ERRORBAR_NOTE, Figure, errorbars, save
+from workbench.report.plotting import ERRORBAR_NOTE, Figure, errorbars, figure_legend, save
 from workbench.report.store_reader import completed, numbers
 from workbench.report.text import plus_minus, with_se
 
@@ -95,7 +95,7 @@ def quantity_figure(stats: pd.DataFrame, out: Path) -> Figure | None:
         return None
     fig, axes = plt.subplots(
         len(quantities), len(mechanisms), figsize=(4.2 * len(mechanisms), 3.0 * len(quantities)),
-        squeeze=False, sharex=True,
+        squeeze=False, sharex=True, layout="constrained",
     )  # fmt: skip
     zero = stats[stats["fraction"] == 0.0]
     colour = {m: plt.get_cmap("tab10")(i) for i, m in enumerate(METHOD_ORDER)}
@@ -118,15 +118,7 @@ def quantity_figure(stats: pd.DataFrame, out: Path) -> Figure | None:
                 ax.set_ylabel(label)
             if r == len(quantities) - 1:
                 ax.set_xlabel("fraction of values missing")
-    handles, labels = axes[0, 0].get_legend_handles_labels()
-    for ax in axes[1:, 0]:
-        for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
-            if lab not in labels:
-                handles.append(h)
-                labels.append(lab)
-    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 6), fontsize=8,
-               bbox_to_anchor=(0.5, 0.0))  # fmt: skip
-    fig.tight_layout(rect=(0, 0.06, 1, 0.95))
+    figure_legend(fig, axes)
     caption = (
         "Mean over data sets of each quantity against the fraction of values removed, per "
         "mechanism (the points at 0 are the same complete data sets in every column), a line "

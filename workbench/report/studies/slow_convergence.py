@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from workbench.montecarlo import count_rate, mean_se
+from workbench.population_theory import population_rate
 from workbench.report import ReportContext, register_section
 from workbench.report.html import Section
 from workbench.report.plotting import ERRORBAR_NOTE, Figure, errorbar_line, save
@@ -31,7 +32,6 @@ from workbench.report.studies._overspecified import (
 )
 from workbench.report.summaries import summarise
 from workbench.report.text import rate_text, with_se
-from workbench.theory import population_rate
 
 EPSILON = 1e-6  # nats: the accuracy at which SQUAREM and plain EM are compared
 RATE_TOLERANCE = 0.05  # relative: measured against computed rate

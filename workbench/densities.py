@@ -47,14 +47,6 @@ def precision_cholesky(covariances: np.ndarray, covariance_type: str) -> np.ndar
     return 1.0 / np.sqrt(covariances)
 
 
-def covariances_from_precision_cholesky(prec_chol: np.ndarray, covariance_type: str) -> np.ndarray:
-    """Inverse of :func:`precision_cholesky`."""
-    if covariance_type in ("full", "tied"):
-        prec = prec_chol @ np.swapaxes(prec_chol, -1, -2)
-        return np.linalg.inv(prec)
-    return 1.0 / prec_chol**2
-
-
 def log_det_precision_cholesky(
     prec_chol: np.ndarray, covariance_type: str, n_features: int
 ) -> np.ndarray:
