@@ -21,8 +21,8 @@ import numpy as np
 from timing import print_header
 
 from workbench.data import generate
-from workbench.em.fit import EMSettings, init_state, run_em
 from workbench.em.init import kmeans_plusplus
+from workbench.em.run import EMSettings, init_state, run_em
 
 N, D, K, FRACTION, ITERATIONS, REPEATS = 100_000, 5, 4, 0.2, 20, 3
 

@@ -24,8 +24,8 @@ import time
 import numpy as np
 
 from workbench.data import generate
-from workbench.em.fit import EMSettings, init_state, run_em
 from workbench.em.init import kmeans_plusplus
+from workbench.em.run import EMSettings, init_state, run_em
 
 N, DELTA, DATA_SETS, EPSILON, REPEATS = 2000, 2.0, 10, 1e-6, 3
 SETTINGS = EMSettings(covariance_type="full", tol=1e-13, max_iter=200_000)

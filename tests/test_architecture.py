@@ -30,7 +30,7 @@ STAGES = [
     ),
     ("workbench.experiment.design",),
     ("workbench.data",),
-    ("workbench.fitters", "workbench.em", "workbench.bayes", "workbench.baselines"),
+    ("workbench.fitter_interface", "workbench.em", "workbench.bayes", "workbench.baselines"),
     ("workbench.evaluate", "workbench.experiment.record"),
     (
         "workbench.experiment.runner",
@@ -208,7 +208,7 @@ def test_sklearn_only_imported_lazily():
 
 def test_report_reads_the_store_only():
     """The report never imports the fitters: it is built from the results store alone."""
-    forbidden = ("workbench.em", "workbench.bayes", "workbench.fitters")
+    forbidden = ("workbench.em", "workbench.bayes", "workbench.fitter_interface")
     for path in (PACKAGE / "report").rglob("*.py"):
         names = imports(path)
         assert not any(n == f or n.startswith(f + ".") for n in names for f in forbidden), path

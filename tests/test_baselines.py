@@ -11,7 +11,7 @@ from scipy.special import logsumexp
 from workbench.baselines import CompleteCaseEM, MeanImputeEM, MiceEM, rubin_interval
 from workbench.data import Dataset, generate
 from workbench.em.fitter import EMFitter
-from workbench.fitters import build_fitter
+from workbench.fitter_interface import build_fitter
 from workbench.params import MixtureParams
 from workbench.patterns import (
     conditional_means,

@@ -6,11 +6,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from workbench.em.covariance.registry import strategy
-from workbench.em.fit import EMSettings, em_map, init_state, prepare, run_em
 from workbench.em.fitter import EMFitter
 from workbench.em.gaussian_model import gaussian_model
 from workbench.em.loop import LoopSettings
 from workbench.em.loop import run as run_loop
+from workbench.em.run import EMSettings, em_map, init_state, prepare, run_em
 from workbench.params import MixtureParams
 from workbench.settings.fitters import INIT_NAMES
 

@@ -21,8 +21,8 @@ import pytest
 from workbench.em import loop
 from workbench.em.covariance import COVARIANCE_TYPES
 from workbench.em.covariance.registry import strategy
-from workbench.em.fit import EMSettings, Prior, init_state, run_em
 from workbench.em.init import random_from_data
+from workbench.em.run import EMSettings, Prior, init_state, run_em
 
 N = 700  # not a multiple of the chunk size: padding is exercised
 

@@ -11,9 +11,9 @@ from scipy import optimize, stats
 
 from workbench.em import derivatives, loop
 from workbench.em.covariance.registry import strategy
-from workbench.em.fit import EMSettings, init_state, loop_inputs, run_em
 from workbench.em.fitter import EMFitter
 from workbench.em.missing_model import MISSING_TYPES
+from workbench.em.run import EMSettings, init_state, loop_inputs, run_em
 from workbench.em.theory import trace_rate
 
 

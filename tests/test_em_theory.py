@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from workbench.em.fit import EMSettings, run_em
 from workbench.em.fitter import EMFitter
+from workbench.em.run import EMSettings, run_em
 from workbench.em.theory import dm_rate, measured_rate, population_rate, single_state
 from workbench.params import MixtureParams
 

@@ -9,9 +9,9 @@ from hypothesis import strategies as st
 from sklearn.mixture import GaussianMixture
 
 from workbench.data.dataset import Dataset
-from workbench.em.fit import EMRun, EMSettings, EMState, label_solutions, min_support
 from workbench.em.fitter import EMFitter
 from workbench.em.init import INITS, SPIKE_FRACTION
+from workbench.em.run import EMRun, EMSettings, EMState, label_solutions, min_support
 from workbench.params import MixtureParams
 
 COV_TYPES = ["full", "diag", "spherical", "tied"]

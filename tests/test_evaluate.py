@@ -9,9 +9,9 @@ from scipy.stats import binomtest
 
 from workbench.data import generate
 from workbench.data.gaussian import min_mean_distance, place_means, separation_unit
-from workbench.em.fit import init_state, run_em
 from workbench.em.fitter import EMFitter
 from workbench.em.reference import DEFAULT_STARTS, data_rng
+from workbench.em.run import init_state, run_em
 from workbench.evaluate import (
     FAILURE_RULE,
     evaluate_fit,

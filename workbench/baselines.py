@@ -34,7 +34,7 @@ from scipy.stats import t as student_t
 
 from workbench.data.dataset import Dataset
 from workbench.em.fitter import EMFitter
-from workbench.fitters import FitResult
+from workbench.fitter_interface import FitResult
 from workbench.matching import matched_truth_index
 from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import observed_log_likelihood

@@ -16,7 +16,7 @@ from scipy.optimize import linear_sum_assignment
 from scipy.special import comb
 
 from workbench.data.dataset import Dataset
-from workbench.fitters import FitResult
+from workbench.fitter_interface import FitResult
 from workbench.matching import match_components, matched_truth_index, matching_cost
 from workbench.params import MixtureParams
 from workbench.patterns import observed_responsibilities

@@ -31,8 +31,8 @@ import numpy as np  # noqa: E402
 from matplotlib.animation import FuncAnimation, PillowWriter  # noqa: E402
 
 from workbench.data import generate  # noqa: E402
-from workbench.em.fit import EMSettings, EMState, converged, em_map, init_state  # noqa: E402
 from workbench.em.init import random_params  # noqa: E402
+from workbench.em.run import EMSettings, EMState, converged, em_map, init_state  # noqa: E402
 from workbench.params import MixtureParams  # noqa: E402
 
 LOG = logging.getLogger(__name__)  # progress lines for `workbench walkthrough`
@@ -59,7 +59,7 @@ class Run:
 def iterate_em(X: np.ndarray, start: MixtureParams, tol: float = 1e-8, max_iter: int = 2000) -> Run:
     """Run the workbench's EM loop one iteration at a time from ``start`` (so that every iterate
     can be drawn) until the log-likelihood changes by less than ``tol`` nats per point (the
-    loop's own rule, :func:`workbench.em.fit.converged`); keep every iterate."""
+    loop's own rule, :func:`workbench.em.run.converged`); keep every iterate."""
     settings = EMSettings(tol=tol, max_iter=max_iter)
     cov = start.full_covariances()
     state = init_state(start.weights[None], start.means[None], cov[None], settings, X.var(axis=0))

@@ -11,7 +11,7 @@ import pytest
 
 from workbench.bayes import BayesFitter, clear_cache
 from workbench.data.dataset import Dataset
-from workbench.fitters import FitResult
+from workbench.fitter_interface import FitResult
 from workbench.params import MixtureParams
 
 # Betancourt, "Identifying Bayesian Mixture Models": N=1000, means +-2.75, sd 1, weight 0.4.

@@ -9,7 +9,7 @@ from conftest import BETANCOURT, FAST, TRUTH_2D, make_dataset
 
 from workbench.bayes import BayesFitter, cached_structures, save_netcdf
 from workbench.bayes import fitter as fitter_module
-from workbench.fitters import FitResult, build_fitter
+from workbench.fitter_interface import FitResult, build_fitter
 
 
 @pytest.mark.parametrize(

@@ -31,7 +31,7 @@ def fakes(monkeypatch):
     """Register the test-only fitters under methods crash, sleep, error, slow_em."""
     import experiment_fakes as f
 
-    from workbench import fitters
+    from workbench.settings import fitters
 
     for name, spec in (
         ("crash", f.CRASH),

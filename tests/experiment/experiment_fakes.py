@@ -1,8 +1,9 @@
 """Test-only fitters for the experiment runner: crash, hang, raise, or EM slowed down.
 
-Tests register them with ``monkeypatch.setitem(workbench.fitters.FITTERS, name, spec)``; the spec
-travels with each task, so spawned and Dask workers import this module by name (tests/experiment
-is on sys.path under pytest and on PYTHONPATH for subprocesses).
+Tests register them with ``monkeypatch.setitem(FITTERS, name, spec)`` (FITTERS of
+workbench.settings.fitters); the spec travels with each task, so spawned and Dask workers
+import this module by name (tests/experiment is on sys.path under pytest and on PYTHONPATH for
+subprocesses).
 """
 
 from __future__ import annotations

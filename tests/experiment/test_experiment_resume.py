@@ -17,7 +17,7 @@ from workbench.experiment.store import STORE_FILE
 from workbench.experiment.tables import load_table, without_timings
 
 SCRIPT = (
-    "import sys; from workbench import fitters; "
+    "import sys; from workbench.settings import fitters; "
     "fitters.FITTERS['slow_em'] = 'experiment_fakes:SlowEMFitter'; "
     "from workbench.cli import main; sys.exit(main(sys.argv[1:]))"
 )

@@ -174,7 +174,7 @@ def test_compiled_em_kernels_go_to_the_user_cache_not_the_package(tmp_path):
     """A cold compile of the EM kernels writes numba's cache under $XDG_CACHE_HOME only."""
     package = ROOT / "workbench" / "em" / "__pycache__"
     before = sorted(package.glob("*.nb*")) if package.exists() else []
-    _python("from workbench.em.fit import warm; warm('full'); print('ok')",
+    _python("from workbench.em.run import warm; warm('full'); print('ok')",
             XDG_CACHE_HOME=str(tmp_path))  # fmt: skip
     assert list((tmp_path / "workbench" / "numba").rglob("loop.*.nbi"))
     after = sorted(package.glob("*.nb*")) if package.exists() else []

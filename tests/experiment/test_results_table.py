@@ -26,7 +26,7 @@ from workbench.experiment.runner import _dataset, make_task, run_cell
 from workbench.experiment.store import SCHEMA_VERSION, STORE_FILE
 from workbench.experiment.summary import summarise_conditions, summary_table
 from workbench.experiment.tables import load_restarts, load_table
-from workbench.fitters import build_fitter
+from workbench.fitter_interface import build_fitter
 from workbench.status import LOCAL_OPTIMUM_KINDS, FailureKind
 
 

@@ -33,7 +33,7 @@ from workbench.experiment.design import build_design
 from workbench.experiment.runner import make_task, run_cell
 from workbench.experiment.spec import ConfigError
 from workbench.experiment.store import STORE_FILE, Store
-from workbench.fitters import FitResult
+from workbench.fitter_interface import FitResult
 
 TINY = """
 [experiment]
@@ -367,7 +367,7 @@ def test_real_disk_full_is_one_line_and_keeps_finished_cells(small_tmpfs, tmp_pa
 
 
 SCRIPT = (
-    "import sys; from workbench import fitters; "
+    "import sys; from workbench.settings import fitters; "
     "fitters.FITTERS['slow_em'] = 'experiment_fakes:SlowEMFitter'; "
     "from workbench.cli import main; sys.exit(main(sys.argv[1:]))"
 )
@@ -518,7 +518,7 @@ class NoisyFitter:
 
 
 def test_local_workers_write_their_stderr_to_the_run_log(monkeypatch, tmp_path, capfd):
-    from workbench import fitters
+    from workbench.settings import fitters
 
     monkeypatch.setitem(fitters.FITTERS, "noisy", f"{__name__}:NoisyFitter")
     here = str(Path(__file__).parent)
@@ -542,7 +542,7 @@ def _task(spec_text: str, method: str, factory: str, timeout: float | None):
 
 
 def test_timeout_excludes_the_workers_start_up(monkeypatch):
-    from workbench import fitters
+    from workbench.settings import fitters
 
     monkeypatch.setitem(fitters.FITTERS, "slow_start", f"{__name__}:SlowStartFitter")
     task = _task(TINY, "slow_start", f"{__name__}:SlowStartFitter", timeout=1.0)
@@ -555,7 +555,7 @@ def test_timeout_excludes_the_workers_start_up(monkeypatch):
 def test_error_status_has_a_one_line_reason_and_logs_stay_off_the_terminal(
     monkeypatch, tmp_path, capfd
 ):
-    from workbench import fitters
+    from workbench.settings import fitters
 
     monkeypatch.setitem(fitters.FITTERS, "error_status", f"{__name__}:ErrorStatusFitter")
     out = run_cell(_task(TINY, "error_status", f"{__name__}:ErrorStatusFitter", None))

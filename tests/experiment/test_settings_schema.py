@@ -42,7 +42,7 @@ HEAVY = (
     "workbench.data",
     "workbench.em",
     "workbench.bayes",
-    "workbench.fitters",
+    "workbench.fitter_interface",
     "workbench.baselines",
     "workbench.evaluate",
     "numba",

@@ -140,7 +140,7 @@ def stored(tmp_path_factory) -> dict[str, Path]:
     """Directories of the two stored experiments, keyed by name."""
     import report_fakes
 
-    from workbench import fitters
+    from workbench.settings import fitters
 
     root = tmp_path_factory.mktemp("report_store")
     out = {}

@@ -18,7 +18,7 @@ from workbench.bayes import missing as incomplete
 from workbench.bayes.models import Draws, ModelSpec, posterior_draws
 from workbench.bayes.sampling import compile_model, get_compiled, sample
 from workbench.data.dataset import Dataset
-from workbench.fitters import FitResult
+from workbench.fitter_interface import FitResult
 from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import observed_log_likelihood
 from workbench.settings.base import OneLineErrors

@@ -10,8 +10,9 @@ from workbench.data.dataset import Dataset
 from workbench.em import reference as bank
 from workbench.em.covariance import MISSING_TYPES
 from workbench.em.covariance.registry import strategy
-from workbench.em.fit import DEGENERATE_KINDS as KINDS
-from workbench.em.fit import (
+from workbench.em.init import INITS, mean_imputed, small_em
+from workbench.em.run import DEGENERATE_KINDS as KINDS
+from workbench.em.run import (
     ColumnStats,
     EMRun,
     EMSettings,
@@ -23,10 +24,9 @@ from workbench.em.fit import (
     splits_passes,
     warm,
 )
-from workbench.em.init import INITS, mean_imputed, small_em
 from workbench.em.theory import dm_rate, trace_rate
 from workbench.em.uncertainty import wald_intervals
-from workbench.fitters import BestKnown, FitResult, PolishedRestarts, RestartSummary
+from workbench.fitter_interface import BestKnown, FitResult, PolishedRestarts, RestartSummary
 from workbench.params import MixtureParams, as_data_matrix
 from workbench.patterns import impute_conditional_mean
 from workbench.settings.base import OneLineErrors, build
@@ -214,7 +214,7 @@ class EMFitter(OneLineErrors, EMOptions):
 def check_data(X: np.ndarray, K: int) -> ColumnStats:
     """ValueError (one line) unless X (n, d) is finite, below MAX_ABS_DATA in magnitude, has
     spread in every column, and holds at least K distinct points; returns X's column summaries
-    (:func:`~workbench.em.fit.column_stats`), computed on the way."""
+    (:func:`~workbench.em.run.column_stats`), computed on the way."""
     n, d = X.shape
     if n == 0 or d == 0:
         raise ValueError(f"data: shape {X.shape} holds no values")

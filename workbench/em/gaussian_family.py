@@ -1,14 +1,14 @@
 """The Gaussian mixture registered as a model family (``model = "gaussian"`` of the generic
-fitter, :mod:`workbench.em.model_fitter`): the family's pieces over :mod:`workbench.em.fit`."""
+fitter, :mod:`workbench.em.model_fitter`): the family's pieces over :mod:`workbench.em.run`."""
 
 from __future__ import annotations
 
 from workbench.em.covariance import DEFAULT
 from workbench.em.covariance.registry import strategy
-from workbench.em.fit import EMSettings, EMState, data_and_config, init_state, prepare
 from workbench.em.gaussian_model import gaussian_model
 from workbench.em.init import INITS
 from workbench.em.model import EMModel, register
+from workbench.em.run import EMSettings, EMState, data_and_config, init_state, prepare
 from workbench.params import MixtureParams
 
 

@@ -10,7 +10,7 @@ moments, sums and (last column) counts of every component.
 
 The data are centred (their mean subtracted) before EM, so that covariances from raw second
 moments lose only round-off times (|mu| / sd)^2; EM is equivariant under translation, and
-:mod:`workbench.em.fit` moves the means back. Symmetric means (mu_2 = -mu_1) are a statement
+:mod:`workbench.em.run` moves the means back. Symmetric means (mu_2 = -mu_1) are a statement
 about the origin, so those data are not centred.
 
 E-step. Points go in chunks of B; chunk c of G interleaved groups (B and G fixed by n and the

@@ -34,7 +34,7 @@ from scipy.cluster.vq import kmeans2
 from workbench.densities import full_covariances
 from workbench.em.covariance import variance_scale
 from workbench.em.covariance.registry import strategy
-from workbench.em.fit import EMSettings, init_state, run_em
+from workbench.em.run import EMSettings, init_state, run_em
 from workbench.settings.fitters import START_NAMES
 from workbench.status import EMStatus
 

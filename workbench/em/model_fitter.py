@@ -3,8 +3,8 @@
 It gives a model restarts (batched through the one loop, in threads), statuses, traces,
 SQUAREM, the rate theory (spectral radius of the EM map's Jacobian, and the rate measured from
 the trace), standard errors and Wald intervals from the observed information, and a
-:class:`workbench.fitters.FitResult` that the runner evaluates and stores and the report reads,
-without a line of the model's own. The Gaussian mixture's richer fitter
+:class:`workbench.fitter_interface.FitResult` that the runner evaluates and stores and the
+report reads, without a line of the model's own. The Gaussian mixture's richer fitter
 (:class:`workbench.em.fitter.EMFitter`: constraints, priors, the reference bank, BIC choice of
 K) is method ``em``.
 """
@@ -21,7 +21,7 @@ from workbench.data.dataset import Dataset
 from workbench.em import derivatives, gaussian_family, loop
 from workbench.em.model import get_model, registered
 from workbench.em.theory import trace_rate
-from workbench.fitters import FitResult, RestartSummary
+from workbench.fitter_interface import FitResult, RestartSummary
 from workbench.settings.base import OneLineErrors
 from workbench.settings.fitters import ModelEMOptions
 from workbench.status import EMStatus

@@ -15,15 +15,15 @@ import hashlib
 import numpy as np
 
 from workbench.em.covariance.registry import strategy
-from workbench.em.fit import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.init import INITS, mean_imputed, small_em
+from workbench.em.run import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.theory import single_state
 from workbench.em.vector import jacobian
-from workbench.fitters import BestKnown, PolishedRestarts
+from workbench.fitter_interface import BestKnown, PolishedRestarts
 from workbench.params import MixtureParams
 from workbench.status import EMStatus
 
-# Polishing: stop when |L_t - L_{t-1}| < POLISH_TOL * n (the stopping rule of workbench.em.fit, in
+# Polishing: stop when |L_t - L_{t-1}| < POLISH_TOL * n (the stopping rule of workbench.em.run, in
 # nats per point). With a linear rate r <= 0.999 the distance left to the fixed point is below
 # POLISH_TOL * n * r / (1 - r) <= 1e-9 n nats, of the order of a tenth of
 # the verdict's relative log-likelihood tolerance (workbench.evaluate); 1e-12 is still ~100x above

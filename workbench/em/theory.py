@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from workbench.em.fit import EMSettings, EMState, em_map, init_state
+from workbench.em.run import EMSettings, EMState, em_map, init_state
 from workbench.em.vector import jacobian, to_vector
 from workbench.population_theory import population_rate
 

@@ -13,7 +13,7 @@ import numpy as np
 from scipy.special import ndtri  # the normal quantile; scipy.stats loads slowly
 
 from workbench.em.covariance.registry import strategy
-from workbench.em.fit import EMSettings, EMState
+from workbench.em.run import EMSettings, EMState
 from workbench.em.vector import observed_information
 from workbench.params import MixtureParams
 

@@ -13,8 +13,8 @@ from __future__ import annotations
 import numpy as np
 
 from workbench.em import derivatives
-from workbench.em.fit import EMSettings, EMState, loop_inputs, model_config, to_params
 from workbench.em.gaussian_model import gaussian_model
+from workbench.em.run import EMSettings, EMState, loop_inputs, model_config, to_params
 
 
 def _model_and_params(state: EMState, settings: EMSettings, data_variance):

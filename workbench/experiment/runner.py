@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import hashlib
-import importlib
 import json
 import logging
 import math
@@ -237,13 +236,12 @@ def run_cell(task: CellTask) -> CellRecord:
     start = time.perf_counter()
     try:
         # Imports (a fresh worker's first cell) are not the cell's time.
-        from workbench import fitters
         from workbench.data import registry  # noqa: F401
         from workbench.evaluate import evaluate_fit, restart_table, restart_verdicts
+        from workbench.fitter_interface import build_from_factory
 
-        importlib.import_module(task.factory.partition(":")[0])
-        fitters.FITTERS[task.method] = task.factory
-        fitter = fitters.build_fitter(task.method, task.fitter_settings)
+        # the task names its factory: a worker needs no registry of methods
+        fitter = build_from_factory(task.factory, task.fitter_settings)
         prepare = getattr(fitter, "prepare", None)
         # a worker's one-time start-up (e.g. loading compiled kernels), outside the cell's clock
         # and timeout; its seconds are the cell's compile_time

@@ -68,14 +68,14 @@ def em_label() -> str:
 
 def _em_phase(covariance_type: str) -> Phase:
     def run() -> Any:
-        from workbench.em.fit import warm
+        from workbench.em.run import warm
 
         return warm(covariance_type)
 
     label = em_label()
     script = None
     if label.startswith("compiling"):  # cold: another process can compile while we do Bayes
-        script = f"from workbench.em.fit import warm; warm({covariance_type!r})"
+        script = f"from workbench.em.run import warm; warm({covariance_type!r})"
     return Phase(label, run, script=script)
 
 
@@ -111,7 +111,7 @@ def compile_phases(cells: Iterable[Cell], dataset_of: Callable[[Cell], Any]) -> 
     covariance type used), and each Bayes model structure (K, d, constraints, priors) with its
     sampler. ``dataset_of(cell)`` gives a cell's data set (the structure depends on its K and
     d); one cell per (data, fitter) condition is asked."""
-    from workbench.fitters import build_fitter
+    from workbench.fitter_interface import build_fitter
 
     phases: dict[Any, Phase] = {}
     keys: dict[tuple[str, str], Any] = {}  # (data, fitter) condition -> Bayes structure key

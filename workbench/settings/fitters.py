@@ -268,8 +268,8 @@ class BayesOptions(FitterSettings):
         return value
 
 
-# method -> "module:factory"; imported when a cell builds its fitter (workbench.fitters), so
-# that neither the config nor EM users import PyMC.
+# method -> "module:factory"; imported when a cell builds its fitter
+# (workbench.fitter_interface), so that neither the config nor EM users import PyMC.
 FITTERS: dict[str, str] = {
     "em": "workbench.em.fitter:EMFitter",
     "em_model": "workbench.em.model_fitter:ModelEMFitter",

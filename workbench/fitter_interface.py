@@ -106,6 +106,11 @@ def build_fitter(method: str, settings: dict[str, Any] | None = None) -> Fitter:
     import PyMC) with keyword ``settings``."""
     if method not in FITTERS:
         raise ValueError(f"method={method!r}: expected one of {', '.join(sorted(FITTERS))}")
-    module_name, factory_name = FITTERS[method].split(":")
-    factory = getattr(importlib.import_module(module_name), factory_name)
-    return factory(**(settings or {}))
+    return build_from_factory(FITTERS[method], settings)
+
+
+def build_from_factory(factory: str, settings: dict[str, Any] | None = None) -> Fitter:
+    """Construct a fitter from its factory, "module:callable" (imported here), with keyword
+    ``settings``."""
+    module_name, factory_name = factory.split(":")
+    return getattr(importlib.import_module(module_name), factory_name)(**(settings or {}))
