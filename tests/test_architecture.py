@@ -162,7 +162,8 @@ def test_the_readme_draws_the_stages_in_this_order():
     block = text[text.index("experiments/*.toml -> ") :].split("```")[0]
     drawn = [m for m in re.findall(r"[a-z_.]+", block) if m in README_PATH]
     assert drawn == README_PATH, drawn
-    staged = [stage_of(f"workbench.{name}") for name in README_PATH]
+    module = {"fitters": "fitter_interface"}  # the README's name of that stage
+    staged = [stage_of(f"workbench.{module.get(name, name)}") for name in README_PATH]
     assert staged == sorted(staged) and len(set(staged)) == len(staged), staged
 
 
