@@ -227,12 +227,12 @@ def test_first_use_in_a_process_loads_the_compiled_loop_before_any_timed_fit():
     """warm(covariance_type, split_passes=True) loads the loop (serial and split-pass variants,
     plain and SQUAREM) from numba's disk cache before a fit starts its clock. Fresh process."""
     code = (
-        "from workbench.em import fit, loop\n"
+        "from workbench.em import loop, run\n"
         "from workbench.em.gaussian_model import gaussian_model\n"
-        "fit.warm('diag', split_passes=True)\n"
+        "run.warm('diag', split_passes=True)\n"
         "loops = loop.compile_loop(gaussian_model('diag'))\n"
         "print(len(loops.serial.signatures), len(loops.parallel.signatures),\n"
-        "      fit.warm('diag'))\n"
+        "      run.warm('diag'))\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["1", "1", "0.0"], out.stdout + out.stderr
