@@ -29,14 +29,6 @@ point; for tied 2 n d^2 + 4 n (d + 1) K) over its time per iteration, and that a
 of the machine's peak measured in the same run: the best of 3 numpy matmuls of two 4000 x 4000
 matrices on every core.
 
-Products floor: the time per iteration of the matrix products alone, at the shapes the
-workbench's pass uses (its chunks of B points: natural (K, m) @ FT (m, B) and FT @ JT^T
-(B, K); tied adds U (d, d) @ XT (d, B) and uses m = d + 1), run by numpy in as many threads as
-the loop uses, each with one BLAS thread: what an iteration would cost if features,
-responsibilities and the M-step were free. sklearn's time over it is the largest speedup this
-design can reach at that size. Not shown (``-``) where the pass's products are loops, not BLAS
-(few multiply-adds per point: :mod:`workbench.em.products`).
-
 Run: ``python benchmarks/em_vs_sklearn.py``. Last lines: ``min share of matmul peak at d >= 16:
 <p>%`` and ``min speedup vs sklearn: <x>x``.
 """
@@ -45,7 +37,6 @@ from __future__ import annotations
 
 import os
 import time
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.mixture import GaussianMixture
@@ -54,10 +45,7 @@ from timing import print_header, timed_sklearn_fit
 from workbench.data import generate
 from workbench.em.covariance.registry import strategy
 from workbench.em.fitter import EMFitter
-from workbench.em.gaussian_model import chunking, n_features
 from workbench.em.init import data_covariance
-from workbench.em.loop import one_blas_thread, threads
-from workbench.em.products import JOINT_LOOP_WORK
 
 SIZES = (
     (500, 1, 2, "full"),
@@ -87,36 +75,6 @@ def matmul_peak() -> float:
         A @ A
         best = min(best, time.perf_counter() - t0)
     return 2 * 4000**3 / best / 1e9
-
-
-def products_floor(n: int, d: int, K: int, cov_type: str, threads: int) -> float:
-    """Seconds per iteration of the pass's matrix products alone (best of 3; see the doc); NaN
-    where the pass does them in loops."""
-    tied = cov_type == "tied"
-    m = d + 1 if tied else n_features(cov_type, d)
-    if m * K <= JOINT_LOOP_WORK:
-        return np.nan
-    B, _ = chunking(n, n_features(cov_type, d), K)
-    rng = np.random.default_rng(0)
-    natural, FT = rng.standard_normal((K, m)), rng.standard_normal((m, B))
-    U, XT = rng.standard_normal((d, d)), rng.standard_normal((d, B))
-    chunks = -(-n // B)
-
-    def share(t: int) -> None:
-        JT, S, Y = np.empty((K, B)), np.empty((m, K)), np.empty((d, B))
-        for _ in range(t, chunks, threads):
-            if tied:
-                np.matmul(U, XT, out=Y)
-            np.matmul(natural, FT, out=JT)
-            np.matmul(FT, JT.T, out=S)
-
-    best = np.inf
-    with one_blas_thread(), ThreadPoolExecutor(threads) as pool:
-        for _ in range(3):
-            t0 = time.perf_counter()
-            list(pool.map(share, range(threads)))
-            best = min(best, time.perf_counter() - t0)
-    return best
 
 
 def start(X: np.ndarray, K: int, cov_type: str, rng: np.random.Generator) -> dict:
@@ -166,11 +124,11 @@ def main() -> None:
     header = (
         f"{'n':>7} {'d':>3} {'K':>3} {'type':>9} | {'ours ms/it':>10} {'sklearn ms/it':>13} "
         f"{'(all thr / 1 thr)':>21} {'speedup':>8} | {'GFLOP/s':>7} {'% peak':>6} | "
-        f"{'loglik rel diff':>15} | {'iters':>7} | {'products floor ms/it':>20} {'max speedup':>11}"
+        f"{'loglik rel diff':>15} | {'iters':>7}"
     )
     print(header)
     print("-" * len(header))
-    speedups, shares, ceilings = [], [], []
+    speedups, shares = [], []
     for n, d, K, cov_type in SIZES:
         T = iterations(n)
         rng = np.random.default_rng(20260 + n + d + K)
@@ -195,13 +153,10 @@ def main() -> None:
         if d >= 16:
             shares.append(share)
         rel = abs(result.loglik - ll_theirs) / abs(ll_theirs)
-        floor_ms = products_floor(n, d, K, cov_type, threads()) * 1e3
-        ceilings.append(min(ms_all, ms_one) / floor_ms)
         print(
             f"{n:>7} {d:>3} {K:>3} {cov_type:>9} | {ms_ours:>10.3f} {min(ms_all, ms_one):>13.3f} "
             f"{f'({ms_all:.2f} / {ms_one:.2f})':>21} {speedups[-1]:>7.1f}x | {gflops:>7.1f} "
-            f"{share:>5.0f}% | {rel:>15.1e} | {result.n_iter:>3}/{model.n_iter_:<3} | "
-            f"{floor_ms:>20.3f} {ceilings[-1]:>10.1f}x".replace("nan", "  -")
+            f"{share:>5.0f}% | {rel:>15.1e} | {result.n_iter:>3}/{model.n_iter_:<3}"
         )
     print(f"load average after: {os.getloadavg()[0]:.2f}")
     print(f"min share of matmul peak at d >= 16: {min(shares):.0f}%")
