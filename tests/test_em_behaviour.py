@@ -352,3 +352,23 @@ def test_fit_leaves_the_data_untouched(d):
     given = X.copy()
     EMFitter(n_components=2).fit_array(X, np.random.default_rng(0))
     np.testing.assert_array_equal(X, given)
+
+
+def test_params_from_partition_is_each_parts_own_moments():
+    """The hard M-step of a partition: each part's mean and maximum-likelihood covariance
+    (numpy's, per part); a part of at most d points gets the data covariance, an empty part
+    the data mean with weight 1/n."""
+    from workbench.em.init import data_covariance, params_from_partition
+
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 3))
+    labels = np.repeat([0, 1, 2], [30, 27, 3])  # part 2: 3 points in d = 3, singular
+    weights, means, covs = params_from_partition(X, labels, 4)  # part 3: empty
+    for k in (0, 1):
+        part = X[labels == k]
+        np.testing.assert_allclose(means[0, k], part.mean(axis=0), rtol=1e-13)
+        np.testing.assert_allclose(covs[0, k], np.cov(part.T, bias=True), rtol=1e-12)
+    np.testing.assert_allclose(covs[0, 2], data_covariance(X), rtol=1e-13)
+    np.testing.assert_allclose(means[0, 3], X.mean(axis=0), rtol=1e-13)
+    np.testing.assert_allclose(covs[0, 3], data_covariance(X), rtol=1e-13)
+    np.testing.assert_allclose(weights[0], np.array([30, 27, 3, 1]) / 61, rtol=1e-15)

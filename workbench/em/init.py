@@ -89,38 +89,41 @@ def spikes(X, K, R, rng) -> Start:
     return weights, means, covs
 
 
-def params_from_partition(X: np.ndarray, labels: np.ndarray, K: int) -> Start:
+def params_from_partition(
+    X: np.ndarray, labels: np.ndarray, K: int, fallback: np.ndarray | None = None
+) -> Start:
     """Hard M-step: weights, means and covariances of a partition, as a batch of one.
 
     A part whose own covariance is singular (fewer than d + 1 points, or repeated points) gets
-    the data covariance. An empty part (possible only when data points repeat) sits at the data
-    mean with weight 1/n.
+    the data covariance (``fallback``, computed when not given). An empty part (possible only
+    when data points repeat) sits at the data mean with weight 1/n.
     """
     n, d = X.shape
     counts = np.bincount(labels, minlength=K).astype(float)
-    fallback = data_covariance(X)
-    means = np.empty((K, d))
-    covs = np.empty((K, d, d))
-    for k in range(K):
-        members = X[labels == k]
-        means[k] = members.mean(axis=0) if len(members) else X.mean(axis=0)
-        covs[k] = fallback
-        if len(members) > d:
-            centred = members - means[k]
-            own = centred.T @ centred / len(members)
-            if np.linalg.eigvalsh(own)[0] > 0:
-                covs[k] = own
+    fallback = data_covariance(X) if fallback is None else fallback
+    member = np.zeros((n, K))
+    member[np.arange(n), labels] = 1.0
+    sums = member.T @ X
+    with np.errstate(invalid="ignore", divide="ignore"):
+        means = np.where(counts[:, None] > 0, sums / counts[:, None], X.mean(axis=0))
+        centred = X - means[labels]
+        own = np.stack([(centred.T * member[:, k]) @ centred for k in range(K)])
+        own /= counts[:, None, None]
+    usable = counts > d
+    usable[usable] = np.linalg.eigvalsh(own[usable])[:, 0] > 0
+    covs = np.where(usable[:, None, None], own, fallback)
     weights = np.maximum(counts, 1.0)
     return (weights / weights.sum())[None], means[None], covs[None]
 
 
 def _kmeans_start(X, K, R, rng, iterations: int) -> Start:
     starts = []
+    fallback = data_covariance(X)
     for _ in range(R):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # empty clusters keep their previous centre
             _, labels = kmeans2(X, K, iter=iterations, minit="++", rng=rng)
-        starts.append(params_from_partition(X, labels, K))
+        starts.append(params_from_partition(X, labels, K, fallback))
     return tuple(np.concatenate(parts) for parts in zip(*starts, strict=True))
 
 
