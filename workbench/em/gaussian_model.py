@@ -41,10 +41,8 @@ from workbench.em.specialise import kernel, specialise
 from workbench.status import DegenerateKind
 
 EMPTY_COUNT = float(np.finfo(float).tiny)  # expected counts below this: a component is empty
-KINDS = (
-    DegenerateKind.WEIGHT,
-    DegenerateKind.COVARIANCE,
-)  # the model's degenerate kinds (codes 1, 2)
+# the model's degenerate kinds (codes 1, 2)
+KINDS = (DegenerateKind.WEIGHT, DegenerateKind.COVARIANCE)
 WEIGHT, COVARIANCE = 1, 2
 MAX_GROUPS = 16
 CHUNK_ELEMENTS = 1 << 17  # features per chunk, about 1 MiB
