@@ -150,7 +150,7 @@ def check_schema(conn: sqlite3.Connection, path: Path, thorough: bool = False) -
         if row is not None and row[0] != SCHEMA_VERSION:
             raise StoreError(
                 f"{path}: results store of schema version {row[0]}, this workbench reads "
-                f"{SCHEMA_VERSION}"
+                f"{SCHEMA_VERSION}; rerun its experiment with --fresh"
             )
         if thorough:
             problems = [r[0] for r in conn.execute("PRAGMA quick_check(3)")]
