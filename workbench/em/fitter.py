@@ -11,6 +11,7 @@ from workbench.em import reference as bank
 from workbench.em.covariance import MISSING_TYPES
 from workbench.em.covariance.registry import strategy
 from workbench.em.init import INITS, mean_imputed, small_em
+from workbench.em.loop import best_restart, restart_counts
 from workbench.em.run import DEGENERATE_KINDS as KINDS
 from workbench.em.run import (
     ColumnStats,
@@ -287,11 +288,7 @@ def _fit_result(
     optimum: BestKnown | None = None,
     polished: PolishedRestarts | None = None,
 ):
-    score = np.where(run.status == EMStatus.DEGENERATE, -np.inf, run.objective)
-    score = np.nan_to_num(score, nan=-np.inf)
-    if not np.isfinite(score).any():  # every restart degenerate: keep the best finite one
-        score = np.nan_to_num(run.objective, nan=-np.inf)
-    best = int(np.argmax(score))
+    best = best_restart(run.status, run.objective)
     s = run.state
     params = MixtureParams(
         s.weights[best], s.means[best], s.covariances[best], settings.covariance_type
@@ -312,9 +309,7 @@ def _fit_result(
         "best_known_params": known_params,
         "truth_start_loglik": truth_loglik,
         "objective": float(run.objective[best]),
-        "n_restarts": len(run.status),
-        "n_converged": int(np.sum(run.status == EMStatus.CONVERGED)),
-        "n_degenerate": int(np.sum(run.status == EMStatus.DEGENERATE)),
+        **restart_counts(run.status),
         **{f"n_degenerate_{kind}": int(np.sum(run.degenerate_kind == kind)) for kind in KINDS},
         "n_max_iter": int(np.sum(run.status == EMStatus.MAX_ITER)),
         "degenerate_component": int(run.degenerate_component[best]),

@@ -46,7 +46,7 @@ from threadpoolctl import ThreadpoolController
 
 from workbench.em.model import EMModel
 from workbench.em.specialise import kernel, specialise
-from workbench.status import EM_STATUS_CODES, DegenerateKind
+from workbench.status import EM_STATUS_CODES, DegenerateKind, EMStatus
 
 STATUS_NAMES = EM_STATUS_CODES  # code -> EMStatus
 MAX_ITER, CONVERGED, DEGENERATE = 0, 1, 2
@@ -372,3 +372,22 @@ def run(
 def copy_array(src, dst) -> None:
     """dst[...] = src (same shape); a helper for models' copy_params/copy_stats."""
     dst[...] = src
+
+
+def best_restart(status: np.ndarray, objective: np.ndarray) -> int:
+    """The restart returned as the fit: the highest objective among those not degenerate, or
+    the highest finite one when every restart is degenerate (0 when none is finite)."""
+    score = np.where(status == EMStatus.DEGENERATE, -np.inf, objective)
+    score = np.nan_to_num(score, nan=-np.inf)
+    if not np.isfinite(score).any():
+        score = np.nan_to_num(objective, nan=-np.inf)
+    return int(np.argmax(score))
+
+
+def restart_counts(status: np.ndarray) -> dict[str, int]:
+    """How many restarts ran, converged and degenerated (the fit's diagnostics)."""
+    return {
+        "n_restarts": len(status),
+        "n_converged": int(np.sum(status == EMStatus.CONVERGED)),
+        "n_degenerate": int(np.sum(status == EMStatus.DEGENERATE)),
+    }

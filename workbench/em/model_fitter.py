@@ -69,9 +69,7 @@ class ModelEMFitter(OneLineErrors, ModelEMOptions):
         start = model.init(X, K, self.n_restarts, rng, self.init)
         settings = loop.LoopSettings(self.max_iter, self.tol, 1e-9, self.acceleration == "squarem")
         run = loop.run(model, data, start, cfg, settings)
-        score = np.where(run.status == EMStatus.DEGENERATE, -np.inf, run.objective)
-        score = np.nan_to_num(score, nan=-np.inf)
-        best = int(np.argmax(score)) if np.isfinite(score).any() else 0
+        best = loop.best_restart(run.status, run.objective)
         one = model.take(run.params, best)
         params = model.to_mixture(one, cfg)
         loglik = float(run.loglik[best])
@@ -80,9 +78,7 @@ class ModelEMFitter(OneLineErrors, ModelEMOptions):
             "model": self.model,
             "compile_time": compile_time,
             "objective": float(run.objective[best]),
-            "n_restarts": len(run.status),
-            "n_converged": int(np.sum(run.status == EMStatus.CONVERGED)),
-            "n_degenerate": int(np.sum(run.status == EMStatus.DEGENERATE)),
+            **loop.restart_counts(run.status),
             "degenerate_kind": str(run.degenerate_kind[best]),
             "n_loglik_decreases": int(run.n_decreases[best]),
             "bic": float(-2 * loglik + n_free * np.log(len(X))),
