@@ -137,3 +137,23 @@ def test_jacobian_of_the_means_only_map_matches_its_closed_form():
     settings = EMSettings(fixed_weights=w, fixed_covariances=v[:, None, None])
     state = single_state(w, m[:, None], v[:, None, None], settings, X)
     np.testing.assert_allclose(dm_jacobian(X, state, settings), expected, rtol=0, atol=5e-9)
+
+
+@pytest.mark.parametrize("unit", [1e-3, 1e3])
+def test_dm_rate_does_not_depend_on_the_datas_units(unit):
+    """The EM map commutes with x -> a x, so its Jacobian's spectral radius is the same for data
+    in any unit (steps of a fixed floor of 1 left the parameter space for data in small units:
+    NaN)."""
+    truth = MixtureParams([0.4, 0.6], [[-1.5], [1.5]], [[[1.0]], [[1.0]]])
+    X = truth.sample(500, np.random.default_rng(9))[0]
+    settings = EMSettings()
+    rates = []
+    for a in (1.0, unit):
+        scaled = MixtureParams(truth.weights, truth.means * a, truth.covariances * a**2)
+        fit = EMFitter(init="truth", tol=1e-12, max_iter=100000).fit_array(
+            X * a, None, truth=scaled
+        )
+        p = fit.params
+        state = single_state(p.weights, p.means, p.covariances, settings, X * a)
+        rates.append(dm_rate(X * a, state, settings))
+    assert np.isfinite(rates[1]) and rates[1] == pytest.approx(rates[0], rel=1e-8)

@@ -4,12 +4,10 @@ The Jacobian of the EM map (its spectral radius is EM's linear rate: the fractio
 information, Dempster, Laird & Rubin 1977) and the Hessian of the log-likelihood (minus it is
 the observed information behind standard errors) by central differences. Every batch of
 perturbed parameter vectors goes through the one loop at once, as restarts: the map with
-max_iter = 1, the log-likelihood with max_iter = 0. Steps are fractions of max(1, |theta|);
-for data in units far below 1 (variances near 1e-6) a step leaves the parameter space and the
-result is NaN: steps that follow the units need each coordinate's natural scale (1 for a
-weight, the data's sd for a mean, its variance for a covariance entry), which the model seam
-does not give yet (a relative floor over the whole vector mixes those units; tried and
-measured for issue 15: 17% steps on a variance of 1e-6 beside means of 1e-3).
+max_iter = 1, the log-likelihood with max_iter = 0. Steps are fractions of
+max(unit, |theta|) per coordinate, the unit from the seam's ``vector_units`` (1 for a weight,
+the data's sd for a mean, its variance for a covariance entry), so that they follow the data's
+units (a fixed floor of 1 left the parameter space for data in units far below 1: NaN).
 
 Why not ``scipy.differentiate`` (measured for issue 15): its Jacobian gains accuracy only
 through larger steps (order 4, steps 1e-3 of each coordinate's size: 3.8e-12 against the
@@ -36,7 +34,7 @@ from workbench.em import loop
 from workbench.em.model import EMModel
 from workbench.status import EMStatus
 
-JACOBIAN_STEP = 1e-6  # relative to max(1, |theta|)
+JACOBIAN_STEP = 1e-6  # relative to max(unit, |theta|), per coordinate (see the module doc)
 HESSIAN_STEP = 1e-4
 
 
@@ -87,14 +85,22 @@ def logliks(model: EMModel, X, cfg, template: tuple, vectors: np.ndarray) -> np.
     return values
 
 
+def steps_of(model: EMModel, X, cfg, params_one: tuple, theta, rel_step: float) -> np.ndarray:
+    """Difference steps (p,): ``rel_step * max(unit, |theta|)`` per coordinate (units from
+    the model's ``vector_units``; 1 where a unit is not a positive number)."""
+    units = np.asarray(model.vector_units(X, params_one, cfg), dtype=float)
+    units = np.where(np.isfinite(units) & (units > 0), units, 1.0)
+    return rel_step * np.maximum(units, np.abs(theta))
+
+
 def map_jacobian(model: EMModel, X, cfg, params_one: tuple, rel_step: float = JACOBIAN_STEP):
     """Central-difference Jacobian of the EM map at ``params_one``, (p, p), steps
-    ``rel_step * max(1, |theta|)``; NaN entries where a step leaves the parameter space."""
+    :func:`steps_of`; NaN entries where a step leaves the parameter space."""
     theta = vector_of(model, params_one, cfg)
     p = theta.size
     if p == 0:
         return np.zeros((0, 0))
-    h = rel_step * np.maximum(1.0, np.abs(theta))
+    h = steps_of(model, X, cfg, params_one, theta, rel_step)
     steps = np.concatenate([np.diag(h), -np.diag(h)])
     mapped, _ = map_vectors(model, X, cfg, params_one, theta + steps)
     return ((mapped[:p] - mapped[p:]) / (2 * h)[:, None]).T
@@ -111,9 +117,9 @@ def rate(model: EMModel, X, cfg, params_one: tuple) -> float:
 
 def observed_information(model: EMModel, X, cfg, params_one: tuple, rel_step: float = HESSIAN_STEP):
     """Minus the Hessian of the log-likelihood at ``params_one``, (p, p), by the symmetric
-    four-point central difference, steps ``rel_step * max(1, |theta|)``."""
+    four-point central difference, steps :func:`steps_of`."""
     theta = vector_of(model, params_one, cfg)
-    steps = rel_step * np.maximum(1.0, np.abs(theta))
+    steps = steps_of(model, X, cfg, params_one, theta, rel_step)
     p = theta.size
     pairs = [(i, j) for i in range(p) for j in range(i, p)]
     points = []
