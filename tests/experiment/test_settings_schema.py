@@ -198,3 +198,18 @@ def test_list_valued_settings_come_from_the_declarations():
         {"select_k": [1, 2], "tol": 1e-6},
         {"select_k": [1, 2], "tol": 1e-8},
     ]
+
+
+def test_numpy_scalars_are_accepted_as_the_numbers_they_hold():
+    """Strict types, but numpy code passes numpy scalars: np.int64(3) is an integer setting,
+    also as a fit's n_components (the checks the schema replaced accepted them)."""
+    fitter = EMFitter(n_restarts=np.int64(3), tol=np.float64(1e-6), select_k=[np.int64(2), 3])
+    assert fitter.n_restarts == 3 and type(fitter.n_restarts) is int
+    X = np.random.default_rng(0).normal(size=(100, 1))
+    fit = EMFitter().fit_array(X, np.random.default_rng(0), n_components=np.int64(2))
+    assert fit.params.n_components == 2
+
+
+def test_a_list_setting_is_described_in_words():
+    with pytest.raises(ValueError, match=r"^select_k=\[1.5, 2\]: must be a list of int \| none$"):
+        EMFitter(select_k=[1.5, 2])

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Annotated, Any, ClassVar, Literal, TypeVar, Union, get_args, get_origin
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
 # Text a field may declare (``Field(json_schema_extra={"rule": ...})``) to say what it must be.
 RULE = "rule"
@@ -52,6 +52,23 @@ class Settings(BaseModel):
     )
     unknown: ClassVar[str] = "unknown setting"
     table_hint: ClassVar[str] = "a table"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _plain_numbers(cls, data: Any) -> Any:
+        """numpy scalars (``np.int64(3)``, ``np.float64(0.5)``) as the Python numbers they
+        hold, also inside lists, so that strict types accept what numpy code passes."""
+        if isinstance(data, dict):
+            return {key: _plain(value) for key, value in data.items()}
+        return data
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, list | tuple):
+        return type(value)(_plain(v) for v in value)
+    return value
 
 
 class OneLineErrors:
@@ -202,6 +219,8 @@ def describe(annotation: Any) -> str:
         return " | ".join(describe(a) for a in get_args(annotation))
     if origin is Literal:
         return " | ".join(repr(a) for a in get_args(annotation))
+    if origin in (list, tuple):
+        return f"a list of {describe(get_args(annotation)[0])}"
     if isinstance(annotation, type) and issubclass(annotation, Settings):
         return annotation.table_hint
     if isinstance(annotation, type) and origin is None:
