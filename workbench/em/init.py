@@ -101,17 +101,19 @@ def params_from_partition(
     n, d = X.shape
     counts = np.bincount(labels, minlength=K).astype(float)
     fallback = data_covariance(X) if fallback is None else fallback
-    member = np.zeros((n, K))
-    member[np.arange(n), labels] = 1.0
-    sums = member.T @ X
-    with np.errstate(invalid="ignore", divide="ignore"):
-        means = np.where(counts[:, None] > 0, sums / counts[:, None], X.mean(axis=0))
-        centred = X - means[labels]
-        own = np.stack([(centred.T * member[:, k]) @ centred for k in range(K)])
-        own /= counts[:, None, None]
-    usable = counts > d
-    usable[usable] = np.linalg.eigvalsh(own[usable])[:, 0] > 0
-    covs = np.where(usable[:, None, None], own, fallback)
+    means = np.empty((K, d))
+    covs = np.empty((K, d, d))
+    order = np.argsort(labels, kind="stable")  # each part's rows, contiguous
+    ends = np.cumsum(counts).astype(int)
+    for k in range(K):
+        part = X[order[ends[k] - int(counts[k]) : ends[k]]]
+        means[k] = part.mean(axis=0) if len(part) else X.mean(axis=0)
+        covs[k] = fallback
+        if len(part) > d:
+            centred = part - means[k]
+            own = centred.T @ centred / len(part)
+            if np.linalg.eigvalsh(own)[0] > 0:
+                covs[k] = own
     weights = np.maximum(counts, 1.0)
     return (weights / weights.sum())[None], means[None], covs[None]
 
