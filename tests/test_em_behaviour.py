@@ -372,3 +372,12 @@ def test_params_from_partition_is_each_parts_own_moments():
     np.testing.assert_allclose(means[0, 3], X.mean(axis=0), rtol=1e-13)
     np.testing.assert_allclose(covs[0, 3], data_covariance(X), rtol=1e-13)
     np.testing.assert_allclose(weights[0], np.array([30, 27, 3, 1]) / 61, rtol=1e-15)
+
+
+def test_an_unknown_model_option_is_a_one_line_error():
+    """em_model's options are checked against the model's factory: a key it does not take is a
+    ValueError naming the model and the options (before: a TypeError from the factory)."""
+    from workbench.em.model_fitter import ModelEMFitter
+
+    with pytest.raises(ValueError, match=r"^model='gaussian': options=\{'foo': 1\}: .*'foo'$"):
+        ModelEMFitter(model="gaussian", options={"foo": 1})

@@ -263,7 +263,7 @@ def test_a_runner_cells_warm_up_is_its_compile_time():
         "import numpy as np\n"
         "from workbench.experiment.runner import CellTask, run_cell\n"
         "task = dict(generator='gaussian_mixture', data_settings=dict(n=100, K=2, d=1,\n"
-        "    separation=3.0), data_entropy=(1,), method='em',\n"
+        "    separation=3.0), data_entropy=(1,),\n"
         "    factory='workbench.em.fitter:EMFitter', fitter_settings=dict(reference=False),\n"
         "    fit_entropy=(2,))\n"
         "outs = [run_cell(CellTask(cell_id=str(i), **task)) for i in range(2)]\n"

@@ -67,7 +67,6 @@ LOGLIK_REL_TOL = 1e-8
 PARAM_TOL = 1e-2
 GROSS_CHANGE = 1.0
 SADDLE_TOL = 1e-6  # >> the ~1e-10 error of the central-difference Jacobian
-KINDS = tuple(FailureKind)
 
 
 def recovery_errors(fitted: MixtureParams, truth: MixtureParams) -> dict[str, Any]:

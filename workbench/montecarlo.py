@@ -1,7 +1,7 @@
 """Monte Carlo errors of a study's summaries: means with their standard error sd / sqrt(m) and
 rates of 0/1 flags with their 95% Wilson interval and counts, from per-replicate rows.
 
-The one home of these numbers: the run's terminal summary (:mod:`workbench.experiment.tables`)
+The one home of these numbers: the per-condition summary (:mod:`workbench.experiment.summary`)
 and every report section use it. Rates never get a "0 ± 0" standard error from a handful of
 replicates: Wilson's interval is exact at the ends (0/n has an upper bound above 0).
 """

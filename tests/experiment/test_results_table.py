@@ -26,7 +26,7 @@ from workbench.experiment.runner import _dataset, make_task, run_cell
 from workbench.experiment.store import SCHEMA_VERSION, STORE_FILE
 from workbench.experiment.summary import summarise_conditions, summary_table
 from workbench.experiment.tables import load_restarts, load_table
-from workbench.fitter_interface import build_fitter
+from workbench.fitter_interface import build_from_factory
 from workbench.status import LOCAL_OPTIMUM_KINDS, FailureKind
 
 
@@ -89,7 +89,7 @@ def test_run_cell_builds_one_frozen_record_carrying_the_evaluation(tmp_path):
 
     dataset = _dataset(task)
     seq = np.random.SeedSequence(task.fit_entropy, spawn_key=(FIT_STREAM,))
-    result = build_fitter(task.method, task.fitter_settings).fit(
+    result = build_from_factory(task.factory, task.fitter_settings).fit(
         dataset, np.random.default_rng(seq)
     )
     metrics = evaluate_fit(dataset, result)

@@ -34,9 +34,9 @@ from scipy.cluster.vq import kmeans2
 from workbench.densities import full_covariances
 from workbench.em.covariance import variance_scale
 from workbench.em.covariance.registry import strategy
+from workbench.em.loop import restart_scores
 from workbench.em.run import EMSettings, init_state, run_em
 from workbench.settings.fitters import START_NAMES
-from workbench.status import EMStatus
 
 Start = tuple[np.ndarray, np.ndarray, np.ndarray]
 
@@ -145,8 +145,7 @@ def small_em(X, K, R, rng, settings: EMSettings | None = None) -> Start:
     covs = strategy(settings.covariance_type).from_full(covs, weights)
     start = init_state(weights, means, covs, short, X.var(axis=0))
     run = run_em(X, start, short)
-    score = np.where(run.status == EMStatus.DEGENERATE, -np.inf, run.objective)
-    score = np.nan_to_num(score, nan=-np.inf).reshape(R, SMALL_EM_TRIES)
+    score = restart_scores(run.status, run.objective).reshape(R, SMALL_EM_TRIES)
     best = np.arange(R) * SMALL_EM_TRIES + np.argmax(score, axis=1)
     chosen = full_covariances(run.state.covariances[best], settings.covariance_type, K, X.shape[1])
     return run.state.weights[best], run.state.means[best], chosen

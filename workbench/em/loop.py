@@ -374,11 +374,16 @@ def copy_array(src, dst) -> None:
     dst[...] = src
 
 
+def restart_scores(status: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (a log-likelihood or objective per restart) with degenerate restarts and NaN
+    at -inf: what restarts are ranked by."""
+    return np.nan_to_num(np.where(status == EMStatus.DEGENERATE, -np.inf, values), nan=-np.inf)
+
+
 def best_restart(status: np.ndarray, objective: np.ndarray) -> int:
     """The restart returned as the fit: the highest objective among those not degenerate, or
     the highest finite one when every restart is degenerate (0 when none is finite)."""
-    score = np.where(status == EMStatus.DEGENERATE, -np.inf, objective)
-    score = np.nan_to_num(score, nan=-np.inf)
+    score = restart_scores(status, objective)
     if not np.isfinite(score).any():
         score = np.nan_to_num(objective, nan=-np.inf)
     return int(np.argmax(score))

@@ -29,6 +29,7 @@ Pieces (one restart; shapes are the model's own):
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -96,4 +97,9 @@ def get_model(name: str, **options) -> EMModel:
     """The model ``name`` with its options (for the Gaussian mixture: covariance_type)."""
     if name not in _REGISTRY:
         raise ValueError(f"model={name!r}: expected one of {', '.join(registered())}")
-    return _REGISTRY[name](**options)
+    factory = _REGISTRY[name]
+    try:
+        inspect.signature(factory).bind(**options)
+    except TypeError as err:  # an option the model does not take
+        raise ValueError(f"model={name!r}: options={options!r}: {err}") from None
+    return factory(**options)

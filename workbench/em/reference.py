@@ -16,6 +16,7 @@ import numpy as np
 
 from workbench.em.covariance.registry import strategy
 from workbench.em.init import INITS, mean_imputed, small_em
+from workbench.em.loop import restart_scores
 from workbench.em.run import EMRun, EMSettings, EMState, init_state, run_em
 from workbench.em.theory import single_state
 from workbench.em.vector import jacobian
@@ -107,8 +108,7 @@ def bank_optimum(
         return None, np.nan
     fits = run_em(X, init_state(*begin, settings, np.nanvar(X, axis=0)), settings)
     truth_loglik = float(fits.loglik[0]) if truth_start is not None else np.nan
-    score = np.where(fits.status == EMStatus.DEGENERATE, -np.inf, fits.loglik)
-    score = np.nan_to_num(score, nan=-np.inf)
+    score = restart_scores(fits.status, fits.loglik)
     if not np.isfinite(score).any():
         return None, truth_loglik
     best = int(np.argmax(score))

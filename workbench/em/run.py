@@ -26,7 +26,6 @@ from workbench.em.gaussian_model import KINDS as LOOP_KINDS
 from workbench.em.missing_model import MissingConfig, chunk_list, group_by_pattern, missing_model
 from workbench.status import DegenerateKind, EMStatus
 
-STATUSES = loop.STATUS_NAMES
 # Degenerate kinds. Stops: "nan" (a non-finite log-likelihood), "weight" (an expected count fell
 # below min_count, free weights only), "covariance" (a variance fell below collapse_tol times the
 # data's). Verdicts on the final state of a run that converged or reached max_iter: "floor" (a

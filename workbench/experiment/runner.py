@@ -63,7 +63,6 @@ class CellTask:
     generator: str
     data_settings: dict[str, Any]
     data_entropy: tuple[int, ...]
-    method: str
     factory: str  # "module:callable", so test-registered fitters work in any worker
     fitter_settings: dict[str, Any]
     fit_entropy: tuple[int, ...]
@@ -78,7 +77,6 @@ def make_task(cell: Cell, timeout: float | None, em_traces: str, posterior_draws
         generator=cell.data.generator,
         data_settings=cell.data.settings,
         data_entropy=cell.data_entropy,
-        method=cell.fitter.method,
         factory=cell.fitter.factory,
         fitter_settings=cell.fitter.settings,
         fit_entropy=cell.fit_entropy,

@@ -201,6 +201,12 @@ def short_name(column: str) -> str:
     return tail if head == "data" else f"{head} {tail}" if tail else column
 
 
+def setting_label(column: str, value: object) -> str:
+    """``name=value`` of a grid variable (short name, floats in %g) for titles and legends."""
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return f"{short_name(column)}={text}"
+
+
 def slug(text: str) -> str:
     """A file-name-safe form of a column or label."""
     return re.sub(r"[^A-Za-z0-9]+", "_", text).strip("_") or "x"

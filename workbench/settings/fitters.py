@@ -201,10 +201,6 @@ class MiceOptions(EMOptions):
             )
         return self
 
-    def em_settings(self) -> dict[str, Any]:
-        """The settings of the EM fit on each imputed data set."""
-        return {k: v for k, v in self.model_dump().items() if k in EMOptions.model_fields}
-
 
 # ---- Bayes ---------------------------------------------------------------------------------------
 class BayesOptions(FitterSettings):

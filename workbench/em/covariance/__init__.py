@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import numpy as np
 
-COVARIANCE_TYPES = ("full", "diag", "spherical", "tied")  # the strategies' names
+from workbench.densities import COVARIANCE_TYPES  # noqa: F401 (one strategy per type)
+
 DEFAULT = "full"
 MISSING_TYPES = ("full", "diag")  # whose M-step takes expected statistics as they are
 

@@ -36,7 +36,14 @@ from workbench.report.plotting import (
     rate_bars,
     save,
 )
-from workbench.report.store_reader import ReportData, completed, grid_variables, numbers, short_name
+from workbench.report.store_reader import (
+    ReportData,
+    completed,
+    grid_variables,
+    numbers,
+    setting_label,
+    short_name,
+)
 from workbench.report.summaries import nominal_level, paired, summarise
 from workbench.report.text import plus_minus, rate_text, tied_names, with_se
 from workbench.status import BayesStatus, FailureKind
@@ -86,11 +93,6 @@ def layout(table: pd.DataFrame) -> tuple[str | None, str | None, list[str]]:
     return x, col, [v for v in rest if v != col]
 
 
-def _label(variable: str, value: object) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{short_name(variable)}={text}"
-
-
 def facets(table: pd.DataFrame, x: str | None, others: list[str]) -> list[tuple[str, pd.DataFrame]]:
     """(title, rows) for each combination of the remaining variables with >= 2 values of x."""
     if x is None:
@@ -101,7 +103,9 @@ def facets(table: pd.DataFrame, x: str | None, others: list[str]) -> list[tuple[
     for key, rows in table.groupby(others, sort=False, dropna=False):
         key = key if isinstance(key, tuple) else (key,)
         if rows[x].nunique() > 1:
-            out.append((", ".join(_label(v, k) for v, k in zip(others, key, strict=True)), rows))
+            out.append(
+                (", ".join(setting_label(v, k) for v, k in zip(others, key, strict=True)), rows)
+            )
     return out
 
 
@@ -144,7 +148,7 @@ def grid_figure(data: ReportData, table: pd.DataFrame, out: Path, kind: str) -> 
                 ax.grid(alpha=0.3)
                 ax.set_xlabel(short_name(x))
                 ax.set_ylabel(f"{p}: {kind}")
-                ax.set_title(_label(col, c) if c is not None else "", fontsize=9)
+                ax.set_title(setting_label(col, c) if c is not None else "", fontsize=9)
         figure_legend(fig, axes)
         what, caption = KINDS[kind]
         key = f"evb_{kind}" + (f"_{number}" if number else "")
@@ -273,8 +277,8 @@ def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
                 if not a.empty and not b.empty:
                     parts.append(
                         f"{series} {plus_minus(a['value'][0], a['se'][0])} at "
-                        f"{_label(x, low)}, {plus_minus(b['value'][0], b['se'][0])} at "
-                        f"{_label(x, high)}"
+                        f"{setting_label(x, low)}, {plus_minus(b['value'][0], b['se'][0])} at "
+                        f"{setting_label(x, high)}"
                     )
             if parts:
                 out.append(
@@ -314,7 +318,7 @@ def findings(table: pd.DataFrame, cross: pd.DataFrame) -> list[str]:
             stats = summarise(rows, keys, f"{p}_coverage")
             for _, s in stats.iterrows():
                 below += int(np.isfinite(s["se"]) and s["value"] < nominal - 2 * max(s["se"], 0))
-                where = ", ".join(_label(k, s[k]) for k in keys[1:])
+                where = ", ".join(setting_label(k, s[k]) for k in keys[1:])
                 name = f"{p} {plus_minus(s['value'], s['se'])} at {where}"
                 cells.append({"value": s["value"], "cell": name})
         if cells:

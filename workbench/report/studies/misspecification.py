@@ -32,7 +32,13 @@ from workbench.report.plotting import (
     save,
     wrap_label,
 )
-from workbench.report.store_reader import ReportData, completed, grid_variables, numbers, short_name
+from workbench.report.store_reader import (
+    ReportData,
+    completed,
+    grid_variables,
+    numbers,
+    setting_label,
+)
 from workbench.report.summaries import paired, summarise
 from workbench.report.text import plus_minus, rate_text, tied_names, with_se
 from workbench.status import BayesStatus
@@ -89,14 +95,9 @@ def study_table(data: ReportData) -> pd.DataFrame:
     chosen = numbers(table, "diag.chosen_k")
     table["role"] = np.where(chosen.notna(), "bic", "fixed")
     others = [v for v in grid_variables(table) if v not in FAMILY_COLUMNS]
-    table["panel"] = [", ".join(_label(v, row[v]) for v in others) or "all"
+    table["panel"] = [", ".join(setting_label(v, row[v]) for v in others) or "all"
                       for _, row in table.iterrows()]  # fmt: skip
     return table
-
-
-def _label(variable: str, value: object) -> str:
-    text = f"{value:g}" if isinstance(value, float) else str(value)
-    return f"{short_name(variable)}={text}"
 
 
 def _title(panel: str) -> str:
