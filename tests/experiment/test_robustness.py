@@ -538,7 +538,7 @@ def _task(spec_text: str, method: str, factory: str, timeout: float | None):
     task = make_task(cell, timeout, "all", 0)
     from dataclasses import replace
 
-    return replace(task, factory=factory, method=method)
+    return replace(task, factory=factory)
 
 
 def test_timeout_excludes_the_workers_start_up(monkeypatch):
