@@ -205,6 +205,7 @@ def test_numpy_scalars_are_accepted_as_the_numbers_they_hold():
     also as a fit's n_components (the checks the schema replaced accepted them)."""
     fitter = EMFitter(n_restarts=np.int64(3), tol=np.float64(1e-6), select_k=[np.int64(2), 3])
     assert fitter.n_restarts == 3 and type(fitter.n_restarts) is int
+    assert EMFitter(select_k=(2, 3)).select_k == [2, 3]
     X = np.random.default_rng(0).normal(size=(100, 1))
     fit = EMFitter().fit_array(X, np.random.default_rng(0), n_components=np.int64(2))
     assert fit.params.n_components == 2

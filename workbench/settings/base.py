@@ -57,7 +57,8 @@ class Settings(BaseModel):
     @classmethod
     def _plain_numbers(cls, data: Any) -> Any:
         """numpy scalars (``np.int64(3)``, ``np.float64(0.5)``) as the Python numbers they
-        hold, also inside lists, so that strict types accept what numpy code passes."""
+        hold and tuples as lists, also inside lists, so that strict types accept what Python
+        and numpy code pass (``select_k=(2, 3)``)."""
         if isinstance(data, dict):
             return {key: _plain(value) for key, value in data.items()}
         return data
@@ -67,7 +68,7 @@ def _plain(value: Any) -> Any:
     if isinstance(value, np.generic):
         return value.item()
     if isinstance(value, list | tuple):
-        return type(value)(_plain(v) for v in value)
+        return [_plain(v) for v in value]
     return value
 
 
