@@ -54,6 +54,11 @@ class DataSettings(Settings):
 
     generator: ClassVar[str] = ""
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.unknown = f"unknown setting for generator {cls.generator!r}"
+
     @property
     def points(self) -> int | None:
         return getattr(self, "n", None)
@@ -220,7 +225,6 @@ class GaussianMixtureSettings(MixtureSettings):
     centres)."""
 
     generator: ClassVar[str] = "gaussian_mixture"
-    unknown: ClassVar[str] = "unknown setting for generator 'gaussian_mixture'"
     K: Count = 2
     placement: Literal[PLACEMENTS] = "compact"
 
@@ -229,7 +233,6 @@ class StudentTSettings(MixtureSettings):
     """``student_t``: multivariate Student-t components with ``df`` > 0."""
 
     generator: ClassVar[str] = "student_t"
-    unknown: ClassVar[str] = "unknown setting for generator 'student_t'"
     K: Count = 2
     df: float = Field(3.0, gt=0)
 
@@ -238,7 +241,6 @@ class SkewNormalSettings(MixtureSettings):
     """``skew_normal``: skew-normal coordinates of shape ``skew_alpha`` (any real)."""
 
     generator: ClassVar[str] = "skew_normal"
-    unknown: ClassVar[str] = "unknown setting for generator 'skew_normal'"
     K: Count = 2
     skew_alpha: float = 4.0
 
@@ -247,7 +249,6 @@ class UniformSettings(MixtureSettings):
     """``uniform``: uniform components on boxes."""
 
     generator: ClassVar[str] = "uniform"
-    unknown: ClassVar[str] = "unknown setting for generator 'uniform'"
     K: Count = 2
 
 
@@ -255,7 +256,6 @@ class WrongKSettings(MixtureSettings):
     """``wrong_k``: K_true Gaussian components, fitted with K_fit."""
 
     generator: ClassVar[str] = "wrong_k"
-    unknown: ClassVar[str] = "unknown setting for generator 'wrong_k'"
     K_true: Count = 3
     K_fit: Count = 2
 
@@ -272,7 +272,6 @@ class FoundingSettings(DataSettings):
     """``founding``: the founding document's red and green points on a line."""
 
     generator: ClassVar[str] = "founding"
-    unknown: ClassVar[str] = "unknown setting for generator 'founding'"
     n: int = Field(9, ge=2)
     mu1: float = -2.0
     sigma1: float = Field(1.0, gt=0)
@@ -318,7 +317,7 @@ def settings_from_signature(name: str, parameters: dict[str, Any]) -> type[DataS
     base = type(
         f"{name}_base",
         (DataSettings,),
-        {"generator": name, "unknown": f"unknown setting for generator {name!r}"},
+        {"generator": name},
     )
     fields = {k: (p.annotation, p.default) for k, p in parameters.items()}
     return create_model(f"{name}_settings", __base__=base, **fields)

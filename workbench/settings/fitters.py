@@ -38,6 +38,11 @@ class FitterSettings(Settings):
     min_components: ClassVar[tuple[int, str]] = (1, "")
     fits_missing: ClassVar[bool] = False
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        super().__pydantic_init_subclass__(**kwargs)
+        cls.unknown = f"unknown setting for method {cls.method!r}"
+
 
 # ---- EM ------------------------------------------------------------------------------------------
 class EMOptions(FitterSettings):
@@ -72,7 +77,6 @@ class EMOptions(FitterSettings):
     """
 
     method: ClassVar[str] = "em"
-    unknown: ClassVar[str] = "unknown setting for method 'em'"
     fits_missing: ClassVar[bool] = True
 
     n_components: Count | None = None
@@ -158,7 +162,6 @@ class ModelEMOptions(FitterSettings):
     registered, and takes ``options``, is checked when the fitter is built."""
 
     method: ClassVar[str] = "em_model"
-    unknown: ClassVar[str] = "unknown setting for method 'em_model'"
 
     model: str = "gaussian"
     options: dict[str, Any] = Field(default_factory=dict)
@@ -175,12 +178,10 @@ class ModelEMOptions(FitterSettings):
 # ---- the missing-data baselines (workbench.baselines): EM's settings, and MICE's own -----------
 class CompleteCaseOptions(EMOptions):
     method: ClassVar[str] = "complete_case"
-    unknown: ClassVar[str] = "unknown setting for method 'complete_case'"
 
 
 class MeanImputeOptions(EMOptions):
     method: ClassVar[str] = "mean_impute"
-    unknown: ClassVar[str] = "unknown setting for method 'mean_impute'"
 
 
 class MiceOptions(EMOptions):
@@ -188,7 +189,6 @@ class MiceOptions(EMOptions):
     (IterativeImputer's ``max_iter``); every other setting is EM's."""
 
     method: ClassVar[str] = "mice"
-    unknown: ClassVar[str] = "unknown setting for method 'mice'"
     m: int = Field(5, ge=2)
     mice_max_iter: Count = 10
 
@@ -208,7 +208,6 @@ class BayesOptions(FitterSettings):
     meaning: :class:`workbench.bayes.fitter.BayesFitter`."""
 
     method: ClassVar[str] = "bayes"
-    unknown: ClassVar[str] = "unknown setting for method 'bayes'"
     min_components: ClassVar[tuple[int, str]] = (
         2,
         "the Bayesian mixture model needs at least 2 components",
