@@ -104,7 +104,10 @@ class EMFitter(OneLineErrors, EMOptions):
             half = (means[:, 0] - means[:, 1]) / 2
             means = np.stack([half, -half], axis=1)
         start = init_state(weights, means, covs, settings, columns.var)
-        run = run_em(X, start, settings, None if X_start is not X else columns.var)
+        complete = X_start is X  # mean_imputed returns X itself when no value is missing
+        # the data variance of complete data is the checks'; with missing values, run_em takes
+        # the observed values' own
+        run = run_em(X, start, settings, columns.var if complete else None)
         reference = self._reference(X, K, truth, settings, run)
         result = _fit_result(run, settings, X, *reference)
         result.diagnostics["compile_time"] = compile_time
