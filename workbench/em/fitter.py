@@ -8,17 +8,16 @@ import numpy as np
 
 from workbench.data.dataset import Dataset
 from workbench.em import reference as bank
+from workbench.em.columns import ColumnStats, column_stats
 from workbench.em.covariance import MISSING_TYPES
 from workbench.em.covariance.registry import strategy
 from workbench.em.init import INITS, mean_imputed, small_em
 from workbench.em.loop import best_restart, restart_counts
 from workbench.em.run import DEGENERATE_KINDS as KINDS
 from workbench.em.run import (
-    ColumnStats,
     EMRun,
     EMSettings,
     EMState,
-    column_stats,
     default_prior,
     init_state,
     run_em,
@@ -91,8 +90,9 @@ class EMFitter(OneLineErrors, EMOptions):
             raise ValueError("n_components: required when there is no truth to take it from")
         K = build(EMOptions, {"n_components": n_components}).n_components
         X_given = X
-        X, dropped = self._missing_values(X)
-        X_start = mean_imputed(X)  # starts (and the checks) on complete data
+        X, dropped, n_missing = self._missing_values(X)
+        complete = n_missing == 0
+        X_start = X if complete else mean_imputed(X)  # starts (and the checks): complete data
         columns = check_data(X_start, K)
         settings = self.settings(X_start, K, truth)
         split = splits_passes(X, K, self.covariance_type)
@@ -104,14 +104,13 @@ class EMFitter(OneLineErrors, EMOptions):
             half = (means[:, 0] - means[:, 1]) / 2
             means = np.stack([half, -half], axis=1)
         start = init_state(weights, means, covs, settings, columns.var)
-        complete = X_start is X  # mean_imputed returns X itself when no value is missing
         # the data variance of complete data is the checks'; with missing values, run_em takes
         # the observed values' own
         run = run_em(X, start, settings, columns.var if complete else None)
         reference = self._reference(X, K, truth, settings, run)
         result = _fit_result(run, settings, X, *reference)
         result.diagnostics["compile_time"] = compile_time
-        result.diagnostics["missing_fraction"] = float(np.isnan(X).mean())
+        result.diagnostics["missing_fraction"] = n_missing / X.size
         result.diagnostics["rows_all_missing"] = dropped
         if dropped or result.diagnostics["missing_fraction"] > 0:
             # each missing value's conditional mean given the row's observed ones
@@ -132,19 +131,22 @@ class EMFitter(OneLineErrors, EMOptions):
             result = dataclasses.replace(result, diagnostics={**result.diagnostics, **rates})
         return result
 
-    def _missing_values(self, X: np.ndarray) -> tuple[np.ndarray, int]:
-        """(X without its rows of nothing but NaN, how many such rows): values missing at
-        random (NaN) are fitted by exact EM for incomplete data (full and diag covariances)."""
+    def _missing_values(self, X: np.ndarray) -> tuple[np.ndarray, int, int]:
+        """(X without its rows of nothing but NaN, how many such rows, how many values are
+        missing in the rows kept): values missing at random (NaN) are fitted by exact EM for
+        incomplete data (full and diag covariances)."""
         missing = np.isnan(X)
-        if not missing.any():
-            return X, 0
+        n_missing = int(np.count_nonzero(missing))
+        if not n_missing:
+            return X, 0, 0
         if self.covariance_type not in MISSING_TYPES:
             raise ValueError(
                 f"covariance_type={self.covariance_type!r}: data with missing values (NaN) need "
                 f"one of {', '.join(MISSING_TYPES)}"
             )
         empty = missing.all(axis=1)
-        return X[~empty], int(empty.sum())
+        n_empty = int(empty.sum())
+        return X[~empty], n_empty, n_missing - n_empty * X.shape[1]
 
     def settings(self, X: np.ndarray, K: int, truth: MixtureParams | None) -> EMSettings:
         """Resolve the fixed parameters and the prior for this data set."""
@@ -222,15 +224,15 @@ def check_data(X: np.ndarray, K: int) -> ColumnStats:
     n, d = X.shape
     if n == 0 or d == 0:
         raise ValueError(f"data: shape {X.shape} holds no values")
-    if not np.all(np.isfinite(X)):
-        bad = int(np.sum(~np.isfinite(X)))
+    columns = column_stats(X)  # a NaN or inf anywhere makes its column's mean non-finite
+    bad = 0 if np.isfinite(columns.mean).all() else int(np.sum(~np.isfinite(X)))
+    if bad:
         raise ValueError(
             f"data: {bad} non-finite values (NaN or inf); EM needs finite values (missing "
             "values: NaN, with covariance_type full or diag)"
         )
     if K > n:
         raise ValueError(f"n_components={K}: more components than data points ({n})")
-    columns = column_stats(X)
     largest = float(max(-columns.low.min(), columns.high.max()))
     if largest > MAX_ABS_DATA:
         raise ValueError(

@@ -13,6 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from workbench.em import loop
+from workbench.em.columns import centred_transpose, column_means, column_stats
 from workbench.em.covariance import DEFAULT, variance_scale
 from workbench.em.covariance.registry import strategy
 from workbench.em.gaussian_model import (
@@ -151,24 +152,6 @@ def min_support(settings: EMSettings, d: int) -> float:
 # ---------------------------------------------------------------------------------------------
 # Between EMState and the model's parameter records
 # ---------------------------------------------------------------------------------------------
-class ColumnStats(NamedTuple):
-    """Per-column summaries of complete data (n, d): mean, variance (maximum likelihood),
-    smallest and largest value, each (d,)."""
-
-    mean: np.ndarray
-    var: np.ndarray
-    low: np.ndarray
-    high: np.ndarray
-
-
-def column_stats(X: np.ndarray) -> ColumnStats:
-    """The :class:`ColumnStats` of X (n, d), from one transposed copy (numpy reduces contiguous
-    rows several times faster than the strided columns of an (n, d) array)."""
-    XT = np.ascontiguousarray(X.T)
-    with np.errstate(over="ignore"):  # values too large for float64's squares: caller's check
-        return ColumnStats(XT.mean(axis=1), XT.var(axis=1), XT.min(axis=1), XT.max(axis=1))
-
-
 def _scale_matrix(scale, d: int) -> np.ndarray:
     scale = np.asarray(scale, dtype=float)
     if scale.ndim == 2:
@@ -256,11 +239,10 @@ def data_and_config(X: np.ndarray, K: int, settings: EMSettings, data_variance=N
     """(centred data transposed XT (d, n), model config, shift) of complete data for K
     components."""
     X = np.asarray(X, dtype=float)
-    XT = np.array(X.T, order="C")  # a copy (X stays untouched), reduced along its rows, centred
-    data_variance = XT.var(axis=1) if data_variance is None else data_variance
+    data_variance = column_stats(X).var if data_variance is None else data_variance
     # the translation: the data mean (none for symmetric means: a constraint about the origin)
-    shift = np.zeros(X.shape[1]) if settings.symmetric_means else XT.mean(axis=1)
-    XT -= shift[:, None]
+    shift = np.zeros(X.shape[1]) if settings.symmetric_means else column_means(X)
+    XT = centred_transpose(X, shift)  # a copy: X stays untouched
     second = None
     if strategy(settings.covariance_type).POOLED_SECOND_MOMENT:
         with loop.one_blas_thread():  # as the loop runs BLAS (changing the count costs ~0.1 s)
