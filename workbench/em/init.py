@@ -36,6 +36,7 @@ from workbench.em.covariance import variance_scale
 from workbench.em.covariance.registry import strategy
 from workbench.em.loop import restart_scores
 from workbench.em.run import EMSettings, init_state, run_em
+from workbench.em.specialise import kernel
 from workbench.settings.fitters import START_NAMES
 
 Start = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -89,44 +90,70 @@ def spikes(X, K, R, rng) -> Start:
     return weights, means, covs
 
 
+@kernel
+def _partition_moments(X, labels, K):
+    """Counts (R, K), means (R, K, d) and scatter matrices (R, K, d, d) of the parts of R
+    partitions of X (n, d), labels (R, n): two passes per partition (sums, then centred outer
+    products), in row order."""
+    n, d = X.shape
+    R = labels.shape[0]
+    counts = np.zeros((R, K))
+    means = np.zeros((R, K, d))
+    scatter = np.zeros((R, K, d, d))
+    for r in range(R):
+        for i in range(n):
+            k = labels[r, i]
+            counts[r, k] += 1.0
+            for j in range(d):
+                means[r, k, j] += X[i, j]
+        for k in range(K):
+            if counts[r, k] > 0:
+                for j in range(d):
+                    means[r, k, j] /= counts[r, k]
+        for i in range(n):
+            k = labels[r, i]
+            for j in range(d):
+                dj = X[i, j] - means[r, k, j]
+                for l in range(j + 1):
+                    scatter[r, k, j, l] += dj * (X[i, l] - means[r, k, l])
+        for k in range(K):
+            for j in range(d):
+                for l in range(j):
+                    scatter[r, k, l, j] = scatter[r, k, j, l]
+    return counts, means, scatter
+
+
 def params_from_partition(
     X: np.ndarray, labels: np.ndarray, K: int, fallback: np.ndarray | None = None
 ) -> Start:
-    """Hard M-step: weights, means and covariances of a partition, as a batch of one.
+    """Hard M-step: weights, means and covariances of R partitions (labels (R, n), or (n,) for
+    a batch of one).
 
     A part whose own covariance is singular (fewer than d + 1 points, or repeated points) gets
     the data covariance (``fallback``, computed when not given). An empty part (possible only
     when data points repeat) sits at the data mean with weight 1/n.
     """
+    X = np.ascontiguousarray(X, dtype=float)
     n, d = X.shape
-    counts = np.bincount(labels, minlength=K).astype(float)
+    labels = np.ascontiguousarray(np.atleast_2d(labels), dtype=np.int64)
     fallback = data_covariance(X) if fallback is None else fallback
-    means = np.empty((K, d))
-    covs = np.empty((K, d, d))
-    order = np.argsort(labels, kind="stable")  # each part's rows, contiguous
-    ends = np.cumsum(counts).astype(int)
-    for k in range(K):
-        part = X[order[ends[k] - int(counts[k]) : ends[k]]]
-        means[k] = part.mean(axis=0) if len(part) else X.mean(axis=0)
-        covs[k] = fallback
-        if len(part) > d:
-            centred = part - means[k]
-            own = centred.T @ centred / len(part)
-            if np.linalg.eigvalsh(own)[0] > 0:
-                covs[k] = own
+    counts, means, scatter = _partition_moments(X, labels, K)
+    means[counts == 0] = X.mean(axis=0)
+    covs = scatter / np.maximum(counts, 1.0)[..., None, None]
+    own = counts > d
+    own[own] = np.linalg.eigvalsh(covs[own])[:, 0] > 0
+    covs[~own] = fallback
     weights = np.maximum(counts, 1.0)
-    return (weights / weights.sum())[None], means[None], covs[None]
+    return weights / weights.sum(axis=1, keepdims=True), means, covs
 
 
 def _kmeans_start(X, K, R, rng, iterations: int) -> Start:
-    starts = []
-    fallback = data_covariance(X)
-    for _ in range(R):
+    labels = np.empty((R, X.shape[0]), dtype=np.int64)
+    for r in range(R):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # empty clusters keep their previous centre
-            _, labels = kmeans2(X, K, iter=iterations, minit="++", rng=rng)
-        starts.append(params_from_partition(X, labels, K, fallback))
-    return tuple(np.concatenate(parts) for parts in zip(*starts, strict=True))
+            _, labels[r] = kmeans2(X, K, iter=iterations, minit="++", rng=rng)
+    return params_from_partition(X, labels, K)
 
 
 def kmeans_plusplus(X, K, R, rng) -> Start:

@@ -38,15 +38,30 @@ def is_compiled(function: Callable) -> bool:
 
 
 def _source_hash(functions: Mapping[str, Callable]) -> str:
+    """A hash of the source of ``functions`` and of every compiled function they call by global
+    name, transitively: numba's disk cache checks only the defining file, so a specialisation
+    must name its callees' code too, or an edit to one (say of a matrix product) would leave
+    the cached loop running the old code."""
     digest = hashlib.sha256()
-    for name in sorted(functions):
-        function = functions[name]
+    seen: set[int] = set()
+
+    def add(name: str, function) -> None:
         python = getattr(function, "py_func", function)
+        if id(python) in seen:
+            return
+        seen.add(id(python))
         try:
             source = inspect.getsource(python)
         except (OSError, TypeError):
             source = repr(python)
         digest.update(name.encode() + source.encode())
+        namespace = getattr(python, "__globals__", {})
+        for callee in getattr(getattr(python, "__code__", None), "co_names", ()):
+            if is_compiled(namespace.get(callee)):
+                add(callee, namespace[callee])
+
+    for name in sorted(functions):
+        add(name, functions[name])
     return digest.hexdigest()[:12]
 
 
