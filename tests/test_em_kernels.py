@@ -99,3 +99,12 @@ def test_a_specialisations_cache_key_names_the_code_it_calls(monkeypatch):
     assert specialise._source_hash({"": _template}) == before
     monkeypatch.setitem(globals(), "helper", specialise.kernel(_other_helper))
     assert specialise._source_hash({"": _template}) != before
+
+
+def test_bad_shapes_are_refused_before_compiled_code():
+    """Compiled code runs without bounds checks: an empty array or a label outside 0..K-1 is a
+    one-line error, not a read or write out of bounds."""
+    with pytest.raises(ValueError, match="holds no values"):
+        column_stats(np.empty((0, 3)))
+    with pytest.raises(ValueError, match="numbered 0 to 2"):
+        params_from_partition(np.zeros((4, 1)), np.array([0, 1, 3, 2]), 3)

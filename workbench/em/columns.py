@@ -70,6 +70,8 @@ def _rows(X: np.ndarray) -> np.ndarray:
 
 def column_stats(X: np.ndarray) -> ColumnStats:
     """The :class:`ColumnStats` of X (n, d), n >= 1."""
+    if len(X) == 0:
+        raise ValueError(f"data: shape {np.shape(X)} holds no values")
     return ColumnStats(*_column_summaries(_rows(X)))
 
 

@@ -136,6 +136,8 @@ def params_from_partition(
     X = np.ascontiguousarray(X, dtype=float)
     n, d = X.shape
     labels = np.ascontiguousarray(np.atleast_2d(labels), dtype=np.int64)
+    if labels.size and not 0 <= labels.min() <= labels.max() < K:
+        raise ValueError(f"labels: parts must be numbered 0 to {K - 1}")
     fallback = data_covariance(X) if fallback is None else fallback
     counts, means, scatter = _partition_moments(X, labels, K)
     means[counts == 0] = X.mean(axis=0)
