@@ -32,9 +32,14 @@ from numba import njit  # noqa: E402
 from numba.core.registry import CPUDispatcher
 
 # numpy's error model (IEEE inf and nan, no ZeroDivisionError); no reassociation (fastmath
-# off) so that sums are the same whatever the build; nogil so that restarts run in threads.
+# off), so that a loop sums in the order it is written; nogil so that restarts run in threads.
 JIT_OPTIONS = {"cache": True, "error_model": "numpy", "nogil": True}
 kernel = njit(**JIT_OPTIONS)
+# For a reduction over a chunk's points, where a sum one add at a time would be the bottleneck:
+# the compiler may split it into vector lanes and fuse multiply-adds. The order is then the
+# compiled code's for this CPU, fixed for given inputs (as a BLAS kernel's is), never the
+# threads': a chunk's sums do not depend on which thread computes them.
+reassociating = njit(**JIT_OPTIONS, fastmath={"reassoc", "contract"})
 
 
 def is_compiled(function: Callable) -> bool:
