@@ -239,9 +239,13 @@ def data_and_config(X: np.ndarray, K: int, settings: EMSettings, data_variance=N
     """(centred data transposed XT (d, n), model config, shift) of complete data for K
     components."""
     X = np.asarray(X, dtype=float)
-    data_variance = column_stats(X).var if data_variance is None else data_variance
+    columns = column_stats(X) if data_variance is None else None  # else the mean alone
+    data_variance = columns.var if columns is not None else data_variance
     # the translation: the data mean (none for symmetric means: a constraint about the origin)
-    shift = np.zeros(X.shape[1]) if settings.symmetric_means else column_means(X)
+    if settings.symmetric_means:
+        shift = np.zeros(X.shape[1])
+    else:
+        shift = columns.mean if columns is not None else column_means(X)
     XT = centred_transpose(X, shift)  # a copy: X stays untouched
     second = None
     if strategy(settings.covariance_type).POOLED_SECOND_MOMENT:
