@@ -22,6 +22,7 @@ from workbench.em.gaussian_model import (
     chunking,
     finisher,
     gaussian_model,
+    n_features,
 )
 from workbench.em.gaussian_model import KINDS as LOOP_KINDS
 from workbench.em.missing_model import MissingConfig, chunk_list, group_by_pattern, missing_model
@@ -329,7 +330,7 @@ def splits_passes(X: np.ndarray, K: int, covariance_type: str) -> bool:
     """Whether a fit of X with K components may split its data passes over threads (then
     :func:`warm` loads that variant too)."""
     n, d = X.shape
-    work = float(n) * (strategy(covariance_type).n_second(d) + d + 1) * K
+    work = float(n) * n_features(covariance_type, d) * K
     return work >= loop.MIN_PASS_WORK and loop.threads() > 1
 
 
