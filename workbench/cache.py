@@ -1,10 +1,15 @@
 """Where compiled code is kept between runs: a user cache directory, never the installed package.
 
 ``$XDG_CACHE_HOME/workbench`` (default ``~/.cache/workbench``). numba's disk cache of the EM
-kernels (``cache=True``) goes to its ``numba/`` folder unless ``NUMBA_CACHE_DIR`` is set: the
-variable is set for this process and the worker processes it starts, before numba is imported
-(numba is never imported here). PyTensor keeps its own compile cache (``~/.pytensor``, the
-``base_compiledir`` flag), which holds the numba code of the Bayes models.
+kernels (``cache=True``) goes to its ``numba/em-<hash of the EM sources>/`` folder unless
+``NUMBA_CACHE_DIR`` is set: the variable is set for this process and the worker processes it
+starts, before numba is imported (numba is never imported here). numba checks only the file
+that defines a cached function, so a kernel calling a kernel of another file (the covariance
+strategies call ``products.py``) would keep running the callee's old code after an edit; a
+folder per version of the sources makes every edit recompile everything it touches. Folders of
+older versions are left in place (another checkout may still be using one). PyTensor keeps its
+own compile cache (``~/.pytensor``, the ``base_compiledir`` flag), which holds the numba code of
+the Bayes models.
 """
 
 from __future__ import annotations
@@ -22,6 +27,18 @@ def cache_dir() -> Path:
     return Path(base) / "workbench"
 
 
+EM_SOURCES = Path(__file__).parent / "em"  # every numba-compiled function lives here
+
+
+def code_version(sources: Path = EM_SOURCES) -> str:
+    """A hash of the names and contents of the ``.py`` files under ``sources``."""
+    digest = hashlib.sha256()
+    for path in sorted(sources.rglob("*.py")):
+        digest.update(path.relative_to(sources).as_posix().encode() + b"\0")
+        digest.update(path.read_bytes() + b"\0")
+    return digest.hexdigest()[:16]
+
+
 def _writable(path: Path) -> bool:
     try:
         path.mkdir(parents=True, exist_ok=True)
@@ -32,13 +49,14 @@ def _writable(path: Path) -> bool:
 
 
 def use_numba_cache() -> Path | None:
-    """Point numba's disk cache at ``cache_dir() / "numba"`` unless ``NUMBA_CACHE_DIR`` is set
-    already (then that is used). Returns the folder in use, or None when neither can be written
-    (numba then keeps its own default). Call before the kernels are defined (importing
-    ``workbench`` does); when numba is imported already its config is updated too."""
+    """Point numba's disk cache at ``cache_dir() / "numba" / "em-<code_version()>"`` unless
+    ``NUMBA_CACHE_DIR`` is set already (then that is used). Returns the folder in use, or None
+    when neither can be written (numba then keeps its own default). Call before the kernels are
+    defined (importing ``workbench`` does); when numba is imported already its config is updated
+    too."""
     chosen = os.environ.get("NUMBA_CACHE_DIR")
     if not chosen:
-        path = cache_dir() / "numba"
+        path = cache_dir() / "numba" / f"em-{code_version()}"
         if not _writable(path):
             return None
         chosen = os.environ["NUMBA_CACHE_DIR"] = str(path)

@@ -4,11 +4,14 @@ the stored results."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from workbench.cache import code_version
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("pymc", "arviz", "pytensor", "nutpie", "numba", "matplotlib", "dask")
@@ -154,19 +157,36 @@ def _python(code: str, **env: str) -> str:
 
 
 def test_numba_cache_is_in_the_user_cache_directory(tmp_path):
-    """Importing workbench points numba's disk cache at $XDG_CACHE_HOME/workbench/numba (set
-    before numba is imported, and without importing it); a NUMBA_CACHE_DIR of the user's wins."""
+    """Importing workbench points numba's disk cache at $XDG_CACHE_HOME/workbench/numba/em-<hash
+    of the EM sources> (set before numba is imported, and without importing it); a
+    NUMBA_CACHE_DIR of the user's wins."""
+    versioned = tmp_path / "workbench" / "numba" / f"em-{code_version()}"
     code = (
         "import sys, workbench; assert 'numba' not in sys.modules; "
         "import numba; print(numba.config.CACHE_DIR)"
     )
-    assert _python(code, XDG_CACHE_HOME=str(tmp_path)) == str(tmp_path / "workbench" / "numba")
+    assert _python(code, XDG_CACHE_HOME=str(tmp_path)) == str(versioned)
     mine = tmp_path / "mine"
     assert _python(code, XDG_CACHE_HOME=str(tmp_path), NUMBA_CACHE_DIR=str(mine)) == str(mine)
     code = (  # numba imported first (PyMC does): its config is pointed there all the same
         "import numba, workbench; print(numba.config.CACHE_DIR)"
     )
-    assert _python(code, XDG_CACHE_HOME=str(tmp_path)) == str(tmp_path / "workbench" / "numba")
+    assert _python(code, XDG_CACHE_HOME=str(tmp_path)) == str(versioned)
+
+
+def test_an_edit_to_any_em_source_moves_the_numba_cache(tmp_path):
+    """numba checks only the file defining a cached function; the cache folder is named by a
+    hash of every EM source, so editing a callee (say products.py) cannot leave a caller in
+    another file running its old compiled code."""
+    sources = tmp_path / "em"
+    shutil.copytree(
+        ROOT / "workbench" / "em", sources, ignore=shutil.ignore_patterns("__pycache__")
+    )
+    before = code_version(sources)
+    assert code_version(ROOT / "workbench" / "em") == before
+    products = sources / "products.py"
+    products.write_text(products.read_text() + "\n# an edit\n")
+    assert code_version(sources) != before
 
 
 @pytest.mark.slow
@@ -176,7 +196,7 @@ def test_compiled_em_kernels_go_to_the_user_cache_not_the_package(tmp_path):
     before = sorted(package.glob("*.nb*")) if package.exists() else []
     _python("from workbench.em.run import warm; warm('full'); print('ok')",
             XDG_CACHE_HOME=str(tmp_path))  # fmt: skip
-    assert list((tmp_path / "workbench" / "numba").rglob("loop.*.nbi"))
+    assert list((tmp_path / "workbench" / "numba" / f"em-{code_version()}").rglob("loop.*.nbi"))
     after = sorted(package.glob("*.nb*")) if package.exists() else []
     assert after == before
 
