@@ -9,10 +9,14 @@ from workbench.em import specialise
 from workbench.em.columns import centred_transpose, column_means, column_stats
 from workbench.em.covariance import diag
 from workbench.em.init import params_from_partition
-from workbench.em.products import add_statistics, log_joint_product
+from workbench.em.products import add_statistics, aligned_zeros, log_joint_product
 
-# (features m, components K): both sides of every threshold in products.py
-SHAPES = [(3, 2), (4, 20), (6, 5), (12, 8), (6, 16), (45, 5), (66, 5), (33, 8), (10, 16)]
+# (features m, components K): whole 4 x 4 blocks, and every kind of remainder of m and K by 4
+# (features, components or both left over; no whole block at all)
+SHAPES = [
+    (3, 2), (4, 20), (6, 5), (12, 8), (6, 16), (45, 5), (66, 5), (33, 8), (10, 16), (9, 3),
+    (7, 7),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(("m", "K"), SHAPES)
@@ -27,6 +31,13 @@ def test_chunk_products_match_numpy_on_every_path(m, K):
     expected = T + JT @ FT.T
     add_statistics(JT, FT, T)
     np.testing.assert_allclose(T, expected, rtol=1e-12, atol=1e-10)
+
+
+@pytest.mark.parametrize("shape", [(3, 561 * 232), (5,), (2, 7, 3)])
+def test_chunk_scratch_starts_on_a_cache_line(shape):
+    scratch = aligned_zeros(shape)
+    assert scratch.shape == shape and scratch.flags.c_contiguous
+    assert scratch.ctypes.data % 64 == 0 and not scratch.any()
 
 
 def test_diag_log_joint_is_the_product_with_the_features():

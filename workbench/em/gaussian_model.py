@@ -36,7 +36,7 @@ from workbench.em.covariance.registry import strategy
 from workbench.em.logsumexp import normalise_columns
 from workbench.em.loop import copy_array
 from workbench.em.model import EMModel
-from workbench.em.products import add_statistics
+from workbench.em.products import add_statistics, aligned_zeros
 from workbench.em.specialise import kernel, specialise
 from workbench.status import DegenerateKind
 
@@ -284,6 +284,7 @@ def n_features(covariance_type: str, d: int) -> int:
 def chunking(n: int, m: int, K: int) -> tuple[int, int]:
     """(points per chunk, groups): fixed functions of the data's and the model's sizes."""
     B = int(max(64, min(2048, CHUNK_ELEMENTS // max(m, K))))
+    B -= B % 8  # whole cache lines per row of a chunk (see products.aligned_zeros)
     n_chunks = -(-n // B)
     return B, int(max(1, min(MAX_GROUPS, n_chunks)))
 
@@ -327,9 +328,9 @@ def gaussian_model(covariance_type: str) -> EMModel:
         G, B = cfg.groups, cfg.chunk
         slots = min(G, numba.get_num_threads()) if parallel else 1  # chunk scratch per thread
         return (
-            np.zeros((slots, m * B)),
-            np.zeros((slots, K * B)),
-            np.zeros((slots, XT.shape[0] * B)),
+            aligned_zeros((slots, m * B)),
+            aligned_zeros((slots, K * B)),
+            aligned_zeros((slots, XT.shape[0] * B)),
             np.zeros((G, K, m)),
             np.zeros(G),
             np.zeros((slots, 2, B)),

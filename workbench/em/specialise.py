@@ -40,6 +40,9 @@ kernel = njit(**JIT_OPTIONS)
 # compiled code's for this CPU, fixed for given inputs (as a BLAS kernel's is), never the
 # threads': a chunk's sums do not depend on which thread computes them.
 reassociating = njit(**JIT_OPTIONS, fastmath={"reassoc", "contract"})
+# For a loop whose sums run in the order written but whose multiply and add may fuse into one
+# rounding (the log joint's 4-term sums per point): the order is still the source's.
+contracting = njit(**JIT_OPTIONS, fastmath={"contract"})
 
 
 def is_compiled(function: Callable) -> bool:

@@ -59,8 +59,9 @@ def log_joint(XT, FT, params, JT) -> None:
     """The linear terms, then - x^T P x / 2 (the same for every component) from Y = U^T x."""
     d = FT.shape[0] - 1
     log_joint_product(params[4], FT, JT)
-    Y = np.dot(params[3].T, FT[:d])
     K, b = JT.shape
+    Y = np.empty((d, b))
+    log_joint_product(np.ascontiguousarray(params[3].T), FT[:d], Y)
     quad = np.zeros(b)
     for j in range(d):
         for i in range(b):
