@@ -40,7 +40,7 @@ from workbench.em.covariance.registry import strategy
 from workbench.em.gaussian_model import MAX_GROUPS, gaussian_model
 from workbench.em.logsumexp import normalise_columns
 from workbench.em.model import EMModel
-from workbench.em.products import add_statistics, log_joint_product
+from workbench.em.products import add_statistics, aligned_zeros, log_joint_product
 from workbench.em.specialise import kernel, specialise
 
 
@@ -325,9 +325,9 @@ def missing_model(covariance_type: str) -> EMModel:
         G = int(min(MAX_GROUPS, len(cfg.chunk_pattern)))
         B = int(np.diff(cfg.chunk_start).max())
         return (
-            np.zeros((G, m * B)),
-            np.zeros((G, K * B)),
-            np.zeros((G, d * B)),
+            aligned_zeros((G, m * B)),
+            aligned_zeros((G, K * B)),
+            aligned_zeros((G, d * B)),
             np.zeros((G, P, K, m)),
             np.zeros(G),
             np.zeros((G, 2, B)),

@@ -281,6 +281,7 @@ def loop_inputs(
     gaussian = model_config(settings, X.shape[0], start.means.shape[1], data_variance, shift)
     d = X.shape[1]
     rows = max(8, min(2048, CHUNK_ELEMENTS // (d * (d + 1) // 2 + d + 1)))
+    rows -= rows % 8  # whole cache lines per row of a chunk (see products.aligned_zeros)
     cfg = MissingConfig(gaussian, starts, order, n_observed, *chunk_list(starts, rows))
     start = EMState(*_impose_fixed(*tuple(start)[:3], settings), start.prec_chol)
     return model, XT, cfg, to_params(start, settings, gaussian, shift), shift
