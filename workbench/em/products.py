@@ -39,7 +39,7 @@ def log_joint_product(natural, FT, JT) -> None:
     coefficients stay in registers while a loop over the points loads 4 feature rows and
     updates 4 log-joint rows (16 multiply-adds per point); then the components and features
     left over. One function with no calls inside: called once per block, the same loop
-    measured 1.3-2.4x slower, by where the compiler happened to place the code."""
+    measured 1.2-2.4x slower, depending on where the compiler happened to place the code."""
     K, m = natural.shape
     b = FT.shape[1]
     K4 = K - K % BLOCK
