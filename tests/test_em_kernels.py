@@ -1,6 +1,6 @@
-"""The compiled pieces under the EM loop against numpy: the chunk products on every path, the
-diagonal log joint, the column summaries and centred copy, the k-means++ partition moments, and
-the cache key of a specialisation."""
+"""The compiled pieces under the EM loop against numpy: the chunk products on every path and
+their scratch, the diagonal features and log joint, the column summaries and centred copy, the
+k-means++ partition moments, and the cache key of a specialisation."""
 
 import numpy as np
 import pytest
@@ -40,16 +40,19 @@ def test_chunk_scratch_starts_on_a_cache_line(shape):
     assert scratch.ctypes.data % 64 == 0 and not scratch.any()
 
 
-def test_diag_log_joint_is_the_product_with_the_features():
-    """Horner's form from the points equals natural @ features (rows x^2, x, 1)."""
+def test_diag_log_joint_is_natural_times_squares_values_and_one():
+    """diag's features are the rows x^2, x, 1 of the points, and its log joint the product of
+    the natural coefficients with them (numpy builds the features independently)."""
     rng = np.random.default_rng(2)
     d, K, b = 5, 3, 301
     XT, natural = rng.normal(size=(d, b)), rng.normal(size=(K, 2 * d + 1))
     FT = np.empty((2 * d + 1, b))
     diag.features(XT, FT)
+    expected_features = np.vstack([XT**2, XT, np.ones((1, b))])
+    np.testing.assert_allclose(FT, expected_features, rtol=1e-15)
     JT = np.empty((K, b))
     diag.log_joint(XT, FT, (None, None, None, None, natural), JT)
-    np.testing.assert_allclose(JT, natural @ FT, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(JT, natural @ expected_features, rtol=1e-12, atol=1e-12)
 
 
 @pytest.mark.parametrize("d", [1, 3, 40])

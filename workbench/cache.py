@@ -5,11 +5,11 @@ kernels (``cache=True``) goes to its ``numba/em-<hash of the EM sources>/`` fold
 ``NUMBA_CACHE_DIR`` is set: the variable is set for this process and the worker processes it
 starts, before numba is imported (numba is never imported here). numba checks only the file
 that defines a cached function, so a kernel calling a kernel of another file (the covariance
-strategies call ``products.py``) would keep running the callee's old code after an edit; a
-folder per version of the sources makes every edit recompile everything it touches. Folders of
-older versions are left in place (another checkout may still be using one). PyTensor keeps its
-own compile cache (``~/.pytensor``, the ``base_compiledir`` flag), which holds the numba code of
-the Bayes models.
+strategies call ``products.py``) would keep running the callee's old code after an edit. With
+a folder per version of the sources, the first run after any edit compiles every kernel afresh.
+Folders of older versions are left in place (another checkout may still be using one). PyTensor
+keeps its own compile cache (``~/.pytensor``, the ``base_compiledir`` flag), which holds the
+numba code of the Bayes models.
 """
 
 from __future__ import annotations
