@@ -104,9 +104,9 @@ class EMFitter(OneLineErrors, EMOptions):
             half = (means[:, 0] - means[:, 1]) / 2
             means = np.stack([half, -half], axis=1)
         start = init_state(weights, means, covs, settings, columns.var)
-        # the data variance of complete data is the checks'; with missing values, run_em takes
-        # the observed values' own
-        run = run_em(X, start, settings, columns.var if complete else None)
+        # the column summaries of complete data are the checks'; with missing values, run_em
+        # takes the observed values' own variances
+        run = run_em(X, start, settings, columns if complete else None)
         reference = self._reference(X, K, truth, settings, run)
         result = _fit_result(run, settings, X, *reference)
         result.diagnostics["compile_time"] = compile_time
@@ -220,7 +220,7 @@ class EMFitter(OneLineErrors, EMOptions):
 def check_data(X: np.ndarray, K: int) -> ColumnStats:
     """ValueError (one line) unless X (n, d) is finite, below MAX_ABS_DATA in magnitude, has
     spread in every column, and holds at least K distinct points; returns X's column summaries
-    (:func:`~workbench.em.run.column_stats`), computed on the way."""
+    (:func:`~workbench.em.columns.column_stats`), computed on the way."""
     n, d = X.shape
     if n == 0 or d == 0:
         raise ValueError(f"data: shape {X.shape} holds no values")

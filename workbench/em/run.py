@@ -13,7 +13,7 @@ from typing import NamedTuple
 import numpy as np
 
 from workbench.em import loop
-from workbench.em.columns import centred_transpose, column_means, column_stats
+from workbench.em.columns import ColumnStats, centred_transpose, column_stats
 from workbench.em.covariance import DEFAULT, variance_scale
 from workbench.em.covariance.registry import strategy
 from workbench.em.gaussian_model import (
@@ -236,49 +236,63 @@ def init_state(weights, means, covariances, settings: EMSettings, data_variance)
 # ---------------------------------------------------------------------------------------------
 # Running EM
 # ---------------------------------------------------------------------------------------------
-def data_and_config(X: np.ndarray, K: int, settings: EMSettings, data_variance=None):
+def data_and_config(
+    X: np.ndarray, K: int, settings: EMSettings, columns: ColumnStats | None = None
+):
     """(centred data transposed XT (d, n), model config, shift) of complete data for K
-    components."""
+    components; ``columns``: X's column summaries when known (the fitter's checks computed
+    them), else computed here."""
     X = np.asarray(X, dtype=float)
-    columns = column_stats(X) if data_variance is None else None  # else the mean alone
-    data_variance = columns.var if columns is not None else data_variance
+    columns = column_stats(X) if columns is None else columns
     # the translation: the data mean (none for symmetric means: a constraint about the origin)
-    if settings.symmetric_means:
-        shift = np.zeros(X.shape[1])
-    else:
-        shift = columns.mean if columns is not None else column_means(X)
+    shift = np.zeros(X.shape[1]) if settings.symmetric_means else columns.mean
     XT = centred_transpose(X, shift)  # a copy: X stays untouched
     second = None
     if strategy(settings.covariance_type).POOLED_SECOND_MOMENT:
         with loop.one_blas_thread():  # as the loop runs BLAS (changing the count costs ~0.1 s)
             second = XT @ XT.T
-    return XT, model_config(settings, X.shape[0], K, data_variance, shift, second), shift
+    return XT, model_config(settings, X.shape[0], K, columns.var, shift, second), shift
 
 
-def prepare(X: np.ndarray, start: EMState, settings: EMSettings, data_variance=None):
+def prepare(
+    X: np.ndarray, start: EMState, settings: EMSettings, columns: ColumnStats | None = None
+):
     """(centred data transposed XT (d, n), model config, parameter record, shift) for a run
-    from ``start`` on complete data."""
-    XT, cfg, shift = data_and_config(X, start.means.shape[1], settings, data_variance)
+    from ``start`` on complete data (``columns``: as in :func:`data_and_config`)."""
+    XT, cfg, shift = data_and_config(X, start.means.shape[1], settings, columns)
     start = EMState(*_impose_fixed(*tuple(start)[:3], settings), start.prec_chol)
     return XT, cfg, to_params(start, settings, cfg, shift), shift
 
 
+def observed_column_stats(X: np.ndarray) -> ColumnStats:
+    """The :class:`ColumnStats` of the observed (not NaN) values of each column of X (n, d)."""
+    return ColumnStats(
+        np.nanmean(X, axis=0), np.nanvar(X, axis=0), np.nanmin(X, axis=0), np.nanmax(X, axis=0)
+    )
+
+
 def loop_inputs(
-    X: np.ndarray, start: EMState, settings: EMSettings, data_variance=None, missing=None
+    X: np.ndarray,
+    start: EMState,
+    settings: EMSettings,
+    columns: ColumnStats | None = None,
+    missing: bool | None = None,
 ):
     """(model, data for the loop, config, parameter record, shift): the Gaussian model on
-    complete data, the missing-data model (:mod:`workbench.em.missing_model`) when X holds NaN
-    (values missing at random; rows sorted by missingness pattern, the means and variances of
-    the observed values setting the shift and the scales). ``missing``: force the choice."""
+    complete data (``columns``: as in :func:`data_and_config`), the missing-data model
+    (:mod:`workbench.em.missing_model`) when X holds NaN (values missing at random; rows sorted
+    by missingness pattern, the means and variances of the observed values, ``columns`` when
+    given, setting the shift and the scales). ``missing``: whether X holds NaN, when known or to
+    force the choice."""
     X = np.asarray(X, dtype=float)
     if not (np.isnan(X).any() if missing is None else missing):
-        XT, cfg, params, shift = prepare(X, start, settings, data_variance)
+        XT, cfg, params, shift = prepare(X, start, settings, columns)
         return gaussian_model(settings.covariance_type), XT, cfg, params, shift
     model = missing_model(settings.covariance_type)
-    data_variance = np.nanvar(X, axis=0) if data_variance is None else data_variance
-    shift = np.zeros(X.shape[1]) if settings.symmetric_means else np.nanmean(X, axis=0)
+    columns = observed_column_stats(X) if columns is None else columns
+    shift = np.zeros(X.shape[1]) if settings.symmetric_means else columns.mean
     XT, starts, order, n_observed, _ = group_by_pattern(X - shift)
-    gaussian = model_config(settings, X.shape[0], start.means.shape[1], data_variance, shift)
+    gaussian = model_config(settings, X.shape[0], start.means.shape[1], columns.var, shift)
     d = X.shape[1]
     rows = max(8, min(2048, CHUNK_ELEMENTS // (d * (d + 1) // 2 + d + 1)))
     rows -= rows % 8  # whole cache lines per row of a chunk (see products.aligned_zeros)
@@ -335,16 +349,16 @@ def splits_passes(X: np.ndarray, K: int, covariance_type: str) -> bool:
     return work >= loop.MIN_PASS_WORK and loop.threads() > 1
 
 
-def run_em(X, start: EMState, settings: EMSettings, data_variance=None) -> EMRun:
+def run_em(X, start: EMState, settings: EMSettings, columns: ColumnStats | None = None) -> EMRun:
     """Run EM (SQUAREM when ``settings.squarem``) from every restart in ``start`` until each
-    stops. data_variance (d,): the data's variance per column when known (its observed
-    values' with missing data), else computed."""
+    stops. ``columns``: X's column summaries (of its observed values, when some are missing)
+    when known, else computed."""
     t0 = time.perf_counter()
     X = np.asarray(X, dtype=float)
-    if data_variance is None:
-        missing = np.isnan(X).any()
-        data_variance = np.nanvar(X, axis=0) if missing else column_stats(X).var
-    model, XT, cfg, params, shift = loop_inputs(X, start, settings, data_variance)
+    missing = bool(np.isnan(X).any())
+    if columns is None:
+        columns = observed_column_stats(X) if missing else column_stats(X)
+    model, XT, cfg, params, shift = loop_inputs(X, start, settings, columns, missing)
     loop_settings = loop.LoopSettings(
         settings.max_iter, settings.tol, settings.decrease_tol, settings.squarem
     )
@@ -367,7 +381,7 @@ def run_em(X, start: EMState, settings: EMSettings, data_variance=None) -> EMRun
         wall_time=0.0,
         nk=expected_counts(out.stats, cfg),
     )
-    run = label_solutions(run, settings, data_variance)
+    run = label_solutions(run, settings, columns.var)
     return run._replace(wall_time=time.perf_counter() - t0)
 
 
