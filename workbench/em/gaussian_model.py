@@ -36,7 +36,7 @@ from workbench.em.covariance.registry import strategy
 from workbench.em.logsumexp import normalise_columns
 from workbench.em.loop import copy_array
 from workbench.em.model import EMModel
-from workbench.em.products import add_statistics, aligned_zeros
+from workbench.em.products import add_statistics, aligned_zeros, whole_lines
 from workbench.em.specialise import kernel, specialise
 from workbench.status import DegenerateKind
 
@@ -283,8 +283,7 @@ def n_features(covariance_type: str, d: int) -> int:
 
 def chunking(n: int, m: int, K: int) -> tuple[int, int]:
     """(points per chunk, groups): fixed functions of the data's and the model's sizes."""
-    B = int(max(64, min(2048, CHUNK_ELEMENTS // max(m, K))))
-    B -= B % 8  # whole cache lines per row of a chunk (see products.aligned_zeros)
+    B = whole_lines(int(max(64, min(2048, CHUNK_ELEMENTS // max(m, K)))))
     n_chunks = -(-n // B)
     return B, int(max(1, min(MAX_GROUPS, n_chunks)))
 

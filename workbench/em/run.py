@@ -26,6 +26,7 @@ from workbench.em.gaussian_model import (
 )
 from workbench.em.gaussian_model import KINDS as LOOP_KINDS
 from workbench.em.missing_model import MissingConfig, chunk_list, group_by_pattern, missing_model
+from workbench.em.products import whole_lines
 from workbench.status import DegenerateKind, EMStatus
 
 # Degenerate kinds. Stops: "nan" (a non-finite log-likelihood), "weight" (an expected count fell
@@ -294,8 +295,7 @@ def loop_inputs(
     XT, starts, order, n_observed, _ = group_by_pattern(X - shift)
     gaussian = model_config(settings, X.shape[0], start.means.shape[1], columns.var, shift)
     d = X.shape[1]
-    rows = max(8, min(2048, CHUNK_ELEMENTS // (d * (d + 1) // 2 + d + 1)))
-    rows -= rows % 8  # whole cache lines per row of a chunk (see products.aligned_zeros)
+    rows = whole_lines(max(8, min(2048, CHUNK_ELEMENTS // (d * (d + 1) // 2 + d + 1))))
     cfg = MissingConfig(gaussian, starts, order, n_observed, *chunk_list(starts, rows))
     start = EMState(*_impose_fixed(*tuple(start)[:3], settings), start.prec_chol)
     return model, XT, cfg, to_params(start, settings, gaussian, shift), shift
